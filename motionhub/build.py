@@ -1,0 +1,50 @@
+"""Turn a validated ``Recipe`` into objects: data set, tokenizer, loss set."""
+
+from __future__ import annotations
+
+import inspect
+from collections import Counter
+from typing import Any
+
+from .dataset import Dataset
+from .errors import MotionhubError
+from .formats import MotionFormat
+from .losses import LossSet, LossTerm
+from .recipe import ComponentSpec, Recipe
+from .tokenizer import Tokenizer
+
+
+def instantiate(spec: ComponentSpec, **injected: Any) -> Any:
+    """Build ``spec``'s class from its recipe arguments plus the injected ones it asks for."""
+    params = inspect.signature(spec.component.cls).parameters
+    kwargs = dict(spec.kwargs)
+    for key, value in injected.items():
+        if key in params and key not in kwargs:
+            kwargs[key] = value
+    try:
+        return spec.component.cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise MotionhubError(f"{spec.path} ({spec.component.kind} '{spec.name}'): {exc}") from exc
+
+
+def build_dataset(recipe: Recipe) -> Dataset:
+    return instantiate(recipe.data)
+
+
+def build_tokenizer(recipe: Recipe, fmt: MotionFormat) -> Tokenizer:
+    encoder = instantiate(recipe.encoder, format=fmt)
+    dim = getattr(encoder, "out_dim", None)
+    quantizer = instantiate(recipe.quantizer, dim=dim)
+    decoder = instantiate(recipe.decoder, format=fmt, dim=getattr(quantizer, "dim", dim), encoder=encoder)
+    return Tokenizer(encoder, quantizer, decoder)
+
+
+def build_losses(recipe: Recipe) -> LossSet:
+    counts = Counter(spec.name for spec in recipe.losses)
+    seen: Counter = Counter()
+    terms = []
+    for spec in recipe.losses:
+        seen[spec.name] += 1
+        label = spec.name if counts[spec.name] == 1 else f"{spec.name}{seen[spec.name]}"
+        terms.append(LossTerm(label, instantiate(spec), spec.weight, spec.every, spec.schedule))
+    return LossSet(terms)

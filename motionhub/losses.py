@@ -1,0 +1,68 @@
+"""Loss plugin contract and ``LossSet``: weights, every-N-steps and weight schedules."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import torch
+
+from .formats import MotionFormat
+
+
+class Loss:
+    """Base class for loss plugins.
+
+    ``__call__(batch, outputs, format)`` returns a scalar tensor. ``batch["motion"]`` is the
+    normalised input (B, T, *F) and ``batch.get("mask")`` an optional (B, T) bool mask of
+    real (not padded) frames; ``outputs`` is the tokenizer's dict (``recon``, ``indices``,
+    ``aux_loss``, ...). Constructors take recipe keyword arguments only; ``weight``,
+    ``every`` and ``schedule`` are handled by the framework.
+    """
+
+    def __call__(self, batch: dict, outputs: dict, format: MotionFormat) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@dataclasses.dataclass
+class LossTerm:
+    name: str  # unique label in logs: the loss name, suffixed when a recipe uses it twice
+    loss: Loss
+    weight: float = 1.0
+    every: int = 1
+    schedule: list[list[float]] | None = None
+
+    def weight_at(self, step: int) -> float:
+        if not self.schedule:
+            return self.weight
+        steps, weights = zip(*self.schedule)
+        return float(np.interp(step, steps, weights))
+
+
+class LossSet:
+    """All loss terms of a recipe. ``__call__`` returns the weighted total and each term.
+
+    A term is skipped on steps that are not a multiple of its ``every`` (its weight is scaled
+    by ``every`` so its average contribution is unchanged) and when its weight is 0. Seconds
+    spent in each term accumulate in ``seconds`` so an expensive loss shows in the report.
+    """
+
+    def __init__(self, terms: list[LossTerm]):
+        self.terms = terms
+        self.seconds = {term.name: 0.0 for term in terms}
+
+    def __call__(self, batch: dict, outputs: dict, fmt: MotionFormat, step: int
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        total = outputs["aux_loss"].new_zeros(()) if "aux_loss" in outputs else torch.zeros(())
+        values = {}
+        for term in self.terms:
+            weight = term.weight_at(step)
+            if weight == 0 or step % term.every:
+                continue
+            start = time.perf_counter()
+            value = term.loss(batch, outputs, fmt)
+            self.seconds[term.name] += time.perf_counter() - start
+            values[term.name] = value.detach()
+            total = total + weight * term.every * value
+        return total, values

@@ -1,0 +1,374 @@
+"""Recipes: YAML -> a validated ``Recipe``, with every problem reported at once.
+
+A recipe has fixed sections. ``run`` and ``train`` are plain settings; ``data``,
+``encoder``, ``quantizer`` and ``decoder`` are components (``name:`` plus the registered
+class's keyword arguments); ``losses`` is a list of loss components, each with optional
+``weight``, ``every`` and ``schedule``. Values may reference other values with
+``${section.key}``, and ``key=value`` overrides use the same dotted paths.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .errors import MotionhubError, RecipeError, UnknownComponentError, did_you_mean
+from .registry import Component, Registry
+from .typecheck import annotations_of, type_problem
+
+
+# ---------------------------------------------------------------------------- sections
+@dataclasses.dataclass
+class RunConfig:
+    name: str = "run"  # names the run directory
+    out: str = "runs/${run.name}"  # where checkpoints, metrics and reports go
+    seed: int = 0  # seeds data sampling, initialisation and every RNG the loop uses
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    batch_size: int = 32  # per process
+    iters: int = 1000  # optimizer steps after warm-up
+    lr: float = 2e-4
+    betas: list[float] = dataclasses.field(default_factory=lambda: [0.9, 0.99])
+    weight_decay: float = 0.0
+    warmup_iters: int = 0  # linear warm-up steps, taken before ``iters``
+    milestones: list[int] = dataclasses.field(default_factory=list)  # MultiStepLR, in steps after warm-up
+    gamma: float = 0.05  # lr factor at each milestone
+    grad_clip: float | None = None  # max gradient norm; null = no clipping
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    log_every: int = 10  # steps between metrics.jsonl rows
+    checkpoint_every: int = 0  # steps between numbered checkpoints; 0 = only the last
+    num_workers: int = 0  # DataLoader worker processes
+
+
+@dataclasses.dataclass
+class ComponentSpec:
+    """A recipe section naming a registered component and its keyword arguments."""
+
+    path: str  # YAML path, e.g. "quantizer" or "losses[1]"
+    component: Component
+    kwargs: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.component.name
+
+
+@dataclasses.dataclass
+class DataSpec(ComponentSpec):
+    window: int = 64  # frames per training window (T2M-GPT 64, MotionMillion 96)
+
+
+@dataclasses.dataclass
+class LossSpec(ComponentSpec):
+    weight: float = 1.0
+    every: int = 1  # compute every N steps (expensive losses)
+    schedule: list[list[float]] | None = None  # [[step, weight], ...], linear in between
+
+
+@dataclasses.dataclass
+class Recipe:
+    source: str
+    tree: dict[str, Any]  # the resolved YAML tree, saved into the run directory
+    run: RunConfig
+    data: DataSpec
+    encoder: ComponentSpec
+    quantizer: ComponentSpec
+    decoder: ComponentSpec
+    losses: list[LossSpec]
+    train: TrainConfig
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.tree, sort_keys=False)
+
+
+COMPONENT_SECTIONS = {"data": "dataset", "encoder": "encoder", "quantizer": "quantizer", "decoder": "decoder"}
+SETTING_SECTIONS = {"run": RunConfig, "train": TrainConfig}
+SECTIONS = ("run", "data", "encoder", "quantizer", "decoder", "losses", "train")
+LOSS_KEYS = ("weight", "every", "schedule")  # framework keys of a loss entry
+DATA_KEYS = ("window",)  # framework keys of the data section
+
+# Arguments the framework supplies at build time when the recipe leaves them unset.
+INJECTED = {
+    "dataset": (),
+    "encoder": ("format",),
+    "quantizer": ("dim",),
+    "decoder": ("format", "dim", "encoder"),
+    "loss": (),
+    "exporter": (),
+}
+
+
+# ---------------------------------------------------------------------------- YAML
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``2e-4`` as a float (YAML 1.1 wants ``2.0e-4``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+$|^[-+]?\d[\d_]*\.\d*$|^[-+]?\.\d+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        raise MotionhubError(f"{source}: not valid YAML: {exc}") from None
+
+
+def read_tree(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        hint = " (it is a directory)" if path.is_dir() else ""
+        raise MotionhubError(f"recipe file not found: {path}{hint}")
+    tree = parse_yaml(path.read_text(), str(path))
+    if tree is None:
+        tree = {}
+    if not isinstance(tree, dict):
+        raise MotionhubError(f"{path}: a recipe is a mapping of sections ({', '.join(SECTIONS)}), got {type(tree).__name__}")
+    return tree
+
+
+# ---------------------------------------------------------------------------- overrides
+def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> list[tuple[str, str]]:
+    """Set ``a.b.c=value`` items in place (value parsed as YAML); returns the problems."""
+    problems = []
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            problems.append(("", f"override {item!r} is not key=value (e.g. train.lr=1e-4)"))
+            continue
+        parts = _split_path(key.strip())
+        value = parse_yaml(text, f"override {item!r}") if text.strip() else ""
+        node: Any = tree
+        for i, part in enumerate(parts[:-1]):
+            nxt = _child(node, part)
+            if nxt is None:
+                if isinstance(node, dict):
+                    node[part] = nxt = {}
+                else:
+                    problems.append((".".join(parts[: i + 1]), f"override {item!r}: no such list item"))
+                    break
+            node = nxt
+        else:
+            if isinstance(node, list) and parts[-1].isdigit() and int(parts[-1]) < len(node):
+                node[int(parts[-1])] = value
+            elif isinstance(node, dict):
+                node[parts[-1]] = value
+            else:
+                problems.append((key, f"override {item!r}: cannot set a key inside {type(node).__name__}"))
+    return problems
+
+
+def _split_path(path: str) -> list[str]:
+    return [p for p in re.split(r"[.\[\]]+", path) if p]
+
+
+def _child(node: Any, part: str) -> Any:
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+        return node[int(part)]
+    return None
+
+
+# ---------------------------------------------------------------------------- ${...}
+_REF = re.compile(r"\$\{([^}]+)\}")
+
+
+def resolve_references(tree: dict[str, Any]) -> list[tuple[str, str]]:
+    """Replace ``${a.b}`` in strings, in place; a string that is one reference keeps the type."""
+    problems: list[tuple[str, str]] = []
+
+    def lookup(ref: str, path: str, stack: tuple[str, ...]) -> Any:
+        if ref in stack:
+            raise _Cycle(" -> ".join(stack + (ref,)))
+        node: Any = tree
+        for part in _split_path(ref):
+            node = _child(node, part)
+            if node is None:
+                raise KeyError(ref)
+        return resolve(node, path, stack + (ref,))
+
+    def resolve(value: Any, path: str, stack: tuple[str, ...]) -> Any:
+        if isinstance(value, dict):
+            return {k: resolve(v, f"{path}.{k}" if path else k, stack) for k, v in value.items()}
+        if isinstance(value, list):
+            return [resolve(v, f"{path}[{i}]", stack) for i, v in enumerate(value)]
+        if not isinstance(value, str) or "${" not in value:
+            return value
+        whole = _REF.fullmatch(value)
+        if whole:
+            return lookup(whole.group(1).strip(), path, stack)
+        return _REF.sub(lambda m: str(lookup(m.group(1).strip(), path, stack)), value)
+
+    for section in list(tree):
+        try:
+            tree[section] = resolve(tree[section], section, ())
+        except KeyError as exc:
+            problems.append((section, f"reference ${{{exc.args[0]}}} names nothing in the recipe"))
+        except _Cycle as exc:
+            problems.append((section, f"references form a cycle: {exc}"))
+    return problems
+
+
+class _Cycle(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------- validation
+def load_recipe(path: str | Path, overrides: list[str] | None = None, registry: Registry | None = None) -> Recipe:
+    """Read, override, resolve and validate a recipe; raise one ``RecipeError`` listing every problem."""
+    tree = read_tree(path)
+    return recipe_from_tree(tree, str(path), overrides or [], registry)
+
+
+def recipe_from_tree(tree: dict[str, Any], source: str, overrides: list[str] | None = None,
+                     registry: Registry | None = None) -> Recipe:
+    if registry is None:
+        from .plugins import get_registry
+
+        registry = get_registry()
+    tree = copy.deepcopy(tree)
+    run = tree.get("run")
+    if run is None or isinstance(run, dict):  # defaults first, so ${run.name} in run.out resolves
+        tree["run"] = {**_defaults(RunConfig), **(run or {})}
+    problems = apply_overrides(tree, overrides or [])
+    problems += resolve_references(tree)
+
+    for key in tree:
+        if key not in SECTIONS:
+            problems.append((key, f"unknown section{did_you_mean(key, SECTIONS) or '.'} Sections: {', '.join(SECTIONS)}"))
+    settings = {name: _settings(tree.get(name), cls, name, problems) for name, cls in SETTING_SECTIONS.items()}
+    components = {}
+    for section, kind in COMPONENT_SECTIONS.items():
+        if section not in tree:
+            problems.append((section, f"missing section: name the {kind} to use, e.g. {section}: {{name: ...}} "
+                                      f"(see 'motionhub list {kind}s')"))
+            continue
+        extra = DATA_KEYS if section == "data" else ()
+        components[section] = _component(tree[section], kind, section, registry, problems, extra)
+    if components.get("data") is not None:
+        node = tree["data"] if isinstance(tree["data"], dict) else {}
+        components["data"] = _data_spec(components["data"], node, problems)
+    losses = _losses(tree.get("losses"), registry, problems)
+
+    if problems:
+        raise RecipeError(source, problems)
+    return Recipe(source=source, tree=tree, run=settings["run"], train=settings["train"], losses=losses, **components)
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            for f in dataclasses.fields(cls)}
+
+
+def _settings(node: Any, cls: type, path: str, problems: list) -> Any:
+    if node is None:
+        node = {}
+    if not isinstance(node, dict):
+        problems.append((path, f"expected a mapping of settings, got {type(node).__name__}"))
+        return None
+    hints = annotations_of(cls)
+    fields = [f.name for f in dataclasses.fields(cls)]
+    values = {}
+    for key, value in node.items():
+        if key not in fields:
+            problems.append((f"{path}.{key}", f"unknown key{did_you_mean(key, fields) or '.'} "
+                                              f"Keys of '{path}': {', '.join(fields)}"))
+        elif (problem := type_problem(value, hints.get(key))) is not None:
+            problems.append((f"{path}.{key}", problem))
+        else:
+            values[key] = value
+    return cls(**values)
+
+
+def _component(node: Any, kind: str, path: str, registry: Registry, problems: list,
+               extra_keys: tuple[str, ...] = ()) -> ComponentSpec | None:
+    if isinstance(node, str):  # shorthand: "quantizer: fsq"
+        node = {"name": node}
+    if not isinstance(node, dict):
+        problems.append((path, f"expected a mapping with 'name:' and the {kind}'s arguments, got {type(node).__name__}"))
+        return None
+    kwargs = {k: v for k, v in node.items() if k != "name" and k not in extra_keys}
+    name = node.get("name")
+    if name is None:
+        problems.append((f"{path}.name", f"missing: which {kind}? Available {kind}s: "
+                                         f"{', '.join(registry.names(kind)) or 'none'}"))
+        return None
+    try:
+        component = registry.get(kind, name)
+    except UnknownComponentError as exc:
+        problems.append((f"{path}.name", str(exc)))
+        return None
+    problems += bind_arguments(component, kwargs, path)
+    return ComponentSpec(path, component, kwargs)
+
+
+def bind_arguments(component: Component, kwargs: dict[str, Any], path: str) -> list[tuple[str, str]]:
+    """Problems binding ``kwargs`` to the component's constructor: unknown, missing, mistyped."""
+    try:
+        params = dict(inspect.signature(component.cls).parameters)
+    except (TypeError, ValueError):
+        return []
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    named = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    hints = annotations_of(component.cls)
+    problems = []
+    for key, value in kwargs.items():
+        if key not in named:
+            if not takes_any:
+                hint = did_you_mean(key, named) or "."
+                problems.append((f"{path}.{key}", f"unknown key{hint} {component.kind} '{component.name}' takes: "
+                                                  f"{', '.join(named) or 'no arguments'}"))
+            continue
+        if (problem := type_problem(value, hints.get(key))) is not None:
+            problems.append((f"{path}.{key}", problem))
+    for name in named:
+        param = params[name]
+        if param.default is param.empty and name not in kwargs and name not in INJECTED[component.kind]:
+            problems.append((f"{path}.{name}", f"missing required argument of {component.kind} '{component.name}'"))
+    return problems
+
+
+def _data_spec(spec: ComponentSpec, node: dict[str, Any], problems: list) -> DataSpec:
+    extras = {k: node[k] for k in DATA_KEYS if k in node}
+    window = extras.get("window", 64)
+    if (problem := type_problem(window, int)) is not None:
+        problems.append(("data.window", problem))
+    elif window < 1:
+        problems.append(("data.window", "must be at least 1 frame"))
+    return DataSpec(spec.path, spec.component, spec.kwargs, **extras)
+
+
+def _losses(node: Any, registry: Registry, problems: list) -> list[LossSpec]:
+    if not node:
+        problems.append(("losses", "missing: list at least one loss, e.g. losses: [{name: recon}] "
+                                   "(see 'motionhub list losses')"))
+        return []
+    if not isinstance(node, list):
+        problems.append(("losses", f"expected a list of losses, got {type(node).__name__}"))
+        return []
+    specs = []
+    for i, item in enumerate(node):
+        path = f"losses[{i}]"
+        spec = _component(item, "loss", path, registry, problems, extra_keys=LOSS_KEYS)
+        if spec is None:
+            continue
+        extras = {k: item[k] for k in LOSS_KEYS if isinstance(item, dict) and k in item}
+        for key, annotation in (("weight", float), ("every", int), ("schedule", list[list[float]])):
+            if key in extras and (problem := type_problem(extras[key], annotation)) is not None:
+                problems.append((f"{path}.{key}", problem))
+        if isinstance(extras.get("every"), int) and extras["every"] < 1:
+            problems.append((f"{path}.every", "must be at least 1"))
+        specs.append(LossSpec(spec.path, spec.component, spec.kwargs, **extras))
+    return specs

@@ -1,0 +1,63 @@
+"""Encoder, decoder base classes and the ``Tokenizer`` that chains encoder -> quantizer -> decoder."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .quantizer import Quantizer
+
+
+class Encoder(nn.Module):
+    """Base class for encoder plugins: ``(B, T, *F) -> (B, T // downsample, out_dim)``.
+
+    Constructors receive ``format`` (the data set's ``MotionFormat``) from the framework
+    unless the recipe sets it; everything else comes from the recipe.
+    """
+
+    out_dim: int
+    downsample: int = 1  # temporal down-sampling factor; clip lengths are cropped to a multiple
+
+
+class Decoder(nn.Module):
+    """Base class for decoder plugins: ``(B, T', C) -> (B, T, *F)``, or a dict of outputs.
+
+    Constructors may ask for ``format``, ``dim`` (the quantizer's output width) and
+    ``encoder`` (the built encoder, to mirror its hyper-parameters); the framework passes
+    whichever of these the signature names and the recipe leaves unset.
+    """
+
+
+class Tokenizer(nn.Module):
+    """encoder -> quantizer -> decoder.
+
+    ``forward(x: (B, T, *F))`` returns a dict with ``recon`` (or the decoder's own keys,
+    e.g. ``logits``), ``latents`` (B, T', C), ``quantized`` (B, T', C), ``indices`` and
+    ``aux_loss``.
+    """
+
+    def __init__(self, encoder: Encoder, quantizer: Quantizer, decoder: Decoder):
+        super().__init__()
+        self.encoder, self.quantizer, self.decoder = encoder, quantizer, decoder
+
+    @property
+    def downsample(self) -> int:
+        return getattr(self.encoder, "downsample", 1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        latents = self.encoder(x)
+        q = self.quantizer(latents)
+        decoded = self.decoder(q.quantized)
+        outputs = decoded if isinstance(decoded, dict) else {"recon": decoded}
+        return {**outputs, "latents": latents, "quantized": q.quantized,
+                "indices": q.indices, "aux_loss": q.aux_loss}
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Token ids for ``x``: (B, T', ...) integers."""
+        return self.quantizer(self.encoder(x)).indices
+
+    @torch.no_grad()
+    def decode(self, indices: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Decoder output for token ids."""
+        return self.decoder(self.quantizer.indices_to_codes(indices))
