@@ -141,11 +141,15 @@ def load_failures() -> list[LoadFailure]:
     return list(_failures)
 
 
-def get_registry() -> Registry:
-    """The registry of every loaded plugin's components; raises if a plugin failed to load."""
+def get_registry(strict: bool = True) -> Registry:
+    """The registry of every loaded plugin's components.
+
+    ``strict``: raise if a third-party plugin failed to load, rather than run without it
+    (listing commands pass False so a broken plugin can still be inspected).
+    """
     global _registry
     load_plugins()
-    if _failures:
+    if strict and _failures:
         raise PluginError("\n\n".join(failure.message() for failure in _failures))
     if _registry is None:
         _registry = build_registry()
@@ -168,7 +172,7 @@ def build_registry() -> Registry:
 
 def registered_by(plugin_name: str) -> dict[str, list[str]]:
     """``{"quantizers": ["fsq", ...], ...}`` for one plugin (kinds with no names omitted)."""
-    registry = get_registry()
+    registry = get_registry(strict=False)
     out: dict[str, list[str]] = {}
     for component in registry:
         if component.provider == plugin_name:

@@ -122,7 +122,11 @@ def parse_yaml(text: str, source: str) -> Any:
     try:
         return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
-        raise MotionhubError(f"{source}: not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        hint = " (quote values that contain '{', e.g. \"runs/${run.name}\")" if "{" in text and "flow" in str(exc) else ""
+        raise MotionhubError(f"{where}: not valid YAML: {problem}{hint}") from None
 
 
 def read_tree(path: str | Path) -> dict[str, Any]:

@@ -50,7 +50,10 @@ def synthesize(rng: np.random.Generator, skeleton: Skeleton, offsets: np.ndarray
     frequency = rng.uniform(0.7, 1.4)  # strides per second
     amplitude = rng.uniform(0.25, 0.55) if walking else rng.uniform(0.0, 0.08)
     phase = 2 * np.pi * frequency * t + rng.uniform(0, 2 * np.pi)
+    # HumanML3D's root-rotation encoding breaks once the heading passes 180 degrees from
+    # frame 0 (a quirk of the reference kept for fidelity), so keep the total turn below that.
     turn = rng.uniform(-0.8, 0.8) * (rng.random() < 0.6)  # rad/s
+    turn = float(np.clip(turn, -2.8 / t[-1], 2.8 / t[-1])) if frames > 1 else 0.0
     wave = rng.random() < 0.3
 
     rotations = np.zeros((frames, skeleton.num_joints, 3))

@@ -1,0 +1,1 @@
+"""BVH motion capture files: a reader for any skeleton and forward kinematics."""

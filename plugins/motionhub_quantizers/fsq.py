@@ -1,0 +1,74 @@
+"""Finite scalar quantization (Mentzer et al. 2023) on ``vector_quantize_pytorch.FSQ``."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import vector_quantize_pytorch as vqp
+
+from motionhub.quantizer import Quantizer, QuantizerOutput
+
+# the levels MotionMillion picks for a requested codebook size (the product is the real size)
+LEVELS_FOR_SIZE: dict[int, list[int]] = {
+    256: [8, 6, 5],
+    512: [8, 8, 8],
+    1024: [8, 5, 5, 5],
+    2048: [8, 8, 6, 5],
+    4096: [7, 5, 5, 5, 5],
+    16384: [8, 8, 8, 6, 5],
+    65536: [8, 8, 8, 5, 5, 5],
+}
+
+
+def fsq_levels(levels: Optional[list[int]], codebook_size: Optional[int]) -> list[int]:
+    """The FSQ levels from exactly one of explicit ``levels`` or a nominal ``codebook_size``."""
+    if (levels is None) == (codebook_size is None):
+        raise ValueError("FSQ needs exactly one of 'levels' (e.g. [8, 5, 5, 5]) or 'codebook_size' "
+                         f"(one of {sorted(LEVELS_FOR_SIZE)})")
+    if codebook_size is not None:
+        if codebook_size not in LEVELS_FOR_SIZE:
+            raise ValueError(f"FSQ has no levels for codebook_size {codebook_size}; supported sizes: "
+                             f"{', '.join(map(str, sorted(LEVELS_FOR_SIZE)))}, or give 'levels' explicitly")
+        return list(LEVELS_FOR_SIZE[codebook_size])
+    if not levels or any(level < 3 for level in levels):
+        raise ValueError(f"FSQ levels must be a non-empty list of integers >= 3, got {levels}")
+    return list(levels)
+
+
+class FSQ(Quantizer):
+    """Finite scalar quantization: round each of len(levels) projected dims to a fixed grid, no codebook to learn.
+
+    dim:           latent width C; a Linear C -> len(levels) (and back) is added when they differ.
+    levels:        grid size per dimension, e.g. [8, 5, 5, 5] (1000 codes).
+    codebook_size: nominal size mapped to MotionMillion's levels (2048 -> [8, 8, 6, 5], 1920 codes).
+
+    Exactly one of ``levels`` / ``codebook_size``. Quantisation runs in fp32; ``aux_loss`` is 0.
+    forward: (B, N, C) -> quantized (B, N, C), indices (B, N).
+    """
+
+    def __init__(
+        self, dim: Optional[int] = None, levels: Optional[list[int]] = None, codebook_size: Optional[int] = None
+    ):
+        super().__init__()
+        self.levels = fsq_levels(levels, codebook_size)
+        self.fsq = vqp.FSQ(levels=self.levels, dim=dim)
+        self.dim = self.fsq.dim
+
+    @property
+    def codebook_size(self) -> int:
+        return math.prod(self.levels)
+
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        quantized, indices = self.fsq(z)
+        return QuantizerOutput(quantized, indices.long(), z.new_zeros(()))
+
+    def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """(B, N) -> (B, N, C)."""
+        return self.fsq.indices_to_codes(indices)
+
+    def reference_key_map(self) -> dict[str, str]:
+        """``{own state_dict key: reference key}`` relative to MotionMillion's ``vqvae.quantizer``
+        (``project_in.weight``, ...)."""
+        return {key: key.removeprefix("fsq.") for key in self.state_dict()}

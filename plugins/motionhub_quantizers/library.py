@@ -1,0 +1,159 @@
+"""Thin wrappers around vector-quantize-pytorch's VectorQuantize, ResidualVQ and LFQ.
+
+Each normalises the library's return value to ``QuantizerOutput`` (scalar ``aux_loss``, int64
+indices) and exposes the options that matter most for codebook usage. Defaults are the library's.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import vector_quantize_pytorch as vqp
+
+from motionhub.quantizer import Quantizer, QuantizerOutput
+
+
+class VQ(Quantizer):
+    """Vector quantizer from vector-quantize-pytorch: EMA codebook, optional k-means init and dead-code expiry.
+
+    dim:                     latent width C.
+    codebook_size:           number of codes K.
+    decay:                   EMA decay of the codebook.
+    commitment_weight:       weight of the commitment loss in ``aux_loss``.
+    kmeans_init:             initialise the codebook with k-means on the first batch.
+    threshold_ema_dead_code: replace codes whose EMA cluster size falls below this (0 = never).
+    use_cosine_sim:          l2-normalised codes and latents, cosine-similarity lookup.
+    codebook_dim:            look up codes in a projected space of this width (None = C).
+    rotation_trick:          gradient estimator through the lookup; None = the library's default (on).
+    forward: (B, N, C) -> quantized (B, N, C), indices (B, N).
+    """
+
+    def __init__(
+        self,
+        dim: int = 512,
+        codebook_size: int = 512,
+        decay: float = 0.8,
+        commitment_weight: float = 1.0,
+        kmeans_init: bool = False,
+        threshold_ema_dead_code: float = 0.0,
+        use_cosine_sim: bool = False,
+        codebook_dim: Optional[int] = None,
+        rotation_trick: Optional[bool] = None,
+    ):
+        super().__init__()
+        self.dim = dim
+        self.vq = vqp.VectorQuantize(
+            dim=dim, codebook_size=codebook_size, decay=decay, commitment_weight=commitment_weight,
+            kmeans_init=kmeans_init, threshold_ema_dead_code=threshold_ema_dead_code,
+            use_cosine_sim=use_cosine_sim, codebook_dim=codebook_dim, rotation_trick=rotation_trick,
+        )
+
+    @property
+    def codebook_size(self) -> int:
+        return self.vq.codebook_size
+
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        quantized, indices, loss = self.vq(z)
+        return QuantizerOutput(quantized, indices.long(), loss.sum())
+
+    def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """(B, N) -> (B, N, C)."""
+        return self.vq.get_output_from_indices(indices)
+
+
+class RVQ(Quantizer):
+    """Residual vector quantizer from vector-quantize-pytorch: Q codebooks, each quantising the previous residual.
+
+    dim:             latent width C.
+    num_quantizers:  Q, the number of residual levels.
+    codebook_size:   codes per level.
+    quantize_dropout: train with a random number of levels so fewer can be decoded.
+    shared_codebook: one codebook for every level.
+    decay, commitment_weight, kmeans_init, threshold_ema_dead_code, use_cosine_sim, codebook_dim,
+    rotation_trick:  as in ``VQ``, for every level.
+
+    ``aux_loss`` sums the levels' commitment losses.
+    forward: (B, N, C) -> quantized (B, N, C), indices (B, N, Q).
+    """
+
+    def __init__(
+        self,
+        dim: int = 512,
+        num_quantizers: int = 8,
+        codebook_size: int = 1024,
+        quantize_dropout: bool = False,
+        shared_codebook: bool = False,
+        decay: float = 0.8,
+        commitment_weight: float = 1.0,
+        kmeans_init: bool = False,
+        threshold_ema_dead_code: float = 0.0,
+        use_cosine_sim: bool = False,
+        codebook_dim: Optional[int] = None,
+        rotation_trick: Optional[bool] = None,
+    ):
+        super().__init__()
+        self.dim = dim
+        self.rvq = vqp.ResidualVQ(
+            dim=dim, num_quantizers=num_quantizers, codebook_size=codebook_size,
+            quantize_dropout=quantize_dropout, shared_codebook=shared_codebook, decay=decay,
+            commitment_weight=commitment_weight, kmeans_init=kmeans_init,
+            threshold_ema_dead_code=threshold_ema_dead_code, use_cosine_sim=use_cosine_sim,
+            codebook_dim=codebook_dim, rotation_trick=rotation_trick,
+        )
+
+    @property
+    def codebook_size(self) -> int:
+        return self.rvq.codebook_size
+
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        quantized, indices, losses = self.rvq(z)
+        return QuantizerOutput(quantized, indices.long(), losses.sum())
+
+    def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """(B, N, Q) -> (B, N, C)."""
+        return self.rvq.get_output_from_indices(indices)
+
+
+class LFQ(Quantizer):
+    """Lookup-free quantization (MAGVIT-v2) from vector-quantize-pytorch: the code is the signs of log2(K) dims.
+
+    dim:                    latent width C (None = log2(codebook_size), no projection).
+    codebook_size:          K, a power of two.
+    entropy_loss_weight:    weight of the entropy (usage) loss in ``aux_loss``.
+    commitment_loss_weight: weight of the commitment loss in ``aux_loss``.
+    diversity_gamma:        weight of the codebook-entropy term inside the entropy loss.
+    forward: (B, N, C) -> quantized (B, N, C), indices (B, N).
+    """
+
+    def __init__(
+        self,
+        dim: Optional[int] = None,
+        codebook_size: int = 65536,
+        entropy_loss_weight: float = 0.1,
+        commitment_loss_weight: float = 0.0,
+        diversity_gamma: float = 1.0,
+    ):
+        super().__init__()
+        if codebook_size < 2 or codebook_size & (codebook_size - 1):
+            suggestion = 2 ** math.ceil(math.log2(max(codebook_size, 2)))
+            raise ValueError(f"LFQ codebook_size must be a power of two >= 2, "
+                             f"got {codebook_size} (try {suggestion})")
+        self.lfq = vqp.LFQ(
+            dim=dim, codebook_size=codebook_size, entropy_loss_weight=entropy_loss_weight,
+            commitment_loss_weight=commitment_loss_weight, diversity_gamma=diversity_gamma,
+        )
+        self.dim = self.lfq.dim
+
+    @property
+    def codebook_size(self) -> int:
+        return self.lfq.codebook_size
+
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        quantized, indices, aux_loss = self.lfq(z)
+        return QuantizerOutput(quantized, indices.long(), aux_loss.sum())
+
+    def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """(B, N) -> (B, N, C)."""
+        return self.lfq.indices_to_codes(indices)

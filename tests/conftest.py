@@ -1,0 +1,22 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    # Plugins installed on the developer's machine must not leak into the tests: entry-point
+    # loading is off in this process (subprocess tests opt back in explicitly).
+    sys._called_from_test = True
+
+
+@pytest.fixture
+def real_data() -> Path:
+    """The shared real-data folder, or skip the test when it is absent."""
+    root = Path(os.environ.get("MOTIONHUB_REAL_DATA", REPO.parent / "shared" / "real_data"))
+    if not root.is_dir():
+        pytest.skip(f"real data folder not found at {root} (set MOTIONHUB_REAL_DATA)")
+    return root
