@@ -29,14 +29,26 @@ class Clip:
 class Dataset:
     """Base class for data-set plugins.
 
-    Subclasses set ``format`` (a ``MotionFormat`` with statistics) and implement
-    ``clips(split)``. Constructors take only recipe keyword arguments.
+    Subclasses set ``format`` (a ``MotionFormat``) and implement ``clips(split)``.
+    Constructors take only recipe keyword arguments and should be cheap: heavy reading
+    happens in ``clips``, which the framework calls once per split to pack a store.
+
+    Statistics: a format with ``mean``/``std`` is normalised with them; a format without
+    them gets statistics computed from the packed train split (group-averaged per slice).
     """
 
     format: MotionFormat
 
     def clips(self, split: str) -> Iterator[Clip]:
         raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        """A string that changes whenever the clips would change (file sizes and times, ...).
+
+        The packed store is rebuilt when it changes. The framework already mixes in the
+        recipe arguments and plugin version; data sets read from files add their sources.
+        """
+        return ""
 
     def describe(self) -> str:
         """One line for logs: what was loaded from where."""
