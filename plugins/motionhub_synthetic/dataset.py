@@ -14,7 +14,7 @@ from motionhub.kinematics.skeletons import KIT_SKELETON, T2M_SKELETON
 
 from .motion import rest_offsets, synthesize
 
-# KIT-ML is millimetre-scale; these bone lengths give a 1.75 m figure.
+# KIT-ML is millimetre-scale; these bone lengths give about 1.5 m from floor to head joint.
 KIT_BONE_LENGTHS = (0, 120, 140, 180, 110, 190, 280, 250, 190, 280, 250,
                     95, 430, 410, 90, 70, 95, 430, 410, 90, 70)  # fmt: skip
 
