@@ -10,6 +10,7 @@ from .dataset import Dataset
 from .errors import MotionhubError
 from .formats import MotionFormat
 from .losses import LossSet, LossTerm
+from .metrics import Metric
 from .recipe import ComponentSpec, Recipe
 from .tokenizer import Tokenizer
 
@@ -48,3 +49,14 @@ def build_losses(recipe: Recipe) -> LossSet:
         label = spec.name if counts[spec.name] == 1 else f"{spec.name}{seen[spec.name]}"
         terms.append(LossTerm(label, instantiate(spec), spec.weight, spec.every, spec.schedule))
     return LossSet(terms)
+
+
+def build_metrics(recipe: Recipe, fmt: MotionFormat) -> dict[str, Metric]:
+    """The recipe's metrics, or every registered metric that applies to ``fmt``."""
+    from .plugins import get_registry
+
+    registry = get_registry()
+    names = recipe.eval.metrics
+    if names is None:
+        names = [c.name for c in registry.components("metric") if c.cls.applies_to(fmt)]
+    return {name: registry.get("metric", name).cls() for name in names}

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.table import Table
 
 from . import __version__
@@ -20,6 +22,9 @@ KIND_NAMES = {**{plural(k): k for k in KINDS}, **{k: k for k in KINDS}}
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    # Warnings from data loading (skipped clips, non-finite values) go through the console.
+    logging.basicConfig(level=logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(console=console, show_time=False, show_path=False)])
     if args.version:
         return _version()
     if not getattr(args, "command", None):
@@ -53,12 +58,19 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_list)
 
     for name, func, text in (("validate", _validate, "check a recipe and report every problem"),
-                             ("train", _train, "train what a recipe names")):
+                             ("train", _train, "train what a recipe names (or resume a run directory)")):
         p = sub.add_parser(name, help=text)
-        p.add_argument("recipe", help="path to the recipe YAML")
+        p.add_argument("recipe", help="path to the recipe YAML" + (", or a run directory to resume" if name == "train" else ""))
         p.add_argument("overrides", nargs="*", metavar="key=value",
                        help="override recipe values, e.g. train.lr=1e-4 data.root=./data")
+        if name == "train":
+            p.add_argument("--resume", action="store_true",
+                           help="continue the run in the recipe's run.out from its last checkpoint")
         p.set_defaults(func=func)
+
+    p = sub.add_parser("report", help="print (and re-render report.md of) a finished run")
+    p.add_argument("run_dir", help="a run directory")
+    p.set_defaults(func=_report)
     return parser
 
 
@@ -119,12 +131,32 @@ def _validate(args) -> int:
 
 
 def _train(args) -> int:
+    from pathlib import Path
+
     from .recipe import load_recipe
     from .trainer import train
 
-    recipe = load_recipe(args.recipe, args.overrides)
-    run_dir = train(recipe, console)
+    path, overrides, resume = Path(args.recipe), list(args.overrides), args.resume
+    if path.is_dir():  # a run directory: resume it with the recipe it was started with
+        overrides, resume = [*overrides, f"run.out={path}"], True
+        path = path / "recipe.yaml"
+    recipe = load_recipe(path, overrides)
+    run_dir = train(recipe, console, resume=resume)
     print(run_dir)
+    return 0
+
+
+def _report(args) -> int:
+    from pathlib import Path
+
+    from .report import load_report, print_report, render_markdown
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "report.json").is_file():
+        raise MotionhubError(f"no report.json in {run_dir}: is it a finished run directory?")
+    report = load_report(run_dir)
+    (run_dir / "report.md").write_text(render_markdown(report))
+    print_report(report, Console())
     return 0
 
 

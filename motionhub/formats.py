@@ -30,6 +30,7 @@ class MotionFormat:
     skeleton:      joint names / parents / feet where the format has one, else None.
     mean, std:     normalisation statistics, shape ``feature_shape`` (None = identity).
     joints_fn:     de-normalised features (..., T, *F) -> joint positions (..., T, J, 3).
+    mm_per_unit:   millimetres per joint-position unit (1000 for metres, 1 for KIT's mm).
     """
 
     name: str
@@ -40,6 +41,7 @@ class MotionFormat:
     mean: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     std: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     joints_fn: Callable[[Array], Array] | None = dataclasses.field(default=None, repr=False, compare=False)
+    mm_per_unit: float = 1000.0
 
     @property
     def feature_dim(self) -> int:

@@ -37,5 +37,10 @@ def register_losses(register):
 
 
 @hookspec
+def register_metrics(register):
+    """Register evaluation metrics (``motionhub.metrics.Metric``), accumulated over whole splits."""
+
+
+@hookspec
 def register_exporters(register):
     """Register exporters that turn a data set (and a trained tokenizer) into another format."""

@@ -23,15 +23,16 @@ def humanml3d_263(fps: float = 20.0) -> MotionFormat:
 
 def kit_251(fps: float = 12.5) -> MotionFormat:
     """KIT-ML features of its 21-joint skeleton (millimetre-scale positions)."""
-    return _ric_format("kit_251", KIT_SKELETON, fps)
+    return _ric_format("kit_251", KIT_SKELETON, fps, mm_per_unit=1.0)
 
 
-def _ric_format(name: str, skeleton: Skeleton, fps: float) -> MotionFormat:
+def _ric_format(name: str, skeleton: Skeleton, fps: float, mm_per_unit: float = 1000.0) -> MotionFormat:
     joints = skeleton.num_joints
     return MotionFormat(
         name=name, feature_shape=(humanml3d.feature_dim(joints),), fps=fps,
         slices=humanml3d.slices(joints), skeleton=skeleton,
         joints_fn=functools.partial(humanml3d.recover_from_ric, num_joints=joints),
+        mm_per_unit=mm_per_unit,
     )
 
 

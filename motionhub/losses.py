@@ -52,17 +52,20 @@ class LossSet:
         self.terms = terms
         self.seconds = {term.name: 0.0 for term in terms}
 
-    def __call__(self, batch: dict, outputs: dict, fmt: MotionFormat, step: int
+    def __call__(self, batch: dict, outputs: dict, fmt: MotionFormat, step: int, training: bool = True
                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Weighted total and each term's value. Evaluation (``training=False``) computes
+        every term at its current weight, unscaled by ``every``, and is not timed."""
         total = outputs["aux_loss"].new_zeros(()) if "aux_loss" in outputs else torch.zeros(())
         values = {}
         for term in self.terms:
             weight = term.weight_at(step)
-            if weight == 0 or step % term.every:
+            if training and (weight == 0 or step % term.every):
                 continue
             start = time.perf_counter()
             value = term.loss(batch, outputs, fmt)
-            self.seconds[term.name] += time.perf_counter() - start
+            if training:
+                self.seconds[term.name] += time.perf_counter() - start
             values[term.name] = value.detach()
-            total = total + weight * term.every * value
+            total = total + weight * (term.every if training else 1) * value
         return total, values

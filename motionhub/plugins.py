@@ -25,9 +25,14 @@ LOAD_ENV = "MOTIONHUB_LOAD_PLUGINS"
 
 DEFAULT_PLUGINS = (
     "motionhub_synthetic",
+    "motionhub_humanml3d",
+    "motionhub_motionmillion",
+    "motionhub_tracks",
     "motionhub_conv",
+    "motionhub_transformer",
     "motionhub_quantizers",
     "motionhub_losses",
+    "motionhub_metrics",
 )
 
 pm = pluggy.PluginManager("motionhub")

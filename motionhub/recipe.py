@@ -39,13 +39,29 @@ class TrainConfig:
     betas: list[float] = dataclasses.field(default_factory=lambda: [0.9, 0.99])
     weight_decay: float = 0.0
     warmup_iters: int = 0  # linear warm-up steps, taken before ``iters``
-    milestones: list[int] = dataclasses.field(default_factory=list)  # MultiStepLR, in steps after warm-up
-    gamma: float = 0.05  # lr factor at each milestone
+    schedule: Literal["multistep", "cosine"] = "multistep"  # after warm-up
+    milestones: list[int] = dataclasses.field(default_factory=list)  # multistep: steps after warm-up
+    gamma: float = 0.05  # multistep: lr factor at each milestone
     grad_clip: float | None = None  # max gradient norm; null = no clipping
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    grad_accum: int = 1  # micro-batches per optimizer step
+    on_nonfinite: Literal["stop", "skip"] = "stop"  # a NaN/Inf loss stops the run, or skips the step
+    compile: bool = False  # torch.compile the model (slower start, faster steps on GPU)
     log_every: int = 10  # steps between metrics.jsonl rows
-    checkpoint_every: int = 0  # steps between numbered checkpoints; 0 = only the last
-    num_workers: int = 0  # DataLoader worker processes
+    eval_every: int = 0  # steps between evaluations on the val split; 0 = only at the end
+    checkpoint_every: int = 0  # steps between checkpoints (last.pt and step_N.pt); 0 = only at the end
+    trackers: list[Literal["tensorboard", "wandb"]] = dataclasses.field(default_factory=list)
+    threads: int | None = None  # torch CPU threads; fixed for bit-exact resumes on CPU
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    batch_size: int = 32
+    min_length: int | None = None  # frames; shorter val clips are skipped
+    max_length: int | None = None  # frames; longer val clips are skipped
+    metrics: list[str] | None = None  # metric plugins; null = every one that applies to the data
+    best: str = "loss"  # val figure that selects checkpoints/best.pt (lower is better)
+    train_codebook: bool = True  # codebook usage over the whole train split at the end
 
 
 @dataclasses.dataclass
@@ -84,14 +100,15 @@ class Recipe:
     decoder: ComponentSpec
     losses: list[LossSpec]
     train: TrainConfig
+    eval: EvalConfig
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.tree, sort_keys=False)
 
 
 COMPONENT_SECTIONS = {"data": "dataset", "encoder": "encoder", "quantizer": "quantizer", "decoder": "decoder"}
-SETTING_SECTIONS = {"run": RunConfig, "train": TrainConfig}
-SECTIONS = ("run", "data", "encoder", "quantizer", "decoder", "losses", "train")
+SETTING_SECTIONS = {"run": RunConfig, "train": TrainConfig, "eval": EvalConfig}
+SECTIONS = ("run", "data", "encoder", "quantizer", "decoder", "losses", "train", "eval")
 LOSS_KEYS = ("weight", "every", "schedule")  # framework keys of a loss entry
 DATA_KEYS = ("window",)  # framework keys of the data section
 
@@ -102,6 +119,7 @@ INJECTED = {
     "quantizer": ("dim",),
     "decoder": ("format", "dim", "encoder"),
     "loss": (),
+    "metric": (),
     "exporter": (),
 }
 
@@ -265,10 +283,15 @@ def recipe_from_tree(tree: dict[str, Any], source: str, overrides: list[str] | N
         node = tree["data"] if isinstance(tree["data"], dict) else {}
         components["data"] = _data_spec(components["data"], node, problems)
     losses = _losses(tree.get("losses"), registry, problems)
+    if settings["eval"] is not None:
+        for i, name in enumerate(settings["eval"].metrics or []):
+            if name not in registry.names("metric"):
+                problems.append((f"eval.metrics[{i}]", registry.unknown_message("metric", name)))
 
     if problems:
         raise RecipeError(source, problems)
-    return Recipe(source=source, tree=tree, run=settings["run"], train=settings["train"], losses=losses, **components)
+    return Recipe(source=source, tree=tree, run=settings["run"], train=settings["train"], eval=settings["eval"],
+                  losses=losses, **components)
 
 
 def _defaults(cls: type) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from .errors import PluginError, UnknownComponentError, did_you_mean
 
 # Component kinds, singular; the hook for kind "dataset" is ``register_datasets``.
-KINDS = ("dataset", "encoder", "decoder", "quantizer", "loss", "exporter")
+KINDS = ("dataset", "encoder", "decoder", "quantizer", "loss", "metric", "exporter")
 
 
 def hook_name(kind: str) -> str:

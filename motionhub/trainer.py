@@ -1,41 +1,59 @@
 """The training loop: one readable function from recipe to run directory.
 
 Accelerate owns devices, mixed precision and data parallelism. The learning rate is set by
-hand every optimizer step (linear warm-up, then MultiStepLR-style decay) so the schedule
-is the same whatever the number of processes.
+hand every optimizer step (linear warm-up, then step decay or cosine) so the schedule is
+the same whatever the number of processes. Batches depend only on (seed, rank, step), so
+a resumed run draws exactly the batches an uninterrupted one would have.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import random
+import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import __version__
-from .build import build_dataset, build_losses, build_tokenizer
-from .checkpoint import save_atomic
-from .errors import DataError
+from .build import build_dataset, build_losses, build_metrics, build_tokenizer
+from .checkpoint import load_checkpoint, save_atomic
+from .codebook import usage_from_histogram
+from .data import TrainingData, prepare_data
+from .errors import MotionhubError
+from .evaluation import code_histogram_over, evaluate
 from .recipe import Recipe, TrainConfig
-from .windows import ClipBank, WindowSampler
+from .report import flops_per_sample, parameter_counts, peak_memory, print_report, write_report
+from .rundir import RunDir
+from .timing import PhaseTimer
+
+
+RECENT_STEPS = 2000  # step times kept for the median in the report
+
+
+class TrainingError(MotionhubError):
+    """Training cannot go on (a non-finite loss, ...); the last good checkpoint is intact."""
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
     """lr at optimizer step ``step`` (0-based): warm-up as T2M-GPT, then decay at milestones.
 
-    Milestones count steps after warm-up, as the references' MultiStepLR does.
+    Milestones count steps after warm-up, as the references' MultiStepLR does; with
+    ``schedule: cosine`` the lr instead follows a half cosine to 0 over ``iters``.
     """
     if step < cfg.warmup_iters:
         return cfg.lr * (step + 1) / (cfg.warmup_iters + 1)
-    passed = sum(step - cfg.warmup_iters >= m for m in cfg.milestones)
-    return cfg.lr * cfg.gamma**passed
+    after = step - cfg.warmup_iters
+    if cfg.schedule == "cosine":
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(after / max(cfg.iters, 1), 1.0)))
+    return cfg.lr * cfg.gamma ** sum(after >= m for m in cfg.milestones)
 
 
 def seed_everything(seed: int) -> None:
@@ -44,130 +62,281 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def new_run_dir(out: str | Path) -> Path:
-    """``out`` if it holds no earlier run, else ``out-2``, ``out-3``... (never overwrite a run)."""
-    out = Path(out)
-    candidate, n = out, 1
-    while (candidate / "checkpoints").exists():
-        n += 1
-        candidate = out.with_name(f"{out.name}-{n}")
-    candidate.mkdir(parents=True, exist_ok=True)
-    return candidate
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
-def train(recipe: Recipe, console: Console | None = None) -> Path:
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def train(recipe: Recipe, console: Console | None = None, resume: bool = False) -> Path:
     """Train what ``recipe`` names; returns the run directory."""
     console = console or Console(stderr=True)
     cfg = recipe.train
-    accelerator = Accelerator(mixed_precision="no" if cfg.precision == "fp32" else cfg.precision)
-    seed_everything(recipe.run.seed + accelerator.process_index)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    accelerator = Accelerator(mixed_precision="no" if cfg.precision == "fp32" else cfg.precision,
+                              log_with=cfg.trackers or None)
     main = accelerator.is_main_process
+    seed_everything(recipe.run.seed)  # identical initial weights on every process
 
-    # ---- data: windows are gathered from one in-memory bank per split
+    # ---- run directory: a new one, or the one being resumed (every process agrees on it)
+    run = RunDir.resume(recipe.run.out) if resume else RunDir.create(recipe.run.out, main)
+    run = RunDir(Path(broadcast_object_list([str(run.path)])[0]))
+    checkpoint = load_checkpoint(run.last) if resume else None
+
+    # ---- data, model, losses, metrics, optimizer
     dataset = build_dataset(recipe)
-    fmt = dataset.format
-    bank = ClipBank.from_clips(dataset.clips("train"))
-    sampler = WindowSampler(bank, fmt, recipe.data.window, cfg.batch_size,
-                            seed=recipe.run.seed, rank=accelerator.process_index)
-    val_sampler = _val_sampler(dataset, fmt, recipe, cfg.batch_size)
-
-    # ---- model, losses, optimizer
-    torch.manual_seed(recipe.run.seed)  # identical initial weights on every process
+    data: TrainingData = prepare_data(recipe, dataset, accelerator, console)
+    fmt = data.format
     model = build_tokenizer(recipe, fmt)
     losses = build_losses(recipe)
+    metrics = build_metrics(recipe, fmt)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate(0, cfg),
                                   betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+    if cfg.compile:
+        model = torch.compile(model)
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
-    total_steps = cfg.warmup_iters + cfg.iters
+    data.unit = unwrapped.downsample
+    if checkpoint is not None:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        if accelerator.scaler is not None and checkpoint.get("scaler"):
+            accelerator.scaler.load_state_dict(checkpoint["scaler"])
 
-    run_dir = new_run_dir(recipe.run.out) if main else Path(recipe.run.out)
+    # ---- training state that a checkpoint carries (the sampler needs none: batches follow the step)
+    state = {"step": 0, "best": None, "nonfinite_skipped": 0, "seconds": {}, "loss_seconds": {},
+             "loss_sums": {}, "logged_steps": 0, "train_seconds": 0.0, "recent_step_times": []}
+    if checkpoint is not None:
+        state.update(checkpoint["state"])
+        set_rng_state(checkpoint["rng"][min(accelerator.process_index, len(checkpoint["rng"]) - 1)])
+        losses.seconds.update(state["loss_seconds"])
+        if main:
+            run.truncate_metrics(after_step=state["step"])
+    timer = PhaseTimer(synchronize=accelerator.device.type == "cuda", seconds=state["seconds"])
+    total_steps = cfg.warmup_iters + cfg.iters
+    samples_per_step = cfg.batch_size * cfg.grad_accum * accelerator.num_processes
+
     if main:
-        (run_dir / "recipe.yaml").write_text(recipe.to_yaml())
-        _print_plan(console, recipe, dataset, bank, sampler, unwrapped, accelerator, total_steps, run_dir)
+        (run.path / "recipe.yaml").write_text(recipe.to_yaml())
+        _print_plan(console, recipe, data, unwrapped, accelerator, total_steps, run.path, state["step"])
+    if cfg.trackers:
+        accelerator.init_trackers(recipe.run.name, config=_flat(recipe.tree))
+
+    def save(kind: str) -> None:
+        """Checkpoint everything needed to continue exactly: ``last`` (+ ``best`` / ``step_N``)."""
+        rngs = [rng_state()]
+        if accelerator.num_processes > 1:
+            rngs = _gather_objects(rngs[0], accelerator)
+        state["seconds"], state["loss_seconds"] = dict(timer.seconds), dict(losses.seconds)
+        if not main:
+            return
+        with timer.phase("checkpoint"):
+            payload = {"model": unwrapped.state_dict(), "optimizer": optimizer.state_dict(),
+                       "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
+                       "state": state, "rng": rngs, "recipe": recipe.tree, "versions": _versions()}
+            save_atomic(payload, run.last)
+            if kind == "best":
+                save_atomic(payload, run.best)
+            if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0:
+                save_atomic(payload, run.numbered(state["step"]))
+
+    def run_eval(step: int) -> dict[str, float]:
+        with timer.phase("evaluation"):
+            result = evaluate(model, data.val_batches(), fmt, losses, metrics, accelerator, step)
+        if main and result:
+            run.log({"step": step, "split": "val", **result})
+            console.print(f"[cyan]val[/] step {step}: " + "  ".join(
+                f"{k} {v:.4g}" for k, v in result.items() if not k.startswith("codebook_")))
+        if cfg.trackers and result:
+            accelerator.log({f"val/{k}": v for k, v in result.items()}, step=step)
+        return result
 
     # ---- the loop
-    metrics = (run_dir / "metrics.jsonl").open("a") if main else None
-    window_sums: dict[str, float] = {}
+    window_sums: dict[str, torch.Tensor] = {}
     window_count, window_start = 0, time.perf_counter()
     progress = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                         TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                         console=console, disable=not main)
     with progress:
-        task = progress.add_task("train", total=total_steps, status="")
-        for step in range(total_steps):
+        task = progress.add_task("train", total=total_steps, completed=state["step"], status="")
+        for step in range(state["step"], total_steps):
+            step_start = time.perf_counter()
             lr = learning_rate(step, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
 
-            batch = {"motion": sampler.batch(step).to(accelerator.device)}
-            with accelerator.autocast():
-                outputs = model(batch["motion"])
-                loss, terms = losses(batch, outputs, fmt, step)
-            if not torch.isfinite(loss):
-                raise DataError(f"non-finite loss at step {step}: "
-                                + ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items()))
-            accelerator.backward(loss)
-            if cfg.grad_clip:
-                accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            skip = False
+            for micro in range(cfg.grad_accum):
+                with timer.phase("data"):
+                    batch = data.train_batch(step * cfg.grad_accum + micro, accelerator.device)
+                # Gradients are averaged across processes only on the last micro-batch.
+                sync = accelerator.no_sync(model) if micro < cfg.grad_accum - 1 else contextlib.nullcontext()
+                with sync:
+                    with timer.phase("forward"), accelerator.autocast():
+                        outputs = model(batch["motion"])
+                    with accelerator.autocast():
+                        loss, terms = losses(batch, outputs, fmt, step)
+                    # This reads the loss on the host: one device sync per step, the price of
+                    # stopping at the first NaN instead of training on garbage.
+                    if not torch.isfinite(loss):
+                        if cfg.on_nonfinite == "stop":
+                            raise TrainingError(_nonfinite_message(step, terms, run))
+                        skip = True
+                        break
+                    with timer.phase("backward"):
+                        accelerator.backward(loss / cfg.grad_accum)
+            with timer.phase("optimizer"):
+                if skip:
+                    state["nonfinite_skipped"] += 1
+                else:
+                    if cfg.grad_clip:
+                        accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
 
-            # sums stay on the device; .item() syncs, so only read them when logging
-            for name, value in {"loss": loss.detach(), **terms}.items():
-                window_sums[name] = window_sums.get(name, 0.0) + value
-            window_count += 1
-            done = step + 1
+            done = state["step"] = step + 1
+            if not skip:
+                for name, value in {"loss": loss.detach(), **terms}.items():
+                    window_sums[name] = window_sums.get(name, 0) + value
+                window_count += 1
+            elapsed = time.perf_counter() - step_start
+            state["train_seconds"] += elapsed
+            state["recent_step_times"] = state["recent_step_times"][-(RECENT_STEPS - 1):] + [elapsed]
             if done % cfg.log_every == 0 or done == total_steps:
-                elapsed = time.perf_counter() - window_start
-                row = {"step": done, "lr": lr,
-                       **{k: float(accelerator.reduce(v / window_count, "mean")) for k, v in window_sums.items()},
-                       "samples_per_s": window_count * cfg.batch_size * accelerator.num_processes / elapsed}
-                if main:
-                    metrics.write(json.dumps(row) + "\n")
-                    metrics.flush()
-                    progress.update(task, status=f"loss {row['loss']:.4f}  lr {lr:.2e}  {row['samples_per_s']:.0f} samples/s")
+                with timer.phase("logging"):
+                    row = _log_row(done, lr, window_sums, window_count, window_start, samples_per_step, accelerator)
+                    for name, value in row.items():
+                        if name not in ("step", "lr", "samples_per_s"):
+                            state["loss_sums"][name] = state["loss_sums"].get(name, 0.0) + value
+                    state["logged_steps"] += 1
+                    state["final_losses"] = {k: v for k, v in row.items() if k not in ("step", "lr", "samples_per_s")}
+                    if main:
+                        run.log(row)
+                        progress.update(task, status=_status(row, state["nonfinite_skipped"]))
+                    if cfg.trackers:
+                        accelerator.log({f"train/{k}": v for k, v in row.items() if k != "step"}, step=done)
                 window_sums, window_count, window_start = {}, 0, time.perf_counter()
             progress.update(task, completed=done)
 
-    # ---- evaluation and the final checkpoint
-    model.eval()
-    val_loss = _val_loss(model, losses, val_sampler, fmt, accelerator, total_steps) if val_sampler else None
+            if done < total_steps and cfg.eval_every and done % cfg.eval_every == 0:
+                last_eval = run_eval(done)
+                improved = _improved(last_eval, recipe.eval.best, state)
+                save("best" if improved else "last")
+            elif done < total_steps and cfg.checkpoint_every and done % cfg.checkpoint_every == 0:
+                save("last")
+
+    # ---- final evaluation, checkpoint and report
+    last_eval = run_eval(state["step"])
+    improved = _improved(last_eval, recipe.eval.best, state)
+    codebook = {}
+    if recipe.eval.train_codebook:
+        with timer.phase("evaluation"):
+            histogram = code_histogram_over(model, data.train_eval_batches(), accelerator)
+        codebook["train"] = {"size": histogram.numel(), **usage_from_histogram(histogram.cpu())}
+    if last_eval:
+        codebook["val"] = {"size": unwrapped.quantizer.codebook_size,
+                           **{k.removeprefix("codebook_"): v for k, v in last_eval.items() if k.startswith("codebook_")}}
+    save("best" if improved else "last")
+    in_sync = replicas_identical(unwrapped, accelerator)
     accelerator.wait_for_everyone()
     if main:
-        if val_loss is not None:
-            metrics.write(json.dumps({"step": total_steps, "split": "val", "loss": val_loss}) + "\n")
-        metrics.close()
-        save_atomic({
-            "model": unwrapped.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "step": total_steps,
-            "recipe": recipe.tree,
-            "versions": _versions(),
-        }, run_dir / "checkpoints" / "last.pt")
-        summary = f"val loss {val_loss:.4f}" if val_loss is not None else "no val split"
-        console.print(f"[green]done[/] {total_steps} steps, {summary}. Run directory: [bold]{run_dir}[/]")
+        report = _report(recipe, run, data, unwrapped, losses, timer, state, last_eval, codebook,
+                         accelerator, samples_per_step)
+        report["run"]["replicas_identical"] = in_sync
+        write_report(run.path, report)
+        print_report(report, console)
+        console.print(f"[green]done[/] {state['step']} steps. Run directory: [bold]{run.path}[/]")
     accelerator.end_training()
-    return run_dir
+    return run.path
 
 
-def _val_sampler(dataset, fmt, recipe: Recipe, batch_size: int) -> WindowSampler | None:
-    clips = list(dataset.clips("val"))
-    if not clips:
-        return None
-    return WindowSampler(ClipBank.from_clips(clips), fmt, recipe.data.window, batch_size,
-                         seed=recipe.run.seed + 1)
+def replicas_identical(model, accelerator) -> bool:
+    """Whether every process holds the same weights and buffers (codebooks included)."""
+    if accelerator.num_processes == 1:
+        return True
+    checksum = torch.stack([t.detach().double().sum() for t in model.state_dict().values()
+                            if t.is_floating_point()]).to(accelerator.device)
+    gathered = accelerator.gather(checksum[None]).cpu()
+    return bool((gathered == gathered[0]).all())
 
 
-@torch.no_grad()
-def _val_loss(model, losses, sampler: WindowSampler, fmt, accelerator, step: int, batches: int = 4) -> float:
-    values = []
-    for i in range(batches):
-        batch = {"motion": sampler.batch(i).to(accelerator.device)}
-        with accelerator.autocast():
-            loss, _ = losses(batch, model(batch["motion"]), fmt, step)
-        values.append(loss.float())
-    return float(accelerator.reduce(torch.stack(values).mean(), "mean"))
+def _log_row(step, lr, sums, count, start, samples_per_step, accelerator) -> dict:
+    """Averages over the steps since the last row, reduced across processes (one sync)."""
+    names = sorted(sums)
+    values = torch.stack([torch.as_tensor(sums[n], dtype=torch.float32) for n in names]) / max(count, 1) \
+        if names else torch.zeros(0)
+    values = accelerator.reduce(values.to(accelerator.device), "mean").tolist() if names else []
+    elapsed = time.perf_counter() - start
+    return {"step": step, "lr": lr, **dict(zip(names, values)),
+            "samples_per_s": count * samples_per_step / elapsed if elapsed > 0 else 0.0}
+
+
+def _status(row: dict, skipped: int) -> str:
+    text = f"loss {row.get('loss', float('nan')):.4f}  lr {row['lr']:.2e}  {row['samples_per_s']:.0f} samples/s"
+    return text + (f"  [yellow]{skipped} non-finite steps skipped" if skipped else "")
+
+
+def _improved(result: dict[str, float], key: str, state: dict) -> bool:
+    if key not in result:
+        return False
+    if state["best"] is None or result[key] < state["best"]:
+        state["best"] = result[key]
+        return True
+    return False
+
+
+def _nonfinite_message(step: int, terms: dict, run: RunDir) -> str:
+    bad = [f"{name}={value.item():.4g}" for name, value in terms.items() if not torch.isfinite(value)]
+    values = ", ".join(bad) or ", ".join(f"{n}={v.item():.4g}" for n, v in terms.items())
+    kept = f"The last good checkpoint is {run.last}." if run.last.exists() else "No checkpoint was written yet."
+    return (f"non-finite loss at step {step}: {values}. {kept} Lower train.lr, set train.grad_clip, check the data "
+            f"for NaN/Inf, or set train.on_nonfinite=skip to skip such steps.")
+
+
+def _report(recipe, run, data, model, losses, timer, state, last_eval, codebook, accelerator, samples_per_step):
+    sample = data.example_window().to(accelerator.device)
+    flops = flops_per_sample(model, sample, lambda out: sum(v.float().mean() for k, v in out.items()
+                                                            if k in ("recon", "logits")) + out["aux_loss"].mean())
+    steps = state["step"]
+    step_s = statistics.median(state["recent_step_times"]) if state["recent_step_times"] else 0.0
+    seconds = dict(timer.seconds)
+    for name, value in losses.seconds.items():
+        seconds[f"loss: {name}"] = value
+    total_s = state["train_seconds"] + seconds.get("evaluation", 0.0) + seconds.get("checkpoint", 0.0)
+    breakdown = PhaseTimer(seconds=seconds).breakdown()
+    logged = max(state["logged_steps"], 1)
+    return {
+        "run": {"name": recipe.run.name, "recipe": recipe.source, "directory": str(run.path),
+                "device": str(accelerator.device), "processes": accelerator.num_processes,
+                "precision": recipe.train.precision, "motionhub": __version__},
+        "parameters": parameter_counts(model),
+        "flops": flops,
+        "time": {"total_s": total_s, "steps": steps, "step_s": step_s,
+                 "epoch_s": step_s * data.batches_per_epoch,
+                 "samples": steps * samples_per_step,
+                 "samples_per_s": samples_per_step / step_s if step_s else 0.0,
+                 "steps_per_s": 1 / step_s if step_s else 0.0,
+                 "nonfinite_skipped": state["nonfinite_skipped"]},
+        "memory": peak_memory(),
+        "checkpoint": {"path": str(run.last), "size_mib": run.last.stat().st_size / 2**20},
+        "codebook": codebook,
+        "losses": {"final": state.get("final_losses", {}),
+                   "mean": {k: v / logged for k, v in state["loss_sums"].items()}},
+        "eval": last_eval,
+        "data": {"train_clips": data.train_clips, "dropped_short": data.dropped},
+        "breakdown": breakdown,
+    }
 
 
 def _versions() -> dict[str, str | None]:
@@ -176,21 +345,38 @@ def _versions() -> dict[str, str | None]:
     return {"motionhub": __version__, **{p.name: p.version for p in plugin_infos() if p.distribution}}
 
 
-def count_parameters(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{name}."))
+        else:
+            out[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return out
 
 
-def _print_plan(console, recipe, dataset, bank, sampler, model, accelerator, total_steps, run_dir) -> None:
+def _gather_objects(obj, accelerator) -> list:
+    from accelerate.utils import gather_object
+
+    return gather_object([obj])
+
+
+def _print_plan(console, recipe, data, model, accelerator, total_steps, run_dir, start_step) -> None:
     """Derived numbers up front, so a wrong setting is visible before minutes are spent."""
     cfg = recipe.train
     window, down = recipe.data.window, model.downsample
+    counts = parameter_counts(model)
     console.print(f"[bold]motionhub {__version__}[/]  run [bold]{recipe.run.name}[/] -> {run_dir}")
-    console.print(f"data      {dataset.describe()}: {len(bank)} train clips, {bank.frames.shape[0]} frames; "
-                  f"{sampler.dropped} shorter than the {window}-frame window dropped")
-    console.print(f"model     encoder {count_parameters(model.encoder):,} + quantizer "
-                  f"{count_parameters(model.quantizer):,} + decoder {count_parameters(model.decoder):,} "
-                  f"= {count_parameters(model):,} trainable parameters")
+    console.print(f"data      {data.description}: {data.train_clips:,} train clips, {data.train_frames:,} frames; "
+                  f"{data.dropped:,} shorter than the {window}-frame window dropped")
+    console.print(f"model     encoder {counts['encoder']:,} + quantizer {counts['quantizer']:,} + decoder "
+                  f"{counts['decoder']:,} = {counts['trainable']:,} trainable parameters")
     console.print(f"tokens    {math.ceil(window / down)} per window (down-sampling x{down}), "
                   f"codebook {model.quantizer.codebook_size:,} codes")
-    console.print(f"training  {total_steps} steps ({cfg.warmup_iters} warm-up) x {cfg.batch_size} windows x "
-                  f"{accelerator.num_processes} process(es) on {accelerator.device}, precision {cfg.precision}")
+    console.print(f"training  {total_steps:,} steps ({cfg.warmup_iters:,} warm-up) x {cfg.batch_size} windows"
+                  f"{f' x {cfg.grad_accum} micro-batches' if cfg.grad_accum > 1 else ''} x "
+                  f"{accelerator.num_processes} process(es) on {accelerator.device}, precision {cfg.precision}; "
+                  f"{data.batches_per_epoch:,} steps per epoch")
+    if start_step:
+        console.print(f"[yellow]resuming[/] at step {start_step:,} from {run_dir / 'checkpoints' / 'last.pt'}")

@@ -14,7 +14,7 @@ from motionhub.quantizer import QuantizerOutput
 from motionhub_conv import Conv1dEncoder
 from motionhub_quantizers import FSQ, LFQ, RVQ, VQ, EMAResetVQ, codebook_usage
 from motionhub_quantizers.fsq import LEVELS_FOR_SIZE
-from motionhub_quantizers.usage import code_histogram, usage_from_histogram
+from motionhub.codebook import code_histogram, usage_from_histogram
 
 QUANTIZERS = {
     "fsq": lambda dim: FSQ(dim, levels=[8, 5, 5, 5]),

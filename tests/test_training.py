@@ -6,10 +6,14 @@ import pytest
 import torch
 from helpers import TINY_RECIPE
 
+import motionhub
+
 from motionhub.build import build_tokenizer
 from motionhub.checkpoint import load_checkpoint, save_atomic
 from motionhub.recipe import TrainConfig, recipe_from_tree
-from motionhub.trainer import learning_rate, new_run_dir, train
+from motionhub.rundir import RunDir
+from motionhub.testing import registered_plugin
+from motionhub.trainer import TrainingError, learning_rate, train
 from motionhub_synthetic.dataset import SyntheticMotion
 
 
@@ -39,7 +43,7 @@ def test_training_writes_metrics_and_a_loadable_checkpoint_and_the_loss_falls(tm
     assert rows[-1]["split"] == "val" and rows[-1]["loss"] > 0
 
     checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-    assert checkpoint["step"] == 60 and checkpoint["recipe"]["run"]["name"] == "t"
+    assert checkpoint["state"]["step"] == 60 and checkpoint["recipe"]["run"]["name"] == "t"
     assert checkpoint["versions"]["motionhub"]
     model = build_tokenizer(recipe, SyntheticMotion(**recipe.data.kwargs).format)
     model.load_state_dict(checkpoint["model"])  # strict: every key matches
@@ -47,9 +51,9 @@ def test_training_writes_metrics_and_a_loadable_checkpoint_and_the_loss_falls(tm
 
 
 def test_a_second_run_with_the_same_out_gets_a_new_directory(tmp_path):
-    first = new_run_dir(tmp_path / "run")
-    (first / "checkpoints").mkdir()
-    assert new_run_dir(tmp_path / "run") == tmp_path / "run-2"
+    first = RunDir.create(tmp_path / "run")
+    assert first.path == tmp_path / "run" and (first.path / "checkpoints").is_dir()
+    assert RunDir.create(tmp_path / "run").path == tmp_path / "run-2"
 
 
 def test_atomic_save_keeps_the_last_good_checkpoint_when_writing_fails(tmp_path, monkeypatch):
@@ -66,3 +70,79 @@ def test_atomic_save_keeps_the_last_good_checkpoint_when_writing_fails(tmp_path,
     monkeypatch.undo()
     assert load_checkpoint(path) == {"step": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind
+
+
+class NaNAfter:
+    """A loss that is fine for ``calls`` calls, then NaN (stands for a diverging run)."""
+
+    calls = 0
+
+    def __init__(self, after: int = 3):
+        self.after = after
+
+    def __call__(self, batch, outputs, format):
+        NaNAfter.calls += 1
+        value = outputs["recon"].abs().mean()
+        return value * float("nan") if NaNAfter.calls > self.after else value
+
+
+class NaNPlugin:
+    @motionhub.hookimpl
+    def register_losses(self, register):
+        register("nan_after", NaNAfter)
+
+
+def nan_recipe(tmp_path, **train):
+    tree = {**TINY_RECIPE, "run": {"name": "n", "out": str(tmp_path / "run")},
+            "losses": [{"name": "recon"}, {"name": "nan_after", "after": 5}],
+            "train": {**TINY_RECIPE["train"], "iters": 8, "checkpoint_every": 2, "log_every": 1, **train}}
+    return recipe_from_tree(tree, "nan.yaml")
+
+
+def test_a_non_finite_loss_stops_naming_the_step_and_term_and_keeps_the_checkpoint(tmp_path):
+    NaNAfter.calls = 0
+    with registered_plugin(NaNPlugin(), "nan-plugin"):
+        with pytest.raises(TrainingError) as info:
+            train(nan_recipe(tmp_path))
+    message = str(info.value)
+    assert "non-finite loss at step 5: nan_after=nan" in message
+    assert "train.on_nonfinite=skip" in message
+    checkpoint = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert checkpoint["state"]["step"] == 4 and str(tmp_path / "run" / "checkpoints" / "last.pt") in message
+
+
+def test_non_finite_steps_can_be_skipped_and_counted(tmp_path):
+    NaNAfter.calls = 0
+    with registered_plugin(NaNPlugin(), "nan-plugin"):
+        recipe = nan_recipe(tmp_path, on_nonfinite="skip", checkpoint_every=0)
+        recipe.eval.train_codebook = False
+        run_dir = train(recipe)
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["time"]["nonfinite_skipped"] == 3  # steps 5, 6, 7
+    weights = load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
+    assert all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point())
+
+
+def test_report_has_every_section_with_plausible_figures(tmp_path):
+    run_dir = train(tiny(tmp_path, iters=8, log_every=2, eval_every=4))
+    report = json.loads((run_dir / "report.json").read_text())
+    p = report["parameters"]
+    assert p["trainable"] == p["encoder"] + p["quantizer"] + p["decoder"] > 0
+    assert report["flops"]["train"] > report["flops"]["forward"] > 0
+    assert report["time"]["steps"] == 8 and report["time"]["step_s"] > 0 and report["time"]["samples_per_s"] > 0
+    assert report["memory"]["cpu_peak_rss_mib"] > 50
+    assert report["checkpoint"]["size_mib"] > 0
+    for split in ("train", "val"):
+        usage = report["codebook"][split]
+        assert usage["size"] == 200 and 0 < usage["used"] <= 200 and usage["used"] + usage["dead"] == 200
+    assert report["eval"]["mpjpe_mm"] > 0 and "recon" in report["eval"]
+    assert set(report["losses"]["final"]) == {"loss", "recon", "feature"}
+    phases = report["breakdown"]
+    assert {"data", "forward", "backward", "optimizer", "evaluation", "checkpoint",
+            "loss: recon", "loss: feature"} <= set(phases)
+    assert sum(v["fraction"] for v in phases.values()) == pytest.approx(1.0)
+    markdown = (run_dir / "report.md").read_text()
+    assert "## Time breakdown" in markdown and "| loss: feature |" in markdown
+    rows = RunDir(run_dir).rows()
+    assert [r["step"] for r in rows if r.get("split") == "val"] == [4, 8]
+    assert (run_dir / "checkpoints" / "best.pt").is_file()

@@ -1,0 +1,95 @@
+"""Evaluation over whole splits: losses, metric plugins and codebook usage, across processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from .codebook import usage_from_histogram
+from .formats import MotionFormat
+from .losses import LossSet
+from .metrics import Metric
+
+
+def token_mask(batch: dict, indices: torch.Tensor, downsample: int) -> torch.Tensor:
+    """(B, T') bool: tokens that cover at least one real frame of each clip."""
+    lengths = batch.get("lengths")
+    steps = torch.arange(indices.shape[1], device=indices.device)
+    if lengths is None:
+        return torch.ones(indices.shape[:2], dtype=torch.bool, device=indices.device)
+    valid = (lengths.to(indices.device) + downsample - 1) // downsample
+    return steps[None, :] < valid[:, None]
+
+
+@torch.no_grad()
+def evaluate(model, batches: Iterable[dict], fmt: MotionFormat, losses: LossSet, metrics: dict[str, Metric],
+             accelerator, step: int) -> dict[str, float]:
+    """Loss terms, metrics and codebook usage of ``model`` over every batch.
+
+    Loss terms are averaged over batches weighted by their real frames; metrics get exact
+    sums; the code histogram covers every real token. All three are summed across processes.
+    """
+    unwrapped = accelerator.unwrap_model(model)
+    codebook_size = unwrapped.quantizer.codebook_size
+    device = accelerator.device
+    histogram = torch.zeros(codebook_size, dtype=torch.long, device=device)
+    sums: dict[str, torch.Tensor] = {}
+
+    def add(key: str, value) -> None:
+        value = torch.as_tensor(value, dtype=torch.float64, device=device)
+        sums[key] = sums.get(key, 0) + value
+
+    was_training = model.training
+    model.eval()
+    for batch in batches:
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        with accelerator.autocast():
+            outputs = model(batch["motion"])
+        frames = batch["mask"].sum() if batch.get("mask") is not None else batch["motion"].shape[0] * batch["motion"].shape[1]
+        total, terms = losses(batch, outputs, fmt, step, training=False)
+        add("frames", frames)
+        add("loss", total.float() * frames)
+        for name, value in terms.items():
+            add(f"loss/{name}", value.float() * frames)
+        for name, metric in metrics.items():
+            for key, value in metric.update(batch, outputs, fmt).items():
+                add(f"{name}/{key}", value)
+        indices = outputs["indices"]
+        keep = token_mask(batch, indices, unwrapped.downsample)
+        histogram += torch.bincount(indices[keep].reshape(-1).long(), minlength=codebook_size)
+    model.train(was_training)
+
+    if not sums:
+        return {}
+    keys = sorted(sums)
+    totals = accelerator.reduce(torch.stack([sums[k] for k in keys]), "sum").tolist()
+    totals = dict(zip(keys, totals))
+    histogram = accelerator.reduce(histogram, "sum")
+
+    frames = max(totals.pop("frames"), 1.0)
+    result = {"loss": totals.pop("loss") / frames}
+    result.update({k.removeprefix("loss/"): v / frames for k, v in totals.items() if k.startswith("loss/")})
+    for name, metric in metrics.items():
+        prefix = f"{name}/"
+        result.update(metric.compute({k[len(prefix):]: v for k, v in totals.items() if k.startswith(prefix)}))
+    usage = usage_from_histogram(histogram.cpu())
+    result.update({f"codebook_{k}": v for k, v in usage.items()})
+    return result
+
+
+@torch.no_grad()
+def code_histogram_over(model, batches: Iterable[dict], accelerator) -> torch.Tensor:
+    """Histogram of the codes of every real token in ``batches`` (encoder + quantizer only)."""
+    unwrapped = accelerator.unwrap_model(model)
+    histogram = torch.zeros(unwrapped.quantizer.codebook_size, dtype=torch.long, device=accelerator.device)
+    was_training = model.training
+    model.eval()
+    for batch in batches:
+        motion = batch["motion"].to(accelerator.device)
+        with accelerator.autocast():
+            indices = unwrapped.quantizer(unwrapped.encoder(motion)).indices
+        keep = token_mask(batch, indices, unwrapped.downsample)
+        histogram += torch.bincount(indices[keep].reshape(-1).long(), minlength=histogram.numel())
+    model.train(was_training)
+    return accelerator.reduce(histogram, "sum")

@@ -1,0 +1,138 @@
+"""The efficiency report written at the end of every run: ``report.json`` + ``report.md``.
+
+Everything a researcher used to collect by hand: parameters per component, FLOPs per
+sample, time per step / epoch, throughput, peak memory, checkpoint size, codebook use on
+train and val, losses, evaluation metrics and where the time went.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def parameter_counts(model) -> dict[str, int]:
+    """Trainable parameters per component, the total, and the non-trainable ones."""
+    def trainable(module) -> int:
+        return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+    counts = {name: trainable(getattr(model, name)) for name in ("encoder", "quantizer", "decoder")}
+    counts["trainable"] = trainable(model)
+    counts["total"] = sum(p.numel() for p in model.parameters())
+    return counts
+
+
+def flops_per_sample(model, sample: torch.Tensor, loss_fn) -> dict[str, int]:
+    """Forward and training (forward + backward) FLOPs of one sample, by torch's FLOP counter.
+
+    ``sample`` is (1, T, *F); ``loss_fn(outputs)`` returns the scalar to back-propagate.
+    The model's training state (e.g. EMA codebooks) is left untouched: it runs in eval mode
+    and the gradients are discarded.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with FlopCounterMode(display=False) as forward:
+            with torch.no_grad():
+                model(sample)
+        with FlopCounterMode(display=False) as train:
+            loss_fn(model(sample)).backward()
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return {"forward": int(forward.get_total_flops()), "train": int(train.get_total_flops())}
+
+
+def peak_memory() -> dict[str, float]:
+    """Peak resident memory of this process and, on a GPU, peak allocated / reserved (MiB)."""
+    out = {"cpu_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if torch.cuda.is_available():
+        out["gpu_peak_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        out["gpu_peak_reserved_mib"] = torch.cuda.max_memory_reserved() / 2**20
+    return out
+
+
+def write_report(run_dir: Path, report: dict[str, Any]) -> None:
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (run_dir / "report.md").write_text(render_markdown(report))
+
+
+def load_report(run_dir: Path) -> dict[str, Any]:
+    return json.loads((Path(run_dir) / "report.json").read_text())
+
+
+# ---------------------------------------------------------------------------- rendering
+def _rows(report: dict[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The report as (section, [(label, value)]) for both the Markdown and the terminal table."""
+    p, t, m = report["parameters"], report["time"], report["memory"]
+    sections = [
+        ("Parameters", [("total", f"{p['total']:,}"), ("trainable", f"{p['trainable']:,}"),
+                        *[(name, f"{p[name]:,} ({p[name] / max(p['trainable'], 1):.1%})")
+                          for name in ("encoder", "quantizer", "decoder")]]),
+        ("Compute", [("forward FLOPs / sample", _si(report["flops"]["forward"])),
+                     ("training FLOPs / sample", _si(report["flops"]["train"])),
+                     ("training FLOPs, whole run", _si(report["flops"]["train"] * t["samples"]))]),
+        ("Time", [("total", _duration(t["total_s"])), ("steps", f"{t['steps']:,}"),
+                  ("time / step", f"{t['step_s']:.4f} s"), ("time / epoch", _duration(t["epoch_s"])),
+                  ("samples / s", f"{t['samples_per_s']:.1f}"), ("steps / s", f"{t['steps_per_s']:.2f}")]),
+        ("Memory", [(k.replace("_mib", "").replace("_", " "), f"{v:,.0f} MiB") for k, v in m.items()]
+         + [("checkpoint", f"{report['checkpoint']['size_mib']:.1f} MiB")]),
+    ]
+    codebook = []
+    for split, usage in report.get("codebook", {}).items():
+        codebook.append((f"{split}: codes used", f"{usage['used']:,} / {usage['size']:,} ({usage['used'] / usage['size']:.1%})"))
+        codebook.append((f"{split}: dead codes", f"{usage['dead']:,}"))
+        codebook.append((f"{split}: perplexity", f"{usage['perplexity']:.1f} (normalised {usage['normalised_perplexity']:.3f})"))
+    if codebook:
+        sections.append(("Codebook", codebook))
+    losses = report.get("losses", {})
+    if losses:
+        sections.append(("Losses", [(name, f"final {losses['final'].get(name, float('nan')):.4f}, mean {value:.4f}")
+                                    for name, value in losses["mean"].items()]))
+    if report.get("eval"):
+        sections.append(("Evaluation (val)", [(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+                                              for k, v in report["eval"].items() if not k.startswith("codebook_")]))
+    sections.append(("Time breakdown", [(phase, f"{v['seconds']:.2f} s ({v['fraction']:.1%})")
+                                        for phase, v in report["breakdown"].items()]))
+    return sections
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    lines = [f"# Training report: {report['run']['name']}", "",
+             f"Recipe `{report['run']['recipe']}` · {report['run']['device']} · "
+             f"{report['run']['processes']} process(es) · precision {report['run']['precision']}", ""]
+    for title, rows in _rows(report):
+        lines += [f"## {title}", "", "| | |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in rows], ""]
+    return "\n".join(lines)
+
+
+def print_report(report: dict[str, Any], console: Console) -> None:
+    table = Table(title=f"report: {report['run']['name']}", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    for title, rows in _rows(report):
+        table.add_section()
+        table.add_row(f"[underline]{title}", "")
+        for label, value in rows:
+            table.add_row(label, value)
+    console.print(table)
+
+
+def _si(value: float) -> str:
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.2f} {unit}"
+    return f"{value:.0f}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"

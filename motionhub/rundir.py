@@ -1,0 +1,74 @@
+"""The layout of a run directory, and the few operations on it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .errors import MotionhubError
+
+
+class RunDir:
+    """``recipe.yaml``, ``metrics.jsonl``, ``checkpoints/{last,best,step_N}.pt``, ``report.{json,md}``."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, out: str | Path, main: bool = True) -> RunDir:
+        """``out`` if it holds no earlier run, else ``out-2``, ``out-3``... (never overwrite a run)."""
+        out = Path(out)
+        candidate, n = out, 1
+        while (candidate / "checkpoints").exists():
+            n += 1
+            candidate = out.with_name(f"{out.name}-{n}")
+        if main:
+            (candidate / "checkpoints").mkdir(parents=True, exist_ok=True)
+        return cls(candidate)
+
+    @classmethod
+    def resume(cls, out: str | Path) -> RunDir:
+        run = cls(Path(out))
+        if not run.last.is_file():
+            raise MotionhubError(f"nothing to resume in {run.path}: no checkpoints/last.pt. "
+                                 f"Train without --resume to start a new run.")
+        return run
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def last(self) -> Path:
+        return self.path / "checkpoints" / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.path / "checkpoints" / "best.pt"
+
+    def numbered(self, step: int) -> Path:
+        return self.path / "checkpoints" / f"step_{step:08d}.pt"
+
+    def log(self, row: dict) -> None:
+        with self.metrics.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def rows(self) -> list[dict]:
+        """Logged rows; a line cut short by a killed process is ignored."""
+        if not self.metrics.exists():
+            return []
+        rows = []
+        for line in self.metrics.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return rows
+
+    def truncate_metrics(self, after_step: int) -> None:
+        """Drop rows logged after ``after_step`` (by a run killed after its last checkpoint)."""
+        keep = [row for row in self.rows() if row.get("step", 0) <= after_step]
+        tmp = self.metrics.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(json.dumps(row) + "\n" for row in keep))
+        os.replace(tmp, self.metrics)
