@@ -203,7 +203,7 @@ def open_index(path: Path) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=4000)
-    parser.add_argument("--batches", type=int, default=20, help="batches per contender per round")
+    parser.add_argument("--batches", type=int, default=40, help="batches per contender per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=256)

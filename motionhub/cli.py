@@ -21,7 +21,13 @@ KIND_NAMES = {**{plural(k): k for k in KINDS}, **{k: k for k in KINDS}}
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    # Overrides may come after flags (``train r.yaml --resume train.iters=10``), which plain
+    # argparse cannot split between a positional list and options: collect them here.
+    args, extra = parser.parse_known_args(argv)
+    for item in extra:
+        if item.startswith("-") or "=" not in item or not hasattr(args, "overrides"):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides.append(item)
     # Warnings from data loading (skipped clips, non-finite values) go through the console.
     logging.basicConfig(level=logging.INFO, format="%(message)s",
                         handlers=[RichHandler(console=console, show_time=False, show_path=False)])

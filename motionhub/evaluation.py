@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+from accelerate.utils import gather_object
 
 from .codebook import usage_from_histogram
 from .formats import MotionFormat
@@ -30,8 +31,10 @@ def evaluate(model, batches: Iterable[dict], fmt: MotionFormat, losses: LossSet,
     Loss terms are averaged over batches weighted by their real frames; metrics get exact
     sums; the code histogram covers every real token. All three are summed across processes.
     """
-    unwrapped = accelerator.unwrap_model(model)
-    codebook_size = unwrapped.quantizer.codebook_size
+    # The bare model: a DDP wrapper would synchronise buffers on every forward, which
+    # deadlocks when processes evaluate different numbers of batches.
+    model = accelerator.unwrap_model(model)
+    codebook_size = model.quantizer.codebook_size
     device = accelerator.device
     histogram = torch.zeros(codebook_size, dtype=torch.long, device=device)
     sums: dict[str, torch.Tensor] = {}
@@ -56,17 +59,19 @@ def evaluate(model, batches: Iterable[dict], fmt: MotionFormat, losses: LossSet,
             for key, value in metric.update(batch, outputs, fmt).items():
                 add(f"{name}/{key}", value)
         indices = outputs["indices"]
-        keep = token_mask(batch, indices, unwrapped.downsample)
+        keep = token_mask(batch, indices, model.downsample)
         histogram += torch.bincount(indices[keep].reshape(-1).long(), minlength=codebook_size)
     model.train(was_training)
 
-    if not sums:
-        return {}
-    keys = sorted(sums)
-    totals = accelerator.reduce(torch.stack([sums[k] for k in keys]), "sum").tolist()
-    totals = dict(zip(keys, totals))
+    # Every process takes part in both collectives, even one that had no batch; the sums
+    # travel as objects because their keys depend on which losses and metrics ran.
     histogram = accelerator.reduce(histogram, "sum")
-
+    totals: dict[str, float] = {}
+    for part in gather_object([{k: float(v) for k, v in sums.items()}]):
+        for key, value in part.items():
+            totals[key] = totals.get(key, 0.0) + value
+    if not totals:
+        return {}
     frames = max(totals.pop("frames"), 1.0)
     result = {"loss": totals.pop("loss") / frames}
     result.update({k.removeprefix("loss/"): v / frames for k, v in totals.items() if k.startswith("loss/")})
@@ -81,15 +86,15 @@ def evaluate(model, batches: Iterable[dict], fmt: MotionFormat, losses: LossSet,
 @torch.no_grad()
 def code_histogram_over(model, batches: Iterable[dict], accelerator) -> torch.Tensor:
     """Histogram of the codes of every real token in ``batches`` (encoder + quantizer only)."""
-    unwrapped = accelerator.unwrap_model(model)
-    histogram = torch.zeros(unwrapped.quantizer.codebook_size, dtype=torch.long, device=accelerator.device)
+    model = accelerator.unwrap_model(model)
+    histogram = torch.zeros(model.quantizer.codebook_size, dtype=torch.long, device=accelerator.device)
     was_training = model.training
     model.eval()
     for batch in batches:
         motion = batch["motion"].to(accelerator.device)
         with accelerator.autocast():
-            indices = unwrapped.quantizer(unwrapped.encoder(motion)).indices
-        keep = token_mask(batch, indices, unwrapped.downsample)
+            indices = model.quantizer(model.encoder(motion)).indices
+        keep = token_mask(batch, indices, model.downsample)
         histogram += torch.bincount(indices[keep].reshape(-1).long(), minlength=histogram.numel())
     model.train(was_training)
     return accelerator.reduce(histogram, "sum")

@@ -252,7 +252,7 @@ def open_or_pack(dataset: Dataset, split: str, cache_dir: str | Path | None = No
     if store is not None:
         return store
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(path.with_name(f"{path.name}.lock"), console):
+    with _exclusive_lock(path, console):
         store = _open_current(path, fingerprint, console)  # packed by another process meanwhile
         if store is not None:
             return store
@@ -437,13 +437,14 @@ def _open_current(path: Path, fingerprint: str, console) -> Store | None:
 
 
 @contextlib.contextmanager
-def _exclusive_lock(lock_path: Path, console) -> Iterator[None]:
-    with open(lock_path, "a") as handle:
+def _exclusive_lock(path: Path, console) -> Iterator[None]:
+    """Held by one process at a time for ``path`` (an flock on ``<path>.lock``)."""
+    with open(path.with_name(f"{path.name}.lock"), "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if console is not None:
-                console.print(f"waiting for another process to finish packing {lock_path.parent}")
+                console.print(f"waiting for another process to finish packing {path}")
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list
+from accelerate.utils import broadcast_object_list, gather_object
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -83,8 +83,10 @@ def train(recipe: Recipe, console: Console | None = None, resume: bool = False) 
     cfg = recipe.train
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    # cpu=True where there is no GPU: Accelerate then runs several CPU processes (torchrun,
+    # accelerate launch) as one data-parallel job over gloo instead of independent runs.
     accelerator = Accelerator(mixed_precision="no" if cfg.precision == "fp32" else cfg.precision,
-                              log_with=cfg.trackers or None)
+                              log_with=cfg.trackers or None, cpu=not torch.cuda.is_available())
     main = accelerator.is_main_process
     seed_everything(recipe.run.seed)  # identical initial weights on every process
 
@@ -135,9 +137,7 @@ def train(recipe: Recipe, console: Console | None = None, resume: bool = False) 
 
     def save(kind: str) -> None:
         """Checkpoint everything needed to continue exactly: ``last`` (+ ``best`` / ``step_N``)."""
-        rngs = [rng_state()]
-        if accelerator.num_processes > 1:
-            rngs = _gather_objects(rngs[0], accelerator)
+        rngs = gather_object([rng_state()]) if accelerator.num_processes > 1 else [rng_state()]
         state["seconds"], state["loss_seconds"] = dict(timer.seconds), dict(losses.seconds)
         if not main:
             return
@@ -354,12 +354,6 @@ def _flat(tree: dict, prefix: str = "") -> dict:
         else:
             out[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
     return out
-
-
-def _gather_objects(obj, accelerator) -> list:
-    from accelerate.utils import gather_object
-
-    return gather_object([obj])
 
 
 def _print_plan(console, recipe, data, model, accelerator, total_steps, run_dir, start_step) -> None:

@@ -117,7 +117,6 @@ class WindowSampler:
         self._first = source.offsets[self.clips]
         self._lengths = lengths[self.clips]
         self._room = np.maximum(self._lengths - window + 1, 1)  # possible crop starts per clip
-        self._pads = bool((self._lengths < window).any())
         self._window_ends = np.cumsum(self._room)  # "length": window positions up to each clip
         per_step = batch_size * world_size
         self.batches_per_epoch = max(1, len(self.clips) // per_step)
@@ -139,10 +138,6 @@ class WindowSampler:
         return self._gather(picks[order], starts[order])
 
     __getitem__ = batch
-
-    def __len__(self) -> int:
-        """Batches per epoch (the sampler itself is endless: any step is valid)."""
-        return self.batches_per_epoch
 
     def _uniform_draw(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """(B,) indices into ``self.clips`` and (B,) crop starts within them."""
@@ -171,19 +166,15 @@ class WindowSampler:
 
     def _gather(self, picks: np.ndarray, starts: np.ndarray) -> dict[str, torch.Tensor | None]:
         first = self._first[picks] + starts  # (B,) frame index of each window's first frame
-        index = first[:, None] + np.arange(self.window)  # (B, W)
-        real = None
-        if self._pads:
-            real = np.arange(self.window) < self._lengths[picks][:, None]  # (B, W)
-            if real.all():
-                real = None
-            else:
-                index = np.where(real, index, first[:, None])  # any in-clip frame; zeroed below
-        motion = self._normalise(self.source.frames, index)
-        if real is None:
-            return {"motion": motion, "mask": None}
+        steps = np.arange(self.window)
+        real = steps < self._lengths[picks][:, None]  # (B, W)
+        if real.all():
+            return {"motion": self._normalise(_window_view(self.source.frames, self.window)[first]),
+                    "mask": None}
+        index = np.where(real, first[:, None] + steps, first[:, None])  # padding reads a real frame...
+        motion = self._normalise(np.take(self.source.frames, index, axis=0))
         mask = torch.from_numpy(real)
-        motion[~mask] = 0.0
+        motion[~mask] = 0.0  # ...and is zeroed here
         return {"motion": motion, "mask": mask}
 
 
@@ -199,7 +190,8 @@ class EvalBatches:
 
     Iterating yields ``{"motion": (B, Tmax, *F) float32 normalised, "mask": (B, Tmax) bool,
     "lengths": (B,) int64, "ids": list[str]}``. ``skipped`` counts clips outside the bounds
-    or shorter than one unit.
+    or shorter than one unit; ``clips`` and ``lengths`` are the source indices and cropped
+    lengths of the others, in batch order.
     """
 
     def __init__(self, source: ClipSource, fmt: MotionFormat, *, unit: int, batch_size: int,
@@ -215,8 +207,9 @@ class EvalBatches:
         self.skipped = int(len(lengths) - keep.sum())
         clips = np.flatnonzero(keep)
         if len(clips) == 0:
-            raise DataError(f"no clip is between {min_length or unit} and {max_length or 'any number of'} "
-                            f"frames long ({self.skipped} skipped); widen the evaluation length bounds")
+            bounds = f"at least {max(unit, min_length or 0)}" + (f" and at most {max_length}" if max_length else "")
+            raise DataError(f"no clip is {bounds} frames long ({self.skipped} skipped); "
+                            f"widen the evaluation length bounds")
         cropped = lengths[clips] // unit * unit
         order = np.argsort(cropped, kind="stable")
         self.clips, self.lengths = clips[order], cropped[order]
@@ -235,7 +228,7 @@ class EvalBatches:
         steps = np.arange(lengths.max())
         real = steps < lengths[:, None]  # (B, Tmax)
         index = np.where(real, first[:, None] + steps, first[:, None])
-        motion = self._normalise(self.source.frames, index)
+        motion = self._normalise(np.take(self.source.frames, index, axis=0))
         mask = torch.from_numpy(real)
         motion[~mask] = 0.0
         ids = self.source.ids
@@ -250,29 +243,43 @@ def _check_features(source: ClipSource, fmt: MotionFormat) -> None:
 
 
 class _Normaliser:
-    """(x - mean) / std in float32, in place, over (B, T, *F) batches.
+    """(B, T, *F) frames -> float32 tensor normalised as ``x * (1 / std) - mean / std``, in place.
 
-    The statistics are tiled over T so that numpy's inner loop runs over a whole window
-    (T * F values) rather than one frame: about twice as fast as broadcasting per frame.
+    One fused pass (``torch.addcmul``) with the statistics tiled over T, so the inner loop
+    runs over a whole window (T * F values) instead of one frame: ~1.5x faster than
+    subtracting and dividing per frame. Results match ``MotionFormat.normalise`` to a few
+    float32 ulps.
     """
 
     def __init__(self, fmt: MotionFormat):
-        self.mean = None if fmt.mean is None else np.asarray(fmt.mean, dtype=np.float32).reshape(-1)
-        self.std = None if fmt.std is None else np.asarray(fmt.std, dtype=np.float32).reshape(-1)
-        self._tiled: tuple[int, np.ndarray, np.ndarray] | None = None  # (T, mean, std) last used
+        self.scale = self.shift = None
+        if fmt.mean is not None:
+            mean = np.asarray(fmt.mean, dtype=np.float64).reshape(-1)
+            std = np.asarray(fmt.std, dtype=np.float64).reshape(-1)
+            self.scale, self.shift = (1.0 / std).astype(np.float32), (-mean / std).astype(np.float32)
+        self._tiled: tuple[int, torch.Tensor, torch.Tensor] | None = None  # (T, scale, shift) last used
 
-    def __call__(self, frames: np.ndarray, index: np.ndarray) -> torch.Tensor:
-        """frames[index] (index (B, T) -> (B, T, *F)) as a normalised float32 tensor."""
-        motion = np.asarray(np.take(frames, index, axis=0)).astype(np.float32, copy=False)
-        if self.mean is not None:
-            # numpy, not torch: single-threaded in-place ufuncs beat torch's thread pool when the
-            # cores are shared, and they leave torch's global thread settings alone
-            mean, std = self._over(index.shape[1])
-            flat = torch.from_numpy(motion.reshape(len(motion), -1))
-            flat.sub_(torch.from_numpy(mean)).div_(torch.from_numpy(std))
-        return torch.from_numpy(motion)
+    def __call__(self, frames: np.ndarray) -> torch.Tensor:
+        motion = torch.from_numpy(np.asarray(frames)).float()  # float16 stores: cast after the gather
+        if self.scale is not None:
+            scale, shift = self._over(motion.shape[1])
+            flat = motion.view(len(motion), -1)
+            torch.addcmul(shift, flat, scale, out=flat)
+        return motion
 
-    def _over(self, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    def _over(self, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self._tiled is None or self._tiled[0] != steps:
-            self._tiled = (steps, np.tile(self.mean, steps), np.tile(self.std, steps))
+            self._tiled = (steps, torch.from_numpy(np.tile(self.scale, steps)),
+                           torch.from_numpy(np.tile(self.shift, steps)))
         return self._tiled[1], self._tiled[2]
+
+
+def _window_view(frames: np.ndarray, window: int) -> np.ndarray:
+    """(N_frames - window + 1, window, *F) read-only view: entry i is ``frames[i:i + window]``.
+
+    Fancy-indexing it with window starts copies whole windows, which is faster than
+    gathering frame by frame.
+    """
+    shape = (frames.shape[0] - window + 1, window, *frames.shape[1:])
+    return np.lib.stride_tricks.as_strided(frames, shape, (frames.strides[0], *frames.strides),
+                                           writeable=False)
