@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
+import pkgutil
 import sys
 
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from . import __version__
+from . import __version__, commands
 from .errors import MotionhubError
 from .registry import KINDS, plural
 
@@ -77,6 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="print (and re-render report.md of) a finished run")
     p.add_argument("run_dir", help="a run directory")
     p.set_defaults(func=_report)
+
+    # Further commands live one per module in motionhub.commands, each with add_parser(sub).
+    for info in pkgutil.iter_modules(commands.__path__):
+        importlib.import_module(f"{commands.__name__}.{info.name}").add_parser(sub)
     return parser
 
 

@@ -144,7 +144,8 @@ def train(recipe: Recipe, console: Console | None = None, resume: bool = False) 
         with timer.phase("checkpoint"):
             payload = {"model": unwrapped.state_dict(), "optimizer": optimizer.state_dict(),
                        "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
-                       "state": state, "rng": rngs, "recipe": recipe.tree, "versions": _versions()}
+                       "state": state, "rng": rngs, "recipe": recipe.tree, "versions": _versions(),
+                       "stats": {"mean": fmt.mean, "std": fmt.std}}
             save_atomic(payload, run.last)
             if kind == "best":
                 save_atomic(payload, run.best)

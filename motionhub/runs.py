@@ -1,0 +1,50 @@
+"""Load a trained run back: its recipe, data format (with the statistics it trained with) and model."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from .build import build_dataset, build_tokenizer
+from .checkpoint import load_checkpoint
+from .dataset import Dataset
+from .errors import MotionhubError
+from .formats import MotionFormat
+from .recipe import Recipe, recipe_from_tree
+from .rundir import RunDir
+from .tokenizer import Tokenizer
+
+
+@dataclasses.dataclass
+class LoadedRun:
+    run: RunDir
+    recipe: Recipe
+    dataset: Dataset
+    format: MotionFormat  # normalisation statistics as used in training
+    model: Tokenizer  # in eval mode, on the CPU
+    step: int
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "best", overrides: list[str] | None = None) -> LoadedRun:
+    """The model of ``run_dir`` from ``checkpoints/<checkpoint>.pt`` (``best`` falls back to ``last``).
+
+    ``overrides`` change the recipe before the data set is built, e.g. ``data.root=/elsewhere``.
+    """
+    run = RunDir(Path(run_dir))
+    if not (run.path / "recipe.yaml").is_file():
+        raise MotionhubError(f"{run.path} is not a run directory (no recipe.yaml); pass the folder "
+                             f"'motionhub train' printed at the end")
+    path = run.path / "checkpoints" / f"{checkpoint}.pt"
+    if checkpoint == "best" and not path.is_file():
+        path = run.last
+    state = load_checkpoint(path)
+    recipe = recipe_from_tree(state["recipe"], str(run.path / "recipe.yaml"), overrides)
+    dataset = build_dataset(recipe)
+    fmt = dataset.format
+    stats = state.get("stats") or {}
+    if stats.get("mean") is not None:
+        fmt = fmt.with_stats(stats["mean"], stats["std"])
+    model = build_tokenizer(recipe, fmt)
+    model.load_state_dict(state["model"])
+    model.eval()
+    return LoadedRun(run, recipe, dataset, fmt, model, state["state"]["step"] if "state" in state else 0)
