@@ -146,3 +146,20 @@ def test_report_has_every_section_with_plausible_figures(tmp_path):
     rows = RunDir(run_dir).rows()
     assert [r["step"] for r in rows if r.get("split") == "val"] == [4, 8]
     assert (run_dir / "checkpoints" / "best.pt").is_file()
+
+
+def test_eval_and_report_commands_on_a_finished_run(tmp_path, capsys):
+    from motionhub.cli import main
+
+    run_dir = train(tiny(tmp_path, iters=4, log_every=2))
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--split", "test"]) == 0
+    result = json.loads((run_dir / "eval_test.json").read_text())
+    assert result["split"] == "test" and result["step"] == 4 and result["clips"] > 0
+    assert result["mpjpe_mm"] > 0 and 0 < result["codebook_used"] <= result["codebook_size"]
+    (run_dir / "report.md").unlink()
+    assert main(["report", str(run_dir)]) == 0
+    assert (run_dir / "report.md").read_text().startswith("# Training report: t")
+    assert "Time breakdown" in capsys.readouterr().out
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no report.json" in capsys.readouterr().err

@@ -1,0 +1,48 @@
+"""``motionhub eval RUN_DIR``: losses, metrics and codebook usage of a trained run on a split."""
+
+from __future__ import annotations
+
+import json
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate a trained run on a split (losses, MPJPE, codebook usage)")
+    p.add_argument("run_dir", help="a run directory")
+    p.add_argument("--split", default="val", help="split to evaluate (default: val)")
+    p.add_argument("--checkpoint", default="best", help="best (default, falls back to last) or last")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. data.root=/data")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from accelerate import Accelerator
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..build import build_losses, build_metrics
+    from ..errors import MotionhubError
+    from ..evaluation import evaluate
+    from ..runs import load_run
+    from ..windows import ClipBank, EvalBatches
+
+    loaded = load_run(args.run_dir, args.checkpoint, args.overrides)
+    clips = list(loaded.dataset.clips(args.split))
+    if not clips:
+        raise MotionhubError(f"split '{args.split}' of {loaded.dataset.describe()} has no clips")
+    ev = loaded.recipe.eval
+    batches = EvalBatches(ClipBank.from_clips(clips), loaded.format, unit=loaded.model.downsample,
+                          batch_size=ev.batch_size, min_length=ev.min_length, max_length=ev.max_length)
+    accelerator = Accelerator(cpu=True)
+    result = evaluate(loaded.model, batches, loaded.format, build_losses(loaded.recipe),
+                      build_metrics(loaded.recipe, loaded.format), accelerator, loaded.step)
+    result = {"split": args.split, "step": loaded.step, "clips": len(batches.clips), "skipped": batches.skipped,
+              "codebook_size": loaded.model.quantizer.codebook_size, **result}
+    out = loaded.run.path / f"eval_{args.split}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+
+    table = Table(title=f"{loaded.run.path} · {args.split} · step {loaded.step}", show_header=False)
+    for key, value in result.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    Console().print(table)
+    print(out)
+    return 0

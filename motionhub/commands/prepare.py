@@ -1,0 +1,33 @@
+"""``motionhub prepare``: joint positions -> HumanML3D / KIT-ML feature folders."""
+
+from __future__ import annotations
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("prepare", help="turn joint positions (T, J, 3) into HumanML3D / KIT-ML features")
+    p.add_argument("joints_dir", help="folder of <id>.npy joint positions, e.g. HumanML3D's joints/")
+    p.add_argument("--out", required=True, help="data-set folder to write (new_joint_vecs/, new_joints/, Mean/Std)")
+    p.add_argument("--skeleton", default="t2m", choices=["t2m", "kit"], help="t2m (22 joints, default) or kit (21)")
+    p.add_argument("--no-uniform", action="store_true",
+                   help="keep each clip's own bone lengths instead of HumanML3D's reference skeleton "
+                        "(needed for kit, whose reference lengths are not known)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from ..prepare import prepare_folder
+
+    console = Console(stderr=True)
+    total = len(list(Path(args.joints_dir).glob("*.npy")))
+    with Progress(console=console) as progress:
+        task = progress.add_task("prepare", total=total)
+        summary = prepare_folder(args.joints_dir, args.out, skeleton=args.skeleton, uniform=not args.no_uniform,
+                                 progress=lambda _: progress.advance(task))
+    console.print(f"{summary.clips} clips, {summary.frames} feature frames -> {summary.out} "
+                  f"(add train.txt / val.txt / test.txt to use it as a data set)")
+    return 0

@@ -1,0 +1,103 @@
+"""``motionhub render``: one clip and its reconstruction by a trained run, as a GIF, MP4 or PNG."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+    from motionhub.dataset import Clip, Dataset
+    from motionhub.formats import MotionFormat
+    from motionhub.tokenizer import Tokenizer
+
+SHOWN_IDS = 5  # ids listed when a clip id is unknown
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "render", help="draw a clip next to its reconstruction (.gif, .mp4 or .png)",
+        description="Reconstruct one clip with a trained run and draw ground truth and reconstruction side "
+                    "by side: skeletons for formats with joints, points with trails for point tracks. "
+                    "Needs matplotlib (pip install 'motionhub[render]'); .mp4 also needs ffmpeg.")
+    p.add_argument("run_dir", type=Path, help="a run directory")
+    p.add_argument("--clip", metavar="ID", help="id of the clip to draw (see --list)")
+    p.add_argument("--split", default="val", help="split the clip is in: train, val or test (default: val)")
+    p.add_argument("--checkpoint", default="best", help="checkpoint name in checkpoints/ (default: best)")
+    p.add_argument("--frames", type=int, metavar="N", help="animate only the first N frames")
+    p.add_argument("--fps", type=float, metavar="F", help="frames per second (default: the data's)")
+    p.add_argument("--frame", type=int, default=0, metavar="K", help="frame drawn into a .png (default: 0)")
+    p.add_argument("--out", type=Path, metavar="FILE", help="clip.gif, clip.mp4 or clip.png")
+    p.add_argument("--list", action="store_true", help="print the clip ids of the split and exit")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="override the run's recipe, e.g. data.root=/data/elsewhere")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from motionhub.dataset import SPLITS
+    from motionhub.errors import MotionhubError
+    from motionhub.render import check_output, render_clip
+    from motionhub.runs import load_run
+
+    if args.split not in SPLITS:
+        raise MotionhubError(f"unknown split '{args.split}'; splits: {', '.join(SPLITS)}")
+    if not args.list:
+        if args.clip is None or args.out is None:
+            raise MotionhubError("render needs --clip ID and --out FILE (or --list to print the clip ids)")
+        check_output(args.out)
+    loaded = load_run(args.run_dir, args.checkpoint, args.overrides)
+    if args.list:
+        for clip in loaded.dataset.clips(args.split):
+            print(clip.id)
+        return 0
+    clip = find_clip(loaded.dataset, args.split, args.clip, args.run_dir)
+    target, recon = reconstruct(loaded.model, loaded.format, clip)
+    render_clip(loaded.format, target, recon, args.out, clip_id=clip.id, fps=args.fps, frames=args.frames,
+                frame=args.frame)
+    print(args.out)
+    return 0
+
+
+def find_clip(dataset: Dataset, split: str, clip_id: str, run_dir: Path) -> Clip:
+    """The clip ``clip_id`` of ``split``; an unknown id is an error naming the closest ones."""
+    from motionhub.errors import MotionhubError, did_you_mean
+
+    ids = []
+    for clip in dataset.clips(split):
+        if clip.id == clip_id:
+            return clip
+        ids.append(clip.id)
+    if not ids:
+        raise MotionhubError(f"the {split} split of {dataset.describe()} has no clips; pick another --split")
+    shown = ", ".join(ids[:SHOWN_IDS]) + (", …" if len(ids) > SHOWN_IDS else "")
+    raise MotionhubError(
+        f"no clip '{clip_id}' in the {split} split{did_you_mean(clip_id, ids) or '.'} "
+        f"It has {len(ids):,} clips: {shown}. "
+        f"List them all with: motionhub render {run_dir} --split {split} --list")
+
+
+def reconstruct(model: Tokenizer, fmt: MotionFormat, clip: Clip) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ground truth and reconstruction of ``clip``, de-normalised: two (T, *F) tensors.
+
+    T is the clip's length cropped to a multiple of the model's temporal down-sampling,
+    exactly as evaluation crops it.
+    """
+    import torch
+
+    from motionhub.errors import MotionhubError
+    from motionhub.windows import ClipBank, EvalBatches
+
+    unit = model.downsample
+    if len(clip.motion) < unit:
+        raise MotionhubError(f"clip '{clip.id}' has {len(clip.motion)} frames, fewer than the model's "
+                             f"down-sampling unit of {unit}; pick a longer clip")
+    batch = next(iter(EvalBatches(ClipBank.from_clips([clip]), fmt, unit=unit, batch_size=1)))
+    with torch.no_grad():
+        outputs = model(batch["motion"])
+    if "recon" not in outputs:
+        raise MotionhubError(f"the decoder of this run outputs {', '.join(sorted(outputs))} but no 'recon' "
+                             f"features, so there is no reconstruction to draw")
+    return fmt.denormalise(batch["motion"][0]), fmt.denormalise(outputs["recon"][0].float())
