@@ -66,9 +66,9 @@ class Store:
         self.fingerprint: str = attrs["fingerprint"]
         self.dtype: str = attrs["dtype"]
         self.format_name: str = attrs["format"]
-        self.feature_shape: tuple[int, ...] = tuple(int(n) for n in attrs["feature_shape"])
-        self.fps: float = float(attrs["fps"])
-        self.slices: dict[str, slice] = {k: slice(a, b) for k, (a, b) in json.loads(attrs["slices"]).items()}
+        self.feature_shape: tuple[int, ...] = attrs["feature_shape"]
+        self.fps: float = attrs["fps"]
+        self.slices: dict[str, slice] = attrs["slices"]
         self.offsets = offsets
         self.frames = frames
         self.format_mean: np.ndarray | None = stats.get("format_mean")
@@ -115,6 +115,7 @@ class Store:
 
     @property
     def ids(self) -> list[str]:
+        """Clip ids, in store order."""
         if self._ids is None:
             self._ids = self._read_strings("ids")
         return self._ids
@@ -128,6 +129,7 @@ class Store:
 
     def clip(self, i: int) -> Clip:
         """Clip ``i`` with float32 frames (T, *F)."""
+        i = range(len(self))[i]
         start, stop = self.offsets[i], self.offsets[i + 1]
         text = self.texts[i]
         return Clip(self.ids[i], np.array(self.frames[start:stop], dtype=np.float32),
@@ -209,7 +211,7 @@ def pack_arrays(frames: np.ndarray, offsets: np.ndarray, ids: Sequence[str], fmt
     """Write clips already concatenated in memory as a store at ``path`` and open it.
 
     frames: (N_frames, *F); offsets: (n + 1,) with clip i at ``frames[offsets[i]:offsets[i + 1]]``;
-    ids and texts (captions joined by "\n"; None = none): n strings each.
+    ids and texts (captions joined by "\\n"; None = none): n strings each.
     """
     path = _checked_target(path, dtype)
     offsets = np.asarray(offsets, dtype=np.int64)
@@ -392,11 +394,14 @@ def _unreadable(path: Path, reason: str) -> str:
 
 
 def _read_attrs(f: h5py.File, path: Path) -> dict:
+    """The file's attributes, typed; DataError for a file of another store version."""
     attrs = dict(f.attrs)
     version = attrs.get("motionhub_store_version")
     if version != STORE_VERSION:
         raise DataError(_unreadable(path, f"store version {version}, this motionhub reads {STORE_VERSION}"))
-    return attrs
+    return {"fingerprint": str(attrs["fingerprint"]), "dtype": str(attrs["dtype"]), "format": str(attrs["format"]),
+            "feature_shape": tuple(int(n) for n in attrs["feature_shape"]), "fps": float(attrs["fps"]),
+            "slices": {name: slice(a, b) for name, (a, b) in json.loads(attrs["slices"]).items()}}
 
 
 def _frames_layout(frames: h5py.Dataset, path: Path) -> tuple[int | None, tuple[int, ...], np.dtype]:

@@ -9,6 +9,7 @@ a resumed run draws exactly the batches an uninterrupted one would have.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import math
 import random
 import statistics
@@ -56,6 +57,17 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * cfg.gamma ** sum(after >= m for m in cfg.milestones)
 
 
+TRACKER_MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
+
+
+def check_trackers(trackers: list[str]) -> None:
+    """Fail before training starts when a tracker the recipe asks for is not installed."""
+    for name in trackers:
+        if not any(importlib.util.find_spec(module) for module in TRACKER_MODULES[name]):
+            raise MotionhubError(f"train.trackers asks for {name}, which is not installed here: "
+                                 f"pip install {name}, or remove it from train.trackers")
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -81,6 +93,7 @@ def train(recipe: Recipe, console: Console | None = None, resume: bool = False) 
     """Train what ``recipe`` names; returns the run directory."""
     console = console or Console(stderr=True)
     cfg = recipe.train
+    check_trackers(cfg.trackers)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     # cpu=True where there is no GPU: Accelerate then runs several CPU processes (torchrun,
@@ -133,6 +146,7 @@ def train(recipe: Recipe, console: Console | None = None, resume: bool = False) 
         (run.path / "recipe.yaml").write_text(recipe.to_yaml())
         _print_plan(console, recipe, data, unwrapped, accelerator, total_steps, run.path, state["step"])
     if cfg.trackers:
+        accelerator.project_configuration.set_directories(str(run.path))
         accelerator.init_trackers(recipe.run.name, config=_flat(recipe.tree))
 
     def save(kind: str) -> None:

@@ -59,7 +59,8 @@ def test_pack_and_open_round_trip(tmp_path, dtype):
 
     assert isinstance(store.frames, np.memmap) and store.frames.dtype == np.dtype(dtype)
     expected = np.concatenate([c.motion for c in clips])
-    np.testing.assert_allclose(store.frames, expected, rtol=1e-3 if dtype == "float16" else 0, atol=1e-3 if dtype == "float16" else 0)
+    tolerance = 1e-3 if dtype == "float16" else 0
+    np.testing.assert_allclose(store.frames, expected, rtol=tolerance, atol=tolerance)
     np.testing.assert_array_equal(store.offsets, [0, 7, 7, 19, 22])
     np.testing.assert_array_equal(store.lengths, [7, 0, 12, 3])
     assert len(store) == 4

@@ -1,6 +1,7 @@
 """The training loop: schedule, metrics, checkpoints, run directories."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ import motionhub
 
 from motionhub.build import build_tokenizer
 from motionhub.checkpoint import load_checkpoint, save_atomic
+from motionhub.errors import MotionhubError
 from motionhub.recipe import TrainConfig, recipe_from_tree
 from motionhub.rundir import RunDir
 from motionhub.testing import registered_plugin
@@ -163,3 +165,21 @@ def test_eval_and_report_commands_on_a_finished_run(tmp_path, capsys):
     assert "Time breakdown" in capsys.readouterr().out
     assert main(["report", str(tmp_path)]) == 2
     assert "no report.json" in capsys.readouterr().err
+
+
+def test_a_tracker_that_is_not_installed_is_reported_before_training(tmp_path, monkeypatch):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(MotionhubError, match="train.trackers asks for tensorboard, which is not installed"):
+        train(tiny(tmp_path, trackers=["tensorboard"]))
+    assert not (tmp_path / "run").exists()
+
+
+def test_gradient_accumulation_and_cosine_schedule(tmp_path):
+    run_dir = train(tiny(tmp_path, iters=4, grad_accum=2, schedule="cosine", log_every=1, lr=1e-3))
+    rows = [r for r in RunDir(run_dir).rows() if "split" not in r]
+    assert [r["lr"] for r in rows] == pytest.approx([1e-3, 1e-3 * 0.5 * (1 + math.cos(math.pi / 4)),
+                                                     5e-4, 1e-3 * 0.5 * (1 + math.cos(3 * math.pi / 4))])
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["time"]["samples"] == 4 * 4 * 2  # steps x batch x micro-batches

@@ -75,7 +75,7 @@ def find_clip(dataset: Dataset, split: str, clip_id: str, run_dir: Path) -> Clip
     shown = ", ".join(ids[:SHOWN_IDS]) + (", …" if len(ids) > SHOWN_IDS else "")
     raise MotionhubError(
         f"no clip '{clip_id}' in the {split} split{did_you_mean(clip_id, ids) or '.'} "
-        f"It has {len(ids):,} clips: {shown}. "
+        f"It has {len(ids):,} clip{'s' * (len(ids) != 1)}: {shown}. "
         f"List them all with: motionhub render {run_dir} --split {split} --list")
 
 
