@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 from collections.abc import Iterator
 
 import numpy as np
@@ -13,6 +14,7 @@ from .dataset import Dataset
 from .formats import MotionFormat
 from .layouts import group_averaged_std
 from .recipe import EvalConfig, Recipe
+from .store import EmptySplitError, Store, open_or_pack
 from .windows import ClipBank, EvalBatches, WindowSampler
 
 
@@ -27,8 +29,8 @@ class TrainingData:
     format: MotionFormat  # with the statistics used for normalisation
     description: str
     sampler: WindowSampler
-    train: ClipBank
-    val: ClipBank | None
+    train: ClipBank | Store
+    val: ClipBank | Store | None
     eval_config: EvalConfig
     rank: int = 0
     world_size: int = 1
@@ -74,22 +76,57 @@ class TrainingData:
         return itertools.islice(iter(batches), self.rank, None, self.world_size)
 
 
+STD_FLOOR = 1e-3  # keeps constant channels (contacts that never fire) from dividing by ~0
+
+
 def with_train_statistics(fmt: MotionFormat, frames: np.ndarray) -> MotionFormat:
     """``fmt`` with statistics computed from the train frames when the data set gave none."""
     if fmt.mean is not None:
         return fmt
     flat = frames.reshape(len(frames), -1).astype(np.float64)
-    return fmt.with_stats(flat.mean(axis=0), group_averaged_std(flat, fmt))
+    return fmt.with_stats(flat.mean(axis=0), group_averaged_std(flat, fmt, floor=STD_FLOOR))
 
 
 def prepare_data(recipe: Recipe, dataset: Dataset, accelerator, console) -> TrainingData:
-    """Read the train and val splits, fix the statistics, and set up sampling."""
-    train = ClipBank.from_clips(dataset.clips("train"))
-    fmt = with_train_statistics(dataset.format, train.frames)
-    val_clips = list(dataset.clips("val"))
+    """Open (packing on first use) the train and val splits, fix the statistics, set up sampling."""
+    spec = recipe.data
+    if spec.store == "packed":
+        # The main process packs first; the others then find the packed files in the cache.
+        with accelerator.main_process_first():
+            train = _packed(dataset, "train", recipe, console)
+            val = _packed(dataset, "val", recipe, console, required=False)
+        fmt = dataset.format
+        if fmt.mean is None:
+            fmt = fmt.with_stats(train.feature_mean(), np.maximum(train.feature_std(per_slice=True), STD_FLOOR))
+    else:
+        train = ClipBank.from_clips(dataset.clips("train"))
+        fmt = with_train_statistics(dataset.format, train.frames)
+        val_clips = list(dataset.clips("val"))
+        val = ClipBank.from_clips(val_clips) if val_clips else None
     rank, world = accelerator.process_index, accelerator.num_processes
-    sampler = WindowSampler(train, fmt, recipe.data.window, recipe.train.batch_size, seed=recipe.run.seed,
-                            rank=rank, world_size=world)
-    return TrainingData(format=fmt, description=dataset.describe(), sampler=sampler, train=train,
-                        val=ClipBank.from_clips(val_clips) if val_clips else None,
+    sampler = WindowSampler(train, fmt, spec.window, recipe.train.batch_size, seed=recipe.run.seed,
+                            rank=rank, world_size=world, short=spec.short, weighting=spec.weighting)
+    return TrainingData(format=fmt, description=dataset.describe(), sampler=sampler, train=train, val=val,
                         eval_config=recipe.eval, rank=rank, world_size=world)
+
+
+def _packed(dataset: Dataset, split: str, recipe: Recipe, console, required: bool = True) -> Store | None:
+    """The split's packed store; the fingerprint covers the recipe's data arguments and plugin."""
+    spec = recipe.data
+    provider = spec.component.provider
+    extra = json.dumps([spec.name, provider, _plugin_version(provider), spec.kwargs], sort_keys=True, default=str)
+    try:
+        return open_or_pack(dataset, split, spec.cache_dir, extra_fingerprint=extra, dtype=spec.store_dtype,
+                            console=console)
+    except EmptySplitError:
+        if required:
+            raise
+        return None
+
+
+def _plugin_version(provider: str) -> str:
+    from . import __version__
+    from .plugins import plugin_infos
+
+    versions = {info.name: info.version for info in plugin_infos()}
+    return versions.get(provider) or __version__

@@ -80,6 +80,11 @@ class ComponentSpec:
 @dataclasses.dataclass
 class DataSpec(ComponentSpec):
     window: int = 64  # frames per training window (T2M-GPT 64, MotionMillion 96)
+    short: Literal["drop", "pad"] = "drop"  # clips shorter than the window: dropped, or padded and masked
+    weighting: Literal["uniform", "length"] = "uniform"  # clip choice: uniform, or by number of windows
+    store: Literal["packed", "memory"] = "packed"  # packed HDF5 store in the cache, or clips held in memory
+    store_dtype: Literal["float32", "float16"] = "float32"  # frames in the packed store
+    cache_dir: str | None = None  # packed stores; default $MOTIONHUB_CACHE or ~/.cache/motionhub
 
 
 @dataclasses.dataclass
@@ -110,7 +115,7 @@ COMPONENT_SECTIONS = {"data": "dataset", "encoder": "encoder", "quantizer": "qua
 SETTING_SECTIONS = {"run": RunConfig, "train": TrainConfig, "eval": EvalConfig}
 SECTIONS = ("run", "data", "encoder", "quantizer", "decoder", "losses", "train", "eval")
 LOSS_KEYS = ("weight", "every", "schedule")  # framework keys of a loss entry
-DATA_KEYS = ("window",)  # framework keys of the data section
+DATA_KEYS = ("window", "short", "weighting", "store", "store_dtype", "cache_dir")  # framework keys of data
 
 # Arguments the framework supplies at build time when the recipe leaves them unset.
 INJECTED = {
@@ -369,10 +374,11 @@ def bind_arguments(component: Component, kwargs: dict[str, Any], path: str) -> l
 
 def _data_spec(spec: ComponentSpec, node: dict[str, Any], problems: list) -> DataSpec:
     extras = {k: node[k] for k in DATA_KEYS if k in node}
-    window = extras.get("window", 64)
-    if (problem := type_problem(window, int)) is not None:
-        problems.append(("data.window", problem))
-    elif window < 1:
+    hints = annotations_of(DataSpec)
+    for key, value in extras.items():
+        if (problem := type_problem(value, hints.get(key))) is not None:
+            problems.append((f"data.{key}", problem))
+    if isinstance(extras.get("window"), int) and extras["window"] < 1:
         problems.append(("data.window", "must be at least 1 frame"))
     return DataSpec(spec.path, spec.component, spec.kwargs, **extras)
 

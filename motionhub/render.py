@@ -171,21 +171,25 @@ def _skeleton_scene(target: np.ndarray, recon: np.ndarray, parents: Sequence[int
         return np.stack([pose[children], pose[bone_parents]], axis=1)
 
     figure = _figure(9.0, 4.8)
+    figure.subplots_adjust(left=0, right=1, bottom=0.02, top=0.86, wspace=0)
     figure.suptitle(title)
-    counter = figure.text(0.5, 0.03, "", ha="center")
+    counter = figure.text(0.5, 0.02, "", ha="center")
     panels = []
     for column, (name, points) in enumerate(poses.items()):
         ax = figure.add_subplot(1, 2, column + 1, projection="3d")
         ax.set(xlim=(x0, x1), ylim=(y0, y1), zlim=(floor, top), title=name)
-        ax.set_box_aspect((1, 1, 1))
+        ax.set_box_aspect((1, 1, 1), zoom=1.15)
         ax.view_init(elev=15, azim=-60)
         ax.set_axis_off()
+        # Everything stands on the ground plane, seen from above it: draw in a fixed order
+        # instead of matplotlib's depth sort, which can hide the trail under the plane.
+        ax.computed_zorder = False
         corners = [(x0, y0, floor), (x1, y0, floor), (x1, y1, floor), (x0, y1, floor)]
-        ax.add_collection3d(Poly3DCollection([corners], facecolor="0.88", edgecolor="0.6"))
-        bones = Line3DCollection(segments(points[0]), colors=COLOURS[name], linewidths=2.5)
+        ax.add_collection3d(Poly3DCollection([corners], facecolor="0.9", edgecolor="0.6", zorder=0))
+        (trail,) = ax.plot([], [], [], "-", color="0.3", linewidth=1.2, zorder=1)
+        bones = Line3DCollection(segments(points[0]), colors=COLOURS[name], linewidths=2.5, zorder=2)
         ax.add_collection3d(bones)
-        (joints,) = ax.plot([], [], [], "o", color=COLOURS[name], markersize=2.5)
-        (trail,) = ax.plot([], [], [], "-", color="0.35", linewidth=1.0)
+        (joints,) = ax.plot([], [], [], "o", color=COLOURS[name], markersize=2.5, zorder=3)
         panels.append((points, bones, joints, trail))
 
     def update(t: int) -> None:
@@ -220,14 +224,17 @@ def _tracks_scene(target: np.ndarray, recon: np.ndarray, title: str) -> tuple[Fi
     xy = {"ground truth": target[..., ::-1], "reconstruction": recon[..., ::-1]}
     colours = colormaps["turbo"]((target[0, :, :, 1] + 1) / 2)  # (V, N, 4)
 
-    figure = _figure(8.0, 4.0 * views + 0.6)
+    height = 3.8 * views + 1.0
+    figure = _figure(8.0, height)
+    figure.subplots_adjust(left=0.03, right=0.97, bottom=0.4 / height, top=1 - 0.7 / height, wspace=0.08,
+                           hspace=0.12)
     figure.suptitle(title)
     counter = figure.text(0.5, 0.01, "", ha="center")
     panels = []
     for view in range(views):
         for column, (name, points) in enumerate(xy.items()):
             ax = figure.add_subplot(views, 2, 2 * view + column + 1)
-            ax.set(xlim=(-1, 1), ylim=(1, -1), xticks=[], yticks=[], aspect="equal",
+            ax.set(xlim=(-1.03, 1.03), ylim=(1.03, -1.03), xticks=[], yticks=[], aspect="equal",
                    title=name if views == 1 else f"{name}, view {view}")
             trails = LineCollection([], linewidths=1.2)
             ax.add_collection(trails)
@@ -282,7 +289,7 @@ def _plot_loss_curves(rows: list[dict], out: Path) -> bool:
     """Every train loss term against the step, val figures of the same terms as points."""
     train = [row for row in rows if "split" not in row]
     val = [row for row in rows if row.get("split") == "val"]
-    terms = list(dict.fromkeys(k for row in train for k in row if k not in NOT_LOSSES))
+    terms = sorted({k for row in train for k in row if k not in NOT_LOSSES}, key=lambda k: (k != "loss", k))
     if not terms:
         return False
     figure = _figure(7.0, 4.0)

@@ -11,6 +11,11 @@ def pytest_configure(config):
     # Plugins installed on the developer's machine must not leak into the tests: entry-point
     # loading is off in this process (subprocess tests opt back in explicitly).
     sys._called_from_test = True
+    # Packed stores go to a fresh cache, not the user's (subprocesses inherit it).
+    if "MOTIONHUB_CACHE" not in os.environ:
+        import tempfile
+
+        os.environ["MOTIONHUB_CACHE"] = tempfile.mkdtemp(prefix="motionhub-test-cache-")
 
 
 @pytest.fixture

@@ -1,0 +1,71 @@
+"""``motionhub encode RUN_DIR --out tokens.h5``: token ids of every clip of a split, in one HDF5 file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "encode", help="token ids of every clip of a split, into one HDF5 file",
+        description="Encode every clip of a split with a trained run. Each clip is cropped to a multiple of "
+                    "the model's temporal down-sampling (its first (length // d) * d frames); clips shorter "
+                    "than d frames are skipped and listed in the file. Clips are batched only with clips "
+                    "of the same cropped length, so the ids equal those of encoding each clip alone.")
+    p.add_argument("run_dir", type=Path, help="a run directory")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="recipe overrides for the data, e.g. data.root=/elsewhere")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE", help="tokens file to write, e.g. tokens.h5")
+    p.add_argument("--split", default="val", choices=("train", "val", "test"), help="split to encode (default: val)")
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"),
+                   help="best (default; falls back to last) or last")
+    p.add_argument("--batch-size", type=positive_int, default=64, metavar="N",
+                   help="clips per batch, at most (default: 64)")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when there is a GPU, else cpu")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from ..errors import DataError
+    from ..runs import load_run
+    from ..tokens import TokenFile, clip_progress, encode_clips, resolve_device, write_tokens
+    from ..windows import ClipBank
+
+    console = Console(stderr=True)
+    device = resolve_device(args.device)
+    loaded = load_run(args.run_dir, args.checkpoint, args.overrides)
+    clips = list(loaded.dataset.clips(args.split))
+    if not clips:
+        raise DataError(f"split '{args.split}' of {loaded.dataset.describe()} has no clips to encode")
+    model = loaded.model.to(device)
+    with clip_progress(console, f"encode {args.split}", len(clips)) as progress:
+        encoded = encode_clips(model, loaded.format, ClipBank.from_clips(clips), batch_size=args.batch_size,
+                               device=device, progress=progress)
+    fmt = loaded.format
+    attrs = {"run_dir": str(loaded.run.path.resolve()), "checkpoint": args.checkpoint, "step": loaded.step,
+             "split": args.split, "codebook_size": model.quantizer.codebook_size, "format": fmt.name,
+             "feature_shape": list(fmt.feature_shape), "fps": float(fmt.fps)}
+    texts = ["\n".join(clips[i].texts) for i in encoded.clips]
+    write_tokens(args.out, TokenFile(encoded, texts, attrs))
+
+    unit, cropped = encoded.downsample, encoded.source_lengths - encoded.frame_lengths
+    console.print(f"encoded {len(encoded.ids):,} clips of split '{args.split}' into {len(encoded.tokens):,} tokens "
+                  f"(codebook of {attrs['codebook_size']:,} codes, step {loaded.step})")
+    console.print(f"clips are cropped to a multiple of the down-sampling ({unit} frames): "
+                  f"{int(cropped.sum()):,} trailing frames dropped from {int((cropped > 0).sum()):,} clips")
+    if encoded.skipped_ids:
+        shown = ", ".join(encoded.skipped_ids[:5]) + (", ..." if len(encoded.skipped_ids) > 5 else "")
+        console.print(f"[yellow]skipped {len(encoded.skipped_ids):,} clips shorter than {unit} frames[/] "
+                      f"({shown}); their ids are in the file's skipped_ids")
+    print(args.out)
+    return 0

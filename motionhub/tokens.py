@@ -1,0 +1,341 @@
+"""Token ids of whole splits, and features decoded back from them (``motionhub encode`` / ``decode``).
+
+Every clip is encoded at its true length, cropped to a multiple of the model's temporal
+down-sampling by keeping its first ``(length // downsample) * downsample`` frames (clips
+shorter than one unit are skipped and named). Clips are batched only with clips of the
+same cropped length, so no batch holds padding: a clip's encoder input is exactly its own
+frames, whatever else is in the batch, and a conv or attention encoder sees what it would
+see encoding the clip alone. Decoding batches clips of the same token count the same way.
+
+A tokens file (HDF5) holds
+
+    tokens          (N_tokens, *Q) int32, every clip's ids concatenated along time
+                    (Q: the quantizer's code axes, e.g. residual levels; none for one codebook)
+    offsets         (n + 1,) int64; clip i is ``tokens[offsets[i]:offsets[i + 1]]``
+    ids, texts      (n,) utf-8; texts are each clip's captions joined by "\\n"
+    frame_lengths   (n,) int64 frames encoded (the cropped length)
+    token_lengths   (n,) int64 tokens per clip
+    source_lengths  (n,) int64 frames in the data set before cropping
+    skipped_ids     (k,) utf-8 clips shorter than one down-sampling unit
+    split_index     (n,) int64 position of each clip in the split
+
+with attributes ``motionhub_file = "tokens"``, run dir, checkpoint, step, split, codebook
+size, down-sampling, format name, feature shape and fps. A reconstruction file holds
+``features`` (N_frames, *F) float32 de-normalised, ``offsets``, ``ids``, ``texts`` and, where
+the format recovers joints, ``joints`` (N_frames, J, 3) float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from .errors import DataError, MotionhubError
+from .formats import MotionFormat
+from .tokenizer import Tokenizer
+from .windows import ClipSource
+
+FILE_VERSION = 1
+TOKENS = "tokens"
+RECONSTRUCTION = "reconstruction"
+
+Progress = Callable[[int], None]  # called with the number of clips done so far
+
+
+@dataclasses.dataclass
+class EncodedClips:
+    """Token ids of the clips of a source, in source order.
+
+    tokens:         (N_tokens, *Q) int32.
+    offsets:        (n + 1,) int64; clip i is ``tokens[offsets[i]:offsets[i + 1]]``.
+    clips:          (n,) int64 source index of each encoded clip.
+    ids:            n clip ids.
+    frame_lengths:  (n,) int64 frames encoded, a multiple of ``downsample``.
+    source_lengths: (n,) int64 frames before cropping.
+    skipped_ids:    clips shorter than ``downsample`` frames, not encoded.
+    downsample:     the model's temporal down-sampling.
+    """
+
+    tokens: np.ndarray
+    offsets: np.ndarray
+    clips: np.ndarray
+    ids: list[str]
+    frame_lengths: np.ndarray
+    source_lengths: np.ndarray
+    skipped_ids: list[str]
+    downsample: int
+
+    @property
+    def token_lengths(self) -> np.ndarray:
+        """(n,) int64 tokens per clip."""
+        return np.diff(self.offsets)
+
+    def clip_tokens(self, i: int) -> np.ndarray:
+        """(T'_i, *Q) ids of clip ``i``."""
+        return self.tokens[self.offsets[i]:self.offsets[i + 1]]
+
+
+@dataclasses.dataclass
+class TokenFile:
+    """What a tokens file holds: the encoded clips, their captions and where they came from."""
+
+    encoded: EncodedClips
+    texts: list[str]  # one per encoded clip, captions joined by "\n"
+    attrs: dict[str, Any]  # run_dir, checkpoint, step, split, codebook_size, downsample, format, ...
+
+
+@dataclasses.dataclass
+class Reconstruction:
+    """De-normalised decoder output of every clip, concatenated along time.
+
+    features: (N_frames, *F) float32.
+    offsets:  (n + 1,) int64; clip i is ``features[offsets[i]:offsets[i + 1]]``.
+    joints:   (N_frames, J, 3) float32 where the format recovers joint positions, else None.
+    """
+
+    features: np.ndarray
+    offsets: np.ndarray
+    joints: np.ndarray | None
+
+
+def length_buckets(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Positions into ``lengths`` (n,) grouped by identical length, shortest first, at most
+    ``batch_size`` per group."""
+    order = np.argsort(lengths, kind="stable")
+    same_length = np.split(order, np.flatnonzero(np.diff(lengths[order])) + 1)
+    return [group[start:start + batch_size] for group in same_length if len(group)
+            for start in range(0, len(group), batch_size)]
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """``cuda`` when asked for (or by default when there is a GPU), else ``cpu``."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise MotionhubError("--device cuda was asked for, but torch finds no CUDA GPU here; "
+                             "use --device cpu, or install a CUDA build of torch")
+    return torch.device(name)
+
+
+# ---------------------------------------------------------------------------- encode / decode
+
+
+@torch.inference_mode()
+def encode_clips(model: Tokenizer, fmt: MotionFormat, source: ClipSource, *, batch_size: int,
+                 device: torch.device | str = "cpu", progress: Progress | None = None) -> EncodedClips:
+    """Token ids of every clip of ``source`` at its cropped length (see the module docstring).
+
+    ``model`` must already be on ``device`` and in eval mode; ``fmt`` carries the statistics
+    it was trained with.
+    """
+    unit = model.downsample
+    lengths = np.asarray(source.lengths, dtype=np.int64)
+    kept = np.flatnonzero(lengths >= unit)
+    if len(kept) == 0:
+        raise DataError(f"no clip is at least {unit} frames long (the model's down-sampling), so none "
+                        f"can be encoded; the longest has {lengths.max(initial=0)} frames")
+    cropped = lengths[kept] // unit * unit
+    per_clip: list[np.ndarray] = [np.empty(0)] * len(kept)
+    done = 0
+    for bucket in length_buckets(cropped, batch_size):
+        motion = gather_clips(source, kept[bucket], int(cropped[bucket[0]]), fmt)
+        indices = model.encode(motion.to(device)).cpu().numpy()  # (B, T', *Q)
+        for position, clip_indices in zip(bucket, indices):
+            per_clip[position] = clip_indices
+        done += len(bucket)
+        if progress is not None:
+            progress(done)
+    ids = source.ids
+    skipped = np.flatnonzero(lengths < unit)
+    return EncodedClips(
+        tokens=_concatenate(per_clip, np.int32), offsets=_offsets([len(t) for t in per_clip]), clips=kept,
+        ids=[ids[i] for i in kept], frame_lengths=cropped, source_lengths=lengths[kept],
+        skipped_ids=[ids[i] for i in skipped], downsample=unit)
+
+
+def gather_clips(source: ClipSource, clips: np.ndarray, length: int, fmt: MotionFormat) -> torch.Tensor:
+    """The first ``length`` frames of each of ``clips`` (source indices): (B, length, *F) float32,
+    normalised element by element, so a clip's values do not depend on its batch."""
+    index = source.offsets[clips][:, None] + np.arange(length)
+    frames = torch.from_numpy(np.take(source.frames, index, axis=0)).float()
+    return fmt.normalise(frames)
+
+
+@torch.inference_mode()
+def decode_tokens(model: Tokenizer, fmt: MotionFormat, encoded: EncodedClips, *, batch_size: int,
+                  device: torch.device | str = "cpu", progress: Progress | None = None) -> Reconstruction:
+    """Features (and joints, where the format has them) of every clip's tokens, de-normalised.
+
+    Clips with the same number of tokens are decoded together; ``model`` must be on ``device``.
+    """
+    counts = encoded.token_lengths
+    features: list[np.ndarray] = [np.empty(0)] * len(counts)
+    joints: list[np.ndarray] = [np.empty(0)] * len(counts)
+    done = 0
+    for bucket in length_buckets(counts, batch_size):
+        index = encoded.offsets[bucket][:, None] + np.arange(counts[bucket[0]])
+        indices = torch.from_numpy(encoded.tokens[index]).long().to(device)  # (B, T', *Q)
+        recon = fmt.denormalise(_features_of(model.decode(indices))).float()  # (B, T, *F)
+        clip_joints = fmt.to_joints(recon).float().cpu().numpy() if fmt.has_joints else None
+        for k, position in enumerate(bucket):
+            features[position] = recon[k].cpu().numpy()
+            if clip_joints is not None:
+                joints[position] = clip_joints[k]
+        done += len(bucket)
+        if progress is not None:
+            progress(done)
+    return Reconstruction(features=_concatenate(features, np.float32),
+                          offsets=_offsets([len(f) for f in features]),
+                          joints=_concatenate(joints, np.float32) if fmt.has_joints else None)
+
+
+def _features_of(decoded: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+    if not isinstance(decoded, dict):
+        return decoded
+    if "recon" not in decoded:
+        raise MotionhubError(f"this run's decoder outputs {', '.join(sorted(decoded))}, not features "
+                             f"('recon'), so its tokens cannot be decoded into motion")
+    return decoded["recon"]
+
+
+def _concatenate(parts: Sequence[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype, copy=False)
+
+
+def _offsets(lengths: Sequence[int]) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def write_tokens(path: str | Path, content: TokenFile) -> Path:
+    """Write ``content`` as a tokens file at ``path``; the file appears only once complete."""
+    encoded = content.encoded
+    with _atomic_h5(Path(path)) as f:
+        f.create_dataset("tokens", data=encoded.tokens)
+        f.create_dataset("offsets", data=encoded.offsets)
+        _strings(f, "ids", encoded.ids)
+        _strings(f, "texts", content.texts)
+        f.create_dataset("frame_lengths", data=encoded.frame_lengths.astype(np.int64))
+        f.create_dataset("token_lengths", data=encoded.token_lengths)
+        f.create_dataset("source_lengths", data=encoded.source_lengths.astype(np.int64))
+        _strings(f, "skipped_ids", encoded.skipped_ids)
+        f.create_dataset("split_index", data=encoded.clips.astype(np.int64))
+        f.attrs.update({**content.attrs, "motionhub_file": TOKENS, "version": FILE_VERSION,
+                        "downsample": encoded.downsample})
+    return Path(path)
+
+
+def read_tokens(path: str | Path) -> TokenFile:
+    """A tokens file written by ``write_tokens``; ``MotionhubError`` naming the problem otherwise."""
+    path = Path(path)
+    with _open_h5(path, TOKENS, "motionhub encode RUN_DIR --out") as f:
+        attrs = {key: _plain(value) for key, value in f.attrs.items()}
+        offsets = np.asarray(f["offsets"][()], dtype=np.int64)
+        encoded = EncodedClips(
+            tokens=np.asarray(f["tokens"][()]), offsets=offsets, clips=np.asarray(f["split_index"][()]),
+            ids=f["ids"].asstr()[()].tolist(), frame_lengths=np.asarray(f["frame_lengths"][()]),
+            source_lengths=np.asarray(f["source_lengths"][()]), skipped_ids=f["skipped_ids"].asstr()[()].tolist(),
+            downsample=int(attrs["downsample"]))
+        texts = f["texts"].asstr()[()].tolist()
+    return TokenFile(encoded, texts, attrs)
+
+
+def write_reconstruction(path: str | Path, recon: Reconstruction, ids: Sequence[str], texts: Sequence[str],
+                         attrs: dict[str, Any]) -> Path:
+    """Write decoded features (and joints) as a reconstruction file at ``path``, atomically."""
+    with _atomic_h5(Path(path)) as f:
+        f.create_dataset("features", data=recon.features)
+        f.create_dataset("offsets", data=recon.offsets)
+        _strings(f, "ids", ids)
+        _strings(f, "texts", texts)
+        if recon.joints is not None:
+            f.create_dataset("joints", data=recon.joints)
+        f.attrs.update({**attrs, "motionhub_file": RECONSTRUCTION, "version": FILE_VERSION})
+    return Path(path)
+
+
+def read_reconstruction(path: str | Path) -> tuple[Reconstruction, list[str], dict[str, Any]]:
+    """(features / offsets / joints, clip ids, attributes) of a reconstruction file."""
+    with _open_h5(Path(path), RECONSTRUCTION, "motionhub decode RUN_DIR TOKENS --out") as f:
+        recon = Reconstruction(features=f["features"][()], offsets=f["offsets"][()],
+                               joints=f["joints"][()] if "joints" in f else None)
+        return recon, f["ids"].asstr()[()].tolist(), {k: _plain(v) for k, v in f.attrs.items()}
+
+
+def check_tokens_match(tokens: TokenFile, model: Tokenizer, run_dir: Path) -> None:
+    """``MotionhubError`` unless ``model`` has the codebook and down-sampling the tokens were made with."""
+    attrs = tokens.attrs
+    made = (int(attrs["codebook_size"]), int(attrs["downsample"]))
+    here = (model.quantizer.codebook_size, model.downsample)
+    if made != here:
+        raise MotionhubError(
+            f"the tokens were encoded by the run in {attrs.get('run_dir')} (codebook of {made[0]} codes, "
+            f"down-sampling {made[1]}), but {run_dir} has {here[0]} codes and down-sampling {here[1]}; "
+            f"decode them with the run that encoded them")
+
+
+def _strings(f: h5py.File, name: str, values: Sequence[str]) -> None:
+    f.create_dataset(name, data=np.array(list(values), dtype=object), dtype=h5py.string_dtype("utf-8"))
+
+
+def _plain(value: Any) -> Any:
+    """An HDF5 attribute as a plain Python value (numpy scalars and arrays become int / float / list)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value.item() if isinstance(value, np.generic) else value
+
+
+@contextlib.contextmanager
+def _atomic_h5(path: Path) -> Iterator[h5py.File]:
+    """An HDF5 file written under a temporary name and renamed to ``path`` once complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
+    try:
+        with h5py.File(partial, "w") as f:
+            yield f
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _open_h5(path: Path, kind: str, writer: str) -> Iterator[h5py.File]:
+    """``path`` opened read-only if it is a motionhub ``kind`` file; a clear error otherwise."""
+    if not path.is_file():
+        raise MotionhubError(f"no {kind} file at {path}; write one with '{writer} {path.name}'")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise MotionhubError(f"{path} is not an HDF5 file ({exc}); pass the file '{writer}' wrote") from None
+    with f:
+        found = f.attrs.get("motionhub_file")
+        if found != kind:
+            what = f"a motionhub {found} file" if found else f"an HDF5 file with {', '.join(f) or 'nothing'} in it"
+            raise MotionhubError(f"{path} is {what}, not a motionhub {kind} file; pass the file '{writer}' wrote")
+        if f.attrs.get("version") != FILE_VERSION:
+            raise MotionhubError(f"{path} is a version {f.attrs.get('version')} {kind} file; this motionhub "
+                                 f"reads version {FILE_VERSION}. Write it again with '{writer}'")
+        yield f
+
+
+@contextlib.contextmanager
+def clip_progress(console, label: str, total: int) -> Iterator[Progress]:
+    """A rich progress bar over ``total`` clips on ``console``; yields the ``progress`` callback."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, TaskProgressColumn, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import Progress as Bar
+
+    with Bar(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn("clips"),
+             TaskProgressColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=console) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda done: bar.update(task, completed=done)
