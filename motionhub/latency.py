@@ -109,18 +109,20 @@ def _window(windows: StreamWindows, k: int, fmt: MotionFormat, device: torch.dev
     return fmt.normalise(frames)[None].to(device)
 
 
-def latency_summary(latencies_ms: np.ndarray, *, stride: int, fps: float) -> dict[str, float]:
+def latency_summary(latencies_ms: np.ndarray, *, stride: int, fps: float) -> dict[str, Any]:
     """Distribution and throughput of per-window latencies (ms).
 
-    windows_per_s: windows encoded back to back per second (1000 / mean latency).
-    frames_per_s:  stream frames covered per second (``stride`` new frames per window);
-                   ``real_time_factor`` is that over the data's fps (> 1: keeps up with the stream).
+    latency_ms:       mean, p50, p95, max and min.
+    windows_per_s:    windows encoded back to back per second (1000 / mean latency).
+    frames_per_s:     stream frames covered per second (``stride`` new frames per window).
+    real_time_factor: frames_per_s over the data's fps; above 1 the model keeps up with the stream.
     """
     windows_per_s = 1e3 / float(latencies_ms.mean())
-    return {"mean": float(latencies_ms.mean()), "p50": float(np.percentile(latencies_ms, 50)),
-            "p95": float(np.percentile(latencies_ms, 95)), "max": float(latencies_ms.max()),
-            "min": float(latencies_ms.min()), "windows_per_s": windows_per_s,
-            "frames_per_s": windows_per_s * stride, "real_time_factor": windows_per_s * stride / fps}
+    return {"latency_ms": {"mean": float(latencies_ms.mean()), "p50": float(np.percentile(latencies_ms, 50)),
+                           "p95": float(np.percentile(latencies_ms, 95)), "max": float(latencies_ms.max()),
+                           "min": float(latencies_ms.min())},
+            "windows_per_s": windows_per_s, "frames_per_s": windows_per_s * stride,
+            "real_time_factor": windows_per_s * stride / fps}
 
 
 def write_results(out_dir: Path, rows: list[dict[str, Any]], summary: dict[str, Any]) -> tuple[Path, Path]:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from rich.console import Console
+from rich.progress import track
 
 from .codebook import usage_from_histogram
 from .errors import MotionhubError
@@ -32,7 +34,7 @@ SUFFIXES = (".gif", ".mp4", ".png")
 DPI = 100
 TRAIL = 12  # frames a point track's fading trail spans
 COLOURS = {"ground truth": "tab:blue", "reconstruction": "tab:orange"}
-NOT_LOSSES = ("step", "lr", "samples_per_s", "split")  # metrics.jsonl keys that are no loss term
+NOT_LOSSES = ("step", "lr", "samples_per_s")  # keys of train rows in metrics.jsonl that are no loss term
 
 Update = Callable[[int], None]  # draws frame t onto the figure
 
@@ -81,9 +83,10 @@ def render_clip(fmt: MotionFormat, target: Any, recon: Any, out: str | Path, *, 
     trails. ``fps`` defaults to the format's; ``frames`` keeps the first N frames of an
     animation; ``frame`` is the frame of a ``.png``.
     """
-    out = Path(out)
     fps = fps or fmt.fps
     if fmt.has_joints:
+        if fmt.skeleton is None:
+            raise MotionhubError(f"format '{fmt.name}' recovers joints but has no skeleton to draw bones from")
         target_joints, recon_joints = _joints(fmt, target), _joints(fmt, recon)
         title = f"{clip_id}  ·  MPJPE {mpjpe_mm(target_joints, recon_joints, fmt.mm_per_unit):.1f} mm"
         return render_skeleton(target_joints, recon_joints, fmt.skeleton.parents, out, fps=fps, title=title,
@@ -116,25 +119,26 @@ def _joints(fmt: MotionFormat, features: Any) -> np.ndarray:
     return _numpy(fmt.to_joints(torch.as_tensor(_numpy(features), dtype=torch.float32)))
 
 
-def render_skeleton(target: np.ndarray, recon: np.ndarray, parents: Sequence[int], out: Path, *,
+def render_skeleton(target: np.ndarray, recon: np.ndarray, parents: Sequence[int], out: str | Path, *,
                     fps: float, title: str, frames: int | None = None, frame: int = 0) -> Path:
     """Two 3-D skeleton animations side by side: target and recon are (T, J, 3), y-up."""
     figure, update = _skeleton_scene(target, recon, parents, title)
     return _write(figure, update, len(target), out, fps, frames, frame)
 
 
-def render_tracks(target: np.ndarray, recon: np.ndarray, out: Path, *, fps: float, title: str,
+def render_tracks(target: np.ndarray, recon: np.ndarray, out: str | Path, *, fps: float, title: str,
                   frames: int | None = None, frame: int = 0) -> Path:
     """Point tracks with fading trails, one row per view: target and recon are (T, V, N, 2) (row, col)."""
     figure, update = _tracks_scene(target, recon, title)
     return _write(figure, update, len(target), out, fps, frames, frame)
 
 
-def _write(figure: Figure, update: Update, length: int, out: Path, fps: float, frames: int | None,
+def _write(figure: Figure, update: Update, length: int, out: str | Path, fps: float, frames: int | None,
            frame: int) -> Path:
     """Frame ``frame`` as a PNG, or the first ``frames`` (default all) of ``length`` as an animation."""
     from matplotlib import animation
 
+    out = Path(out)
     check_output(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".png":
@@ -144,11 +148,12 @@ def _write(figure: Figure, update: Update, length: int, out: Path, fps: float, f
         figure.savefig(out)
         return out
     count = length if frames is None else min(frames, length)
-    if count < 1:
-        raise MotionhubError(f"--frames must be at least 1, got {frames}")
+    if count < 1 or fps <= 0:
+        raise MotionhubError(f"need at least 1 frame and a positive frame rate, got {frames} frames at {fps} fps")
     writer = animation.PillowWriter(fps=fps) if out.suffix.lower() == ".gif" else animation.FFMpegWriter(fps=fps)
     with writer.saving(figure, str(out), dpi=DPI):
-        for t in range(count):
+        for t in track(range(count), description=f"drawing {out.name}", console=Console(stderr=True),
+                       transient=True):
             update(t)
             writer.grab_frame()
     return out

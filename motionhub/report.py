@@ -110,6 +110,10 @@ def render_markdown(report: dict[str, Any]) -> str:
              f"{report['run']['processes']} process(es) · precision {report['run']['precision']}", ""]
     for title, rows in _rows(report):
         lines += [f"## {title}", "", "| | |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in rows], ""]
+    figures = [name for name in ("loss_curves.png", "codebook_usage.png")
+               if (Path(report["run"]["directory"]) / name).is_file()]
+    if figures:
+        lines += ["## Figures", "", *[f"![{name}]({name})" for name in figures], ""]
     return "\n".join(lines)
 
 

@@ -32,6 +32,7 @@ from .errors import MotionhubError
 from .evaluation import code_histogram_over, evaluate
 from .recipe import Recipe, TrainConfig
 from .report import flops_per_sample, parameter_counts, peak_memory, print_report, write_report
+from .render import has_matplotlib, write_report_figures
 from .rundir import RunDir
 from .timing import PhaseTimer
 
@@ -254,7 +255,7 @@ def train(recipe: Recipe, console: Console | None = None, resume: bool = False) 
     # ---- final evaluation, checkpoint and report
     last_eval = run_eval(state["step"])
     improved = _improved(last_eval, recipe.eval.best, state)
-    codebook = {}
+    codebook, histogram = {}, None
     if recipe.eval.train_codebook:
         with timer.phase("evaluation"):
             histogram = code_histogram_over(model, data.train_eval_batches(), accelerator)
@@ -269,6 +270,8 @@ def train(recipe: Recipe, console: Console | None = None, resume: bool = False) 
         report = _report(recipe, run, data, unwrapped, losses, timer, state, last_eval, codebook,
                          accelerator, samples_per_step)
         report["run"]["replicas_identical"] = in_sync
+        if has_matplotlib():  # figures first, so report.md can show them
+            write_report_figures(run.path, histogram)
         write_report(run.path, report)
         print_report(report, console)
         console.print(f"[green]done[/] {state['step']} steps. Run directory: [bold]{run.path}[/]")

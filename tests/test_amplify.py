@@ -316,6 +316,19 @@ def test_relative_ce_hand_checked():
         RelativeCE(grid=[5, 5])(batch, outputs, None)
 
 
+def test_padded_steps_do_not_count():
+    torch.manual_seed(0)
+    motion = random_tracks(2, 6, 2, 5)
+    logits = torch.randn(2, 5, 2, 5, 225)
+    loss = RelativeCE(view_weights=[0.9, 0.1], image_size=[64, 64])
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    full = loss({"motion": motion}, {"logits": logits}, None)
+    torch.testing.assert_close(loss({"motion": motion, "mask": mask}, {"logits": logits}, None), full)
+    mask[:, 4:] = False  # frames 4 and 5 are padding: steps 3 and 4 do not count
+    short = loss({"motion": motion[:, :4]}, {"logits": logits[:, :3]}, None)
+    torch.testing.assert_close(loss({"motion": motion, "mask": mask}, {"logits": logits}, None), short)
+
+
 def test_focal_hand_checked():
     batch, outputs = two_view_case()
     focal = FocalLoss(gamma=2.0, alpha=0.5, center_weight=0.25)

@@ -8,7 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from motionhub_bvh.bvh import BVHError, euler_to_matrix, forward_kinematics, parse_bvh, read_bvh
+from motionhub_bvh.bvh import BVHError, euler_to_matrix, forward_kinematics, parse_bvh, read_bvh, read_bvh_header
+from motionhub_bvh.dataset import BVHFolder
+
+from motionhub.datafiles import ClipError
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get("MOTIONHUB_REAL_DATA", REPO.parent / "shared" / "real_data"))
@@ -191,3 +194,90 @@ def test_real_pfnn_clip_has_the_cmu_skeleton():
     rest = read_bvh(PFNN_ANIMATIONS / "rest.bvh")
     assert rest.joint_names == motion.joint_names
     np.testing.assert_allclose(rest.offsets, motion.offsets)
+
+
+# ----------------------------------------------------------------------- bvh data set
+
+
+def test_header_reader_stops_before_the_frames(tmp_path):
+    path = tmp_path / "chain.bvh"
+    path.write_text(CHAIN.replace("-90 0 0\n", "not numbers\n"))  # frames are never parsed
+    header = read_bvh_header(path)
+    motion = parse_bvh(CHAIN)
+    assert header.joint_names == motion.joint_names and header.channels == motion.channels
+    assert header.num_frames == 2 and header.fps == pytest.approx(motion.fps)
+    np.testing.assert_array_equal(header.parents, motion.parents)
+    np.testing.assert_array_equal(header.offsets, motion.offsets)
+
+
+def _frames(count: int) -> str:
+    """``count`` frames of CHAIN's 12 channels, each turning the upper bone a bit further."""
+    return "".join(f"1 2 3 0 0 0 {10 * k} 0 0 0 0 0\n" for k in range(count))
+
+
+def write_bvh_folder(root: Path, frames: dict[str, int]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    head = CHAIN.split("Frames:")[0]
+    for name, count in frames.items():
+        (root / f"{name}.bvh").write_text(f"{head}Frames: {count}\nFrame Time: 0.0333333\n{_frames(count)}")
+    return root
+
+
+def test_bvh_folder_gives_positions_rotations_and_a_skeleton(tmp_path):
+    root = write_bvh_folder(tmp_path / "bvh", {"a": 4, "b": 5, "c": 6})
+    data = BVHFolder(str(root), unit="inch", feet=["Upper", "Lower"], facing=["Upper", "Lower"], train=["a", "c"])
+    fmt = data.format
+    assert (fmt.name, fmt.feature_shape, fmt.mm_per_unit) == ("bvh_joints", (9,), 25.4)
+    assert fmt.fps == pytest.approx(30.0, rel=1e-5)
+    skeleton = fmt.skeleton
+    assert skeleton.joint_names == ("Root", "Upper", "Lower") and skeleton.parents == (-1, 0, 1)
+    assert (skeleton.feet_left, skeleton.feet_right, skeleton.face_joints) == ((1,), (2,), (2, 1, 2, 1))
+    assert skeleton.chains == ((0, 1, 2),)
+    np.testing.assert_allclose(skeleton.raw_offsets_array(), [[0, 0, 0], [0, 1, 0], [0, 1, 0]])
+    assert data.split_ids == {"train": ["a", "c"], "val": [], "test": []} and data.clip_ids("train") == ["a", "c"]
+    clips = list(data.clips("train"))
+    assert [clip.id for clip in clips] == ["a", "c"] and clips[1].motion.shape == (6, 9)
+    positions, rotations = read_bvh(root / "c.bvh").global_transforms()
+    np.testing.assert_allclose(fmt.to_joints(clips[1].motion), positions, atol=1e-6)
+    np.testing.assert_allclose(data.rotations("c"), rotations)
+    assert data.labels("a") == {}
+    assert BVHFolder(str(root), mm_per_unit=2.0).format.mm_per_unit == 2.0
+
+
+def test_bvh_folder_splits_by_seeded_fraction_and_checks_names(tmp_path):
+    root = write_bvh_folder(tmp_path / "bvh", {name: 3 for name in "abcdefghij"})
+    data = BVHFolder(str(root), val_fraction=0.2, test_fraction=0.1, seed=3)
+    sizes = {split: len(ids) for split, ids in data.split_ids.items()}
+    assert sizes == {"train": 7, "val": 2, "test": 1}
+    assert sorted(sum(data.split_ids.values(), [])) == list("abcdefghij")
+    assert BVHFolder(str(root), val_fraction=0.2, test_fraction=0.1, seed=3).split_ids == data.split_ids
+    with pytest.raises(ValueError, match="no file z.bvh"):
+        BVHFolder(str(root), train=["z"])
+    with pytest.raises(ValueError, match="listed in both train and val"):
+        BVHFolder(str(root), train=["a"], val=["a"])
+    with pytest.raises(ValueError, match="no joint named 'Uper'; did you mean 'Upper'"):
+        BVHFolder(str(root), feet=["Uper", "Lower"])
+
+
+def test_bvh_folder_reads_pfnn_label_files(tmp_path):
+    root = write_bvh_folder(tmp_path / "bvh", {"walk": 4})
+    (root / "walk.phase").write_text("0\n0.25\n0.5\n0.75\n")
+    (root / "walk.gait").write_text("1 0 0\n0 1 0\n0 1 0\n0 0 1\n")
+    (root / "walk_footsteps.txt").write_text("1 3\n4 5 *\n7\n")
+    labels = BVHFolder(str(root)).labels("walk")
+    np.testing.assert_array_equal(labels["phase"], [0, 0.25, 0.5, 0.75])
+    assert labels["gait"].shape == (4, 3)
+    np.testing.assert_array_equal(labels["footsteps"], [[1, 3, 0], [4, 5, 1], [7, 0, 0]])
+    (root / "walk.phase").write_text("0\n0.5\n")
+    with pytest.raises(ClipError, match="has 2 lines, its BVH 4 frames"):
+        BVHFolder(str(root)).labels("walk")
+
+
+def test_bvh_folder_skips_files_of_another_skeleton_when_asked(tmp_path):
+    root = write_bvh_folder(tmp_path / "bvh", {"a": 3, "b": 3})
+    (root / "b.bvh").write_text((root / "b.bvh").read_text().replace("Lower", "Hand"))
+    with pytest.raises(ClipError, match="has another skeleton"):
+        list(BVHFolder(str(root), train=["a", "b"]).clips("train"))
+    data = BVHFolder(str(root), train=["a", "b"], on_bad="skip")
+    assert [clip.id for clip in data.clips("train")] == ["a"]
+    assert [(s.clip_id, s.reason) for s in data.policy.skipped] == [("b", "other skeleton")]

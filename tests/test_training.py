@@ -145,6 +145,7 @@ def test_report_has_every_section_with_plausible_figures(tmp_path):
     assert sum(v["fraction"] for v in phases.values()) == pytest.approx(1.0)
     markdown = (run_dir / "report.md").read_text()
     assert "## Time breakdown" in markdown and "| loss: feature |" in markdown
+    assert "![loss_curves.png](loss_curves.png)" in markdown and (run_dir / "codebook_usage.png").is_file()
     rows = RunDir(run_dir).rows()
     assert [r["step"] for r in rows if r.get("split") == "val"] == [4, 8]
     assert (run_dir / "checkpoints" / "best.pt").is_file()

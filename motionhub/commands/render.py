@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-    from motionhub.dataset import Clip, Dataset
-    from motionhub.formats import MotionFormat
-    from motionhub.tokenizer import Tokenizer
+    from ..dataset import Clip, Dataset
+    from ..formats import MotionFormat
+    from ..tokenizer import Tokenizer
 
 SHOWN_IDS = 5  # ids listed when a clip id is unknown
 
@@ -24,7 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "Needs matplotlib (pip install 'motionhub[render]'); .mp4 also needs ffmpeg.")
     p.add_argument("run_dir", type=Path, help="a run directory")
     p.add_argument("--clip", metavar="ID", help="id of the clip to draw (see --list)")
-    p.add_argument("--split", default="val", help="split the clip is in: train, val or test (default: val)")
+    p.add_argument("--split", default="val", choices=("train", "val", "test"),
+                   help="split the clip is in (default: val)")
     p.add_argument("--checkpoint", default="best", help="checkpoint name in checkpoints/ (default: best)")
     p.add_argument("--frames", type=int, metavar="N", help="animate only the first N frames")
     p.add_argument("--fps", type=float, metavar="F", help="frames per second (default: the data's)")
@@ -37,13 +38,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from motionhub.dataset import SPLITS
-    from motionhub.errors import MotionhubError
-    from motionhub.render import check_output, render_clip
-    from motionhub.runs import load_run
+    from ..errors import MotionhubError
+    from ..render import check_output, render_clip
+    from ..runs import load_run
 
-    if args.split not in SPLITS:
-        raise MotionhubError(f"unknown split '{args.split}'; splits: {', '.join(SPLITS)}")
     if not args.list:
         if args.clip is None or args.out is None:
             raise MotionhubError("render needs --clip ID and --out FILE (or --list to print the clip ids)")
@@ -63,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
 def find_clip(dataset: Dataset, split: str, clip_id: str, run_dir: Path) -> Clip:
     """The clip ``clip_id`` of ``split``; an unknown id is an error naming the closest ones."""
-    from motionhub.errors import MotionhubError, did_you_mean
+    from ..errors import MotionhubError, did_you_mean
 
     ids = []
     for clip in dataset.clips(split):
@@ -87,8 +85,8 @@ def reconstruct(model: Tokenizer, fmt: MotionFormat, clip: Clip) -> tuple[torch.
     """
     import torch
 
-    from motionhub.errors import MotionhubError
-    from motionhub.windows import ClipBank, EvalBatches
+    from ..errors import MotionhubError
+    from ..windows import ClipBank, EvalBatches
 
     unit = model.downsample
     if len(clip.motion) < unit:

@@ -1,0 +1,141 @@
+"""``motionhub bench RUN_DIR``: encode latency per window as a streaming user sees it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .encode import positive_int
+
+DEFAULT_WINDOWS = 1000
+DEFAULT_WARMUP = 10
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "bench", help="encode latency per streaming window: mean / p50 / p95 / max, windows/s, memory",
+        description="Play the clips of a split back to back, slide a window over them and time the "
+                    "encoder + quantizer on each window alone (batch size 1, inference mode, the input "
+                    "already normalised on the device). Writes windows.jsonl (one row per timed window) and "
+                    "summary.json, and prints the summary.")
+    p.add_argument("run_dir", type=Path, help="a run directory")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="recipe overrides for the data, e.g. data.root=/elsewhere")
+    p.add_argument("--window", type=positive_int, metavar="W",
+                   help="frames per window, a multiple of the model's down-sampling (default: the recipe's data.window)")
+    p.add_argument("--stride", type=positive_int, metavar="S", help="frames between window starts (default: W)")
+    p.add_argument("--windows", type=positive_int, default=DEFAULT_WINDOWS, metavar="N",
+                   help=f"time at most N windows from the start of the stream (default: {DEFAULT_WINDOWS})")
+    p.add_argument("--warmup", type=non_negative_int, default=DEFAULT_WARMUP, metavar="K",
+                   help=f"untimed encodes before timing (default: {DEFAULT_WARMUP})")
+    p.add_argument("--split", default="val", choices=("train", "val", "test"), help="clips to stream (default: val)")
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"),
+                   help="best (default; falls back to last) or last")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when there is a GPU, else cpu")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="folder for the results (default: RUN_DIR/bench)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from rich.console import Console
+
+    from ..latency import check_window, latency_summary, stream_windows, time_windows, write_results
+    from ..report import parameter_counts, peak_memory
+    from ..runs import load_run
+    from ..tokens import resolve_device
+
+    console = Console(stderr=True)
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    loaded = load_run(args.run_dir, args.checkpoint, args.overrides)
+    model, fmt = loaded.model.to(device), loaded.format
+    window = args.window or loaded.recipe.data.window
+    stride = args.stride or window
+    check_window(window, model.downsample)
+    windows = stream_windows(loaded.dataset.clips(args.split), window=window, stride=stride, limit=args.windows)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    with _progress(console, len(windows)) as progress:
+        latencies = time_windows(model, fmt, windows, warmup=args.warmup, device=device, progress=progress)
+    rows = [{**row, "latency_ms": float(ms)} for row, ms in zip(windows.rows(), latencies)]
+    memory = {k: v for k, v in peak_memory().items() if device.type == "cuda" or not k.startswith("gpu_")}
+    summary = {
+        "run_dir": str(loaded.run.path.resolve()), "checkpoint": args.checkpoint, "step": loaded.step,
+        "split": args.split, "device": _device_name(device), "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "window": window, "stride": stride, "warmup": args.warmup,
+        "windows": len(windows), "stream_frames": int(windows.stream.offsets[-1]), "fps": float(fmt.fps),
+        **latency_summary(latencies, stride=stride, fps=fmt.fps),
+        "memory_mib": memory, "parameters": parameter_counts(model),
+    }
+    out = args.out or loaded.run.path / "bench"
+    write_results(out, rows, summary)
+    _print_summary(summary)
+    print(out)
+    return 0
+
+
+def _device_name(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return "cpu"
+
+
+class _progress:
+    """A rich progress bar over the timed windows, redrawn only between timings."""
+
+    def __init__(self, console, total: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("[bold]bench"), BarColumn(), MofNCompleteColumn(), TextColumn("windows"),
+                            TimeElapsedColumn(), console=console, auto_refresh=False, transient=True)
+        self.task = self.bar.add_task("bench", total=total)
+
+    def __enter__(self):
+        self.bar.start()
+        return self.update
+
+    def __exit__(self, *exc) -> None:
+        self.bar.stop()
+
+    def update(self, done: int) -> None:
+        self.bar.update(self.task, completed=done, refresh=done % 50 == 0)
+
+
+def _print_summary(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    latency, params = summary["latency_ms"], summary["parameters"]
+    table = Table(title=f"encode latency · {summary['run_dir']} · step {summary['step']}", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    rows = [
+        ("device", f"{summary['device']}, {summary['threads']} threads"),
+        ("windows", f"{summary['windows']:,} timed ({summary['warmup']} warm-up) of {summary['window']} frames, "
+                    f"stride {summary['stride']}, batch size 1"),
+        ("latency mean / p50", f"{latency['mean']:.3f} / {latency['p50']:.3f} ms"),
+        ("latency p95 / max", f"{latency['p95']:.3f} / {latency['max']:.3f} ms"),
+        ("windows / s", f"{summary['windows_per_s']:,.1f}"),
+        ("frames / s", f"{summary['frames_per_s']:,.0f} ({summary['real_time_factor']:,.1f}x real time "
+                       f"at {summary['fps']:g} fps)"),
+        *[(key.removesuffix("_mib").replace("_", " "), f"{value:,.0f} MiB")
+          for key, value in summary["memory_mib"].items()],
+        ("parameters", f"{params['encoder'] + params['quantizer']:,} encoder + quantizer "
+                       f"({params['total']:,} in the model)"),
+    ]
+    for label, value in rows:
+        table.add_row(label, value)
+    Console().print(table)

@@ -1,0 +1,235 @@
+"""``motionhub export-pfnn``: PFNN data of synthetic and real HumanML3D clips, and of a real PFNN BVH clip
+fed to the released network."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+from pathlib import Path
+
+import motionhub_bvh
+import motionhub_pfnn
+import numpy as np
+import pytest
+from helpers import TINY_RECIPE, write_recipe
+from test_pfnn import PFNN_CLIP, released_clip_database, released_network_table, require_released_pfnn
+
+from motionhub import layouts
+from motionhub.cli import main
+from motionhub.kinematics.humanml3d import recover_root
+from motionhub.kinematics.rotations import cont6d_to_matrix, quat_to_matrix
+from motionhub.kinematics.skeletons import T2M_SKELETON
+from motionhub.plugins import get_registry, load_plugins, pm
+from motionhub.testing import registered_plugin
+from motionhub_pfnn.database import PFNNConfig, layouts as pfnn_layouts, load_database, read_bin, x_layout, y_layout
+from motionhub_pfnn.exporter import swing_rotations
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_DATA = Path(os.environ.get("MOTIONHUB_REAL_DATA", REPO.parent / "shared" / "real_data"))
+HUMANML3D = REAL_DATA / "EricGuo5513-HumanML3D" / "HumanML3D"
+
+SYNTHETIC = {"name": "synthetic", "layout": "humanml3d_263", "clips": 12, "min_frames": 100, "max_frames": 160}
+T2M_FEET = (7, 10, 8, 11)  # left ankle, left foot, right ankle, right foot
+CONTACT_THRESHOLD = PFNNConfig().contact_threshold
+
+
+@pytest.fixture(scope="module")
+def pfnn_plugins():
+    """The bvh and pfnn plugins, registered for this module where they are not loaded already."""
+    load_plugins()
+    with contextlib.ExitStack() as stack:
+        for module in (motionhub_bvh, motionhub_pfnn):
+            if pm.get_plugin(module.__name__) is None:
+                stack.enter_context(registered_plugin(module, module.__name__))
+        yield
+
+
+def export(folder: Path, data: dict, *flags: str) -> tuple[Path, str]:
+    """Run ``motionhub export-pfnn`` on a recipe with ``data``; the database path and the printed summary."""
+    folder.mkdir(parents=True, exist_ok=True)
+    recipe = write_recipe(folder / "recipe.yaml", data=data)
+    out = folder / "pfnn" / "database.npz"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["export-pfnn", str(recipe), "--out", str(out), *flags])
+    assert code == 0
+    return out, printed.getvalue()
+
+
+def cycle_pairs(pun: np.ndarray) -> np.ndarray:
+    """Rows k whose next row is the next frame of the same cycle (a cycle starts where Pun is 0)."""
+    return np.flatnonzero(pun[1:] != 0.0)
+
+
+def consistency(out: Path, num_joints: int, feet: tuple[int, ...]) -> dict[str, float]:
+    """Check the rows of ``out`` against each other; returns the figures checked."""
+    database, _ = load_database(out)
+    X, Y, P = database.Xun.astype(np.float64), database.Yun.astype(np.float64), database.Pun.astype(np.float64)
+    x_lay, y_lay = x_layout(num_joints), y_layout(num_joints)
+    k = cycle_pairs(P)
+
+    # Frame k+1's root-space positions, turned by -Y[2] and moved by the root velocity into
+    # frame k's root space, are frame k's positions plus velocities.
+    pos = Y[:, y_lay["joint_positions"]].reshape(len(Y), num_joints, 3)
+    vel = Y[:, y_lay["joint_velocities"]].reshape(len(Y), num_joints, 3)
+    root_vel, turn = Y[:, y_lay["root_velocity"]], Y[:, y_lay["root_angular_velocity"]][:, 0]
+    c, s, nxt = np.cos(turn[k])[:, None], np.sin(turn[k])[:, None], pos[k + 1]
+    moved = np.stack([c * nxt[..., 0] - s * nxt[..., 2] + root_vel[k, :1], nxt[..., 1],
+                      s * nxt[..., 0] + c * nxt[..., 2] + root_vel[k, 1:]], -1)
+    integration = np.abs(moved - (pos[k] + vel[k])).max()
+
+    # Contacts: squared per-frame foot displacement below PFNN's threshold (float32 rounding aside).
+    speed2 = np.sum(vel[:, list(feet)] ** 2, axis=-1)
+    contacts = Y[:, y_lay["contacts"]]
+    disagree = (contacts != (speed2 < CONTACT_THRESHOLD)) & (np.abs(speed2 - CONTACT_THRESHOLD) > 1e-4)
+
+    # Phase: each cycle runs from exactly 0 up to exactly 1, and advances by Y's phase delta.
+    starts, ends = np.flatnonzero(P == 0.0), np.flatnonzero(P == 1.0)
+    delta = Y[:, y_lay["phase_delta"]][:, 0]
+    step = np.abs((P[k] + delta[k] - P[k + 1] + 0.5) % 1.0 - 0.5)
+
+    gait = np.stack([X[:, x_lay[f"gait_{name}"]] for name in ("stand", "walk", "jog", "crouch", "jump", "unused")])
+    figures = {
+        "rows": len(P), "cycles": len(starts), "root-space integration max error": integration,
+        "contact fraction": contacts.mean(), "contacts off threshold": int(disagree.sum()),
+        "phase step max error": step.max(), "min phase delta": delta[k].min(),
+    }
+    print("\n" + "\n".join(f"{key}: {value:.6g}" for key, value in figures.items()))
+    assert integration < 1e-3, figures
+    assert not disagree.any(), figures
+    assert len(starts) == len(ends) and np.all(ends > starts) and np.all(starts[1:] == ends[:-1] + 1)
+    assert np.all(np.diff(P)[k] > 0) and np.all(delta[k] > 0) and step.max() < 1e-5, figures
+    assert set(np.unique(gait)) <= {0.0, 1.0} and np.all(gait.sum(axis=0) == 1.0)
+    return figures
+
+
+# -------------------------------------------------------------------- synthetic HumanML3D
+
+
+@pytest.fixture(scope="module")
+def synthetic_export(pfnn_plugins, tmp_path_factory):
+    return export(tmp_path_factory.mktemp("synthetic"), SYNTHETIC)
+
+
+def test_export_writes_database_and_bins_with_the_generalised_columns(synthetic_export):
+    out, printed = synthetic_export
+    # 22 joints, 12 samples: X = 156 + 6 * 22, Y = 8 + 24 + 9 * 22 (swing rotations included).
+    x_lay, y_lay = pfnn_layouts(22, PFNNConfig(left_feet=(7, 10), right_feet=(8, 11)))
+    assert (x_lay.size, y_lay.size) == (288, 230)
+    with np.load(out) as data:
+        assert sorted(data.files) == ["Pun", "Xmean", "Xstd", "Xun", "Ymean", "Ystd", "Yun"]
+        assert data["Xun"].shape[1] == 288 and data["Yun"].shape[1] == 230 and data["Xun"].dtype == np.float32
+        assert len(data["Xun"]) == len(data["Yun"]) == len(data["Pun"]) > 0
+        for name, size in (("Xmean", 288), ("Xstd", 288), ("Ymean", 230), ("Ystd", 230)):
+            np.testing.assert_array_equal(read_bin(out.parent / f"{name}.bin", (size,)), data[name])
+        assert np.all(data["Xstd"] > 0) and np.all(data["Ystd"] > 0)
+    assert "rows: " in printed and "X columns: 288: trajectory_position_x 12" in printed
+    assert "joint_rotations 66" in printed and "rotations: swing" in printed
+    # The two standing clips land no foot, so they have no phase cycle; the summary counts them.
+    assert "skipped 2: no complete phase cycle" in printed and "clips: 8 of 10" in printed
+
+
+def test_synthetic_rows_are_consistent(synthetic_export):
+    figures = consistency(synthetic_export[0], 22, T2M_FEET)
+    assert figures["cycles"] > 20
+
+
+def test_run_directory_source_reads_its_recipe_without_a_model(pfnn_plugins, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_recipe(run_dir / "recipe.yaml", data={**SYNTHETIC, "clips": 4})
+    out = tmp_path / "database.npz"
+    assert main(["export-pfnn", str(run_dir), "--out", str(out), "data.min_frames=120"]) == 0
+    assert out.is_file() and (tmp_path / "Ystd.bin").is_file()
+    assert "needs no model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--phase-from", "labels"], "has no phase labels"),
+        (["--feet", "left_ankle,left_foot,right_ankel,right_foot"], "did you mean 'right_ankle'"),
+        (["--foot-heights", "5,4,3"], "3 values for 2 foot joints"),
+        (["--rotations", "source"], "gives no joint rotations"),
+    ],
+)
+def test_user_errors_end_in_one_message(pfnn_plugins, tmp_path, capsys, flags, message):
+    recipe = write_recipe(tmp_path / "recipe.yaml", data={**SYNTHETIC, "clips": 3})
+    assert main(["export-pfnn", str(recipe), "--out", str(tmp_path / "database.npz"), *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------- real HumanML3D clip
+
+
+def require_humanml3d_clip() -> None:
+    if not (HUMANML3D / "new_joint_vecs" / "012314.npy").is_file():
+        pytest.skip(f"real HumanML3D clip 012314 not found under {HUMANML3D}; set MOTIONHUB_REAL_DATA")
+
+
+def test_real_humanml3d_clip_exports_consistent_rows(pfnn_plugins, tmp_path):
+    require_humanml3d_clip()
+    if "humanml3d" not in get_registry().names("dataset"):
+        pytest.skip("the humanml3d data set plugin is not registered")
+    root = tmp_path / "HumanML3D"
+    (root / "new_joint_vecs").mkdir(parents=True)
+    shutil.copy(HUMANML3D / "new_joint_vecs" / "012314.npy", root / "new_joint_vecs")
+    for name in ("Mean.npy", "Std.npy"):
+        shutil.copy(HUMANML3D / name, root)
+    (root / "train.txt").write_text("012314\n")
+    data = {"name": "humanml3d", "root": str(root), "stats": "dataset", "splits": {"val": "train", "test": "train"}}
+    out, printed = export(tmp_path, data)
+    assert "clips: 1 of 1" in printed
+    figures = consistency(out, 22, T2M_FEET)
+    assert figures["cycles"] >= 2 and 0.1 < figures["contact fraction"] < 0.9
+
+
+def test_swing_rotations_are_the_bone_rotations_behind_humanml3d_rotations_6d():
+    """Composing HumanML3D's 6D rotations along its chains (first bones on the recovered root
+    rotation) gives the shortest-arc bone rotations that the exporter derives from positions."""
+    require_humanml3d_clip()
+    features = np.load(HUMANML3D / "new_joint_vecs" / "012314.npy").astype(np.float64)
+    fmt, skeleton = layouts.humanml3d_263(), T2M_SKELETON
+    swing = swing_rotations(fmt.to_joints(features), skeleton.parents, skeleton.raw_offsets_array(), ((16, 17), (1, 2)))
+    local = cont6d_to_matrix(features[:, fmt.slice("rotations_6d")].reshape(len(features), 21, 6))
+    previous = [0] * skeleton.num_joints
+    for chain in skeleton.chains:
+        for a, b in zip(chain[1:-1], chain[2:]):
+            previous[b] = a
+    composed = np.empty_like(swing)
+    composed[:, 0] = quat_to_matrix(recover_root(features)[0])
+    for j in range(1, skeleton.num_joints):
+        composed[:, j] = composed[:, previous[j]] @ local[:, j - 1]
+    np.testing.assert_allclose(composed[:, 1:], swing[:, 1:], atol=1e-5)
+
+
+# ---------------------------------------------------------------------- real PFNN BVH clip
+
+
+@pytest.mark.slow
+def test_bvh_clip_exported_with_labels_is_predicted_by_the_released_network(pfnn_plugins, tmp_path):
+    """The real PFNN clip through the bvh data set and the CLI (phase, gait and footsteps from
+    its label files) gives the rows of the direct pipeline, and the released network predicts
+    every output group of them better than their mean does."""
+    require_released_pfnn()
+    folder = tmp_path / "animations"
+    folder.mkdir()
+    for path in PFNN_CLIP.parent.glob(f"{PFNN_CLIP.name}*"):
+        shutil.copy(path, folder)
+    data = {"name": "bvh", "root": str(folder), "unit": "cmu", "train": [PFNN_CLIP.name],
+            "feet": ["LeftFoot", "LeftToeBase", "RightFoot", "RightToeBase"],
+            "facing": ["LeftArm", "RightArm", "LeftUpLeg", "RightUpLeg"]}
+    out, printed = export(tmp_path, data, "--phase-from", "labels", "--gait-from", "labels", "--crouch-head", "Head")
+    assert "rotations: source" in printed and "X columns: 342" in printed and "Y columns: 311" in printed
+    database, _ = load_database(out)
+    direct = released_clip_database()
+    assert database.Xun.shape == direct.Xun.shape and database.Yun.shape == direct.Yun.shape
+    # The data set hands positions over as float32 (file units; about 1e-5 relative).
+    np.testing.assert_allclose(database.Xun, direct.Xun, atol=2e-3)
+    np.testing.assert_allclose(database.Yun, direct.Yun, atol=2e-3)
+    np.testing.assert_array_equal(database.Pun, direct.Pun)
+    lines, worst = released_network_table(database, y_layout(31))
+    print("\n" + "\n".join(lines))
+    assert worst < 0.75, "\n".join(lines)
