@@ -383,10 +383,12 @@ class FolderDataset(Dataset):
         return read_split_file(path)
 
     def motion_file(self, clip_id: str) -> Path:
-        raise NotImplementedError
+        """``<motion_dir>/<id>.npy``; subclasses set ``motion_dir``."""
+        return self.motion_dir / f"{clip_id}.npy"
 
     def text_file(self, clip_id: str) -> Path:
-        raise NotImplementedError
+        """``<text_dir>/<id>.txt``; subclasses set ``text_dir``."""
+        return self.text_dir / f"{clip_id}.txt"
 
     @property
     def skipped(self) -> list[SkippedClip]:

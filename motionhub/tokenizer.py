@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -26,6 +28,16 @@ class Decoder(nn.Module):
     ``encoder`` (the built encoder, to mirror its hyper-parameters); the framework passes
     whichever of these the signature names and the recipe leaves unset.
     """
+
+
+def mirrored_settings(encoder: nn.Module | None, encoder_cls: type, given: dict[str, Any],
+                      defaults: dict[str, Any]) -> dict[str, Any]:
+    """A decoder's settings: each value given, else the encoder's own (when ``encoder`` is an
+    ``encoder_cls``), else the default. Lets ``decoder: {name: conv1d}`` mirror its encoder."""
+    source = encoder if isinstance(encoder, encoder_cls) else None
+    return {name: given[name] if given.get(name) is not None
+            else getattr(source, name) if source is not None else default
+            for name, default in defaults.items()}
 
 
 class Tokenizer(nn.Module):

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from motionhub.formats import MotionFormat
-from motionhub.tokenizer import Decoder, Encoder
+from motionhub.tokenizer import Decoder, Encoder, mirrored_settings
 
 Activation = Literal["relu", "silu", "gelu"]
 Norm = Literal["LN", "GN", "BN"]
@@ -231,18 +231,15 @@ class Conv1dDecoder(Decoder):
         reverse_dilation: Optional[bool] = None,
     ):
         super().__init__()
-        source = encoder if isinstance(encoder, Conv1dEncoder) else None
-
-        def pick(value, name: str, default):
-            if value is not None:
-                return value
-            return getattr(source, name) if source is not None else default
-
         dim = dim if dim is not None else getattr(encoder, "out_dim", 512)
-        width, depth, down_t = pick(width, "width", 512), pick(depth, "depth", 3), pick(down_t, "down_t", 2)
-        stride_t, dilation_growth = pick(stride_t, "stride_t", 2), pick(dilation_growth, "dilation_growth", 3)
-        activation, norm = pick(activation, "activation", "relu"), pick(norm, "norm", None)
-        reverse_dilation = pick(reverse_dilation, "reverse_dilation", True)
+        given = dict(width=width, depth=depth, down_t=down_t, stride_t=stride_t, dilation_growth=dilation_growth,
+                     activation=activation, norm=norm, reverse_dilation=reverse_dilation)
+        settings = mirrored_settings(encoder, Conv1dEncoder, given, {
+            "width": 512, "depth": 3, "down_t": 2, "stride_t": 2, "dilation_growth": 3,
+            "activation": "relu", "norm": None, "reverse_dilation": True})
+        width, depth, down_t, stride_t = (settings[k] for k in ("width", "depth", "down_t", "stride_t"))
+        dilation_growth, activation, norm = settings["dilation_growth"], settings["activation"], settings["norm"]
+        reverse_dilation = settings["reverse_dilation"]
         _check(width, depth, down_t, stride_t, dilation_growth, norm)
 
         self.feature_shape = tuple(format.feature_shape)

@@ -81,12 +81,6 @@ class HumanML3D(FolderDataset):
                                   f"{prefix}_mean.npy), or choose data.stats: dataset or train.")
         return ()
 
-    def motion_file(self, clip_id: str) -> Path:
-        return self.motion_dir / f"{clip_id}.npy"
-
-    def text_file(self, clip_id: str) -> Path:
-        return self.text_dir / f"{clip_id}.txt"
-
     def describe(self) -> str:
         counts = ", ".join(f"{split} {len(ids)} ({path.name})" for (split, ids), path
                            in zip(self.split_ids.items(), self.split_paths.values()))

@@ -77,12 +77,6 @@ class MotionMillion(FolderDataset):
                               fix="Set data.stats_path to that folder, or choose data.stats: dataset or train.")
         return ()
 
-    def motion_file(self, clip_id: str) -> Path:
-        return self.motion_dir / f"{clip_id}.npy"
-
-    def text_file(self, clip_id: str) -> Path:
-        return self.text_dir / f"{clip_id}.txt"
-
     def describe(self) -> str:
         counts = ", ".join(f"{split} {len(ids)}" for split, ids in self.split_ids.items())
         stats = self.stats_choice + (f" ({self.stats_paths[0].parent})" if self.stats_paths else "")

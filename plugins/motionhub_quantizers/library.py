@@ -15,7 +15,28 @@ import vector_quantize_pytorch as vqp
 from motionhub.quantizer import Quantizer, QuantizerOutput
 
 
-class VQ(Quantizer):
+class _Codebooks(Quantizer):
+    """Shared by the wrappers whose library module returns ``(quantized, indices, losses)``.
+
+    Subclasses store the library module as ``self.codebooks``.
+    """
+
+    codebooks: torch.nn.Module
+
+    @property
+    def codebook_size(self) -> int:
+        return self.codebooks.codebook_size
+
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        quantized, indices, losses = self.codebooks(z)
+        return QuantizerOutput(quantized, indices.long(), losses.sum())
+
+    def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """(B, N) or (B, N, Q) -> (B, N, C)."""
+        return self.codebooks.get_output_from_indices(indices)
+
+
+class VQ(_Codebooks):
     """Vector quantizer from vector-quantize-pytorch: EMA codebook, optional k-means init and dead-code expiry.
 
     dim:                     latent width C.
@@ -44,26 +65,14 @@ class VQ(Quantizer):
     ):
         super().__init__()
         self.dim = dim
-        self.vq = vqp.VectorQuantize(
+        self.codebooks = vqp.VectorQuantize(
             dim=dim, codebook_size=codebook_size, decay=decay, commitment_weight=commitment_weight,
             kmeans_init=kmeans_init, threshold_ema_dead_code=threshold_ema_dead_code,
             use_cosine_sim=use_cosine_sim, codebook_dim=codebook_dim, rotation_trick=rotation_trick,
         )
 
-    @property
-    def codebook_size(self) -> int:
-        return self.vq.codebook_size
 
-    def forward(self, z: torch.Tensor) -> QuantizerOutput:
-        quantized, indices, loss = self.vq(z)
-        return QuantizerOutput(quantized, indices.long(), loss.sum())
-
-    def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
-        """(B, N) -> (B, N, C)."""
-        return self.vq.get_output_from_indices(indices)
-
-
-class RVQ(Quantizer):
+class RVQ(_Codebooks):
     """Residual vector quantizer from vector-quantize-pytorch: Q codebooks, each quantising the previous residual.
 
     dim:             latent width C.
@@ -95,25 +104,13 @@ class RVQ(Quantizer):
     ):
         super().__init__()
         self.dim = dim
-        self.rvq = vqp.ResidualVQ(
+        self.codebooks = vqp.ResidualVQ(
             dim=dim, num_quantizers=num_quantizers, codebook_size=codebook_size,
             quantize_dropout=quantize_dropout, shared_codebook=shared_codebook, decay=decay,
             commitment_weight=commitment_weight, kmeans_init=kmeans_init,
             threshold_ema_dead_code=threshold_ema_dead_code, use_cosine_sim=use_cosine_sim,
             codebook_dim=codebook_dim, rotation_trick=rotation_trick,
         )
-
-    @property
-    def codebook_size(self) -> int:
-        return self.rvq.codebook_size
-
-    def forward(self, z: torch.Tensor) -> QuantizerOutput:
-        quantized, indices, losses = self.rvq(z)
-        return QuantizerOutput(quantized, indices.long(), losses.sum())
-
-    def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
-        """(B, N, Q) -> (B, N, C)."""
-        return self.rvq.get_output_from_indices(indices)
 
 
 class LFQ(Quantizer):

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from motionhub.formats import MotionFormat
-from motionhub.tokenizer import Decoder, Encoder
+from motionhub.tokenizer import Decoder, Encoder, mirrored_settings
 
 Positional = Literal["sinusoidal", "learned"]
 
@@ -221,18 +221,14 @@ class TransformerDecoder(Decoder):
         dropout: Optional[float] = None,
     ):
         super().__init__()
-        source = encoder if isinstance(encoder, TransformerEncoder) else None
-
-        def pick(value, name: str, default):
-            if value is not None:
-                return value
-            return getattr(source, name) if source is not None else default
-
         dim = dim if dim is not None else getattr(encoder, "out_dim", 512)
-        width, depth, heads = pick(width, "width", 512), pick(depth, "depth", 4), pick(heads, "heads", 8)
-        down_t, causal = pick(down_t, "down_t", 2), pick(causal, "causal", False)
-        positional, max_len = pick(positional, "positional", "sinusoidal"), pick(max_len, "max_len", 1024)
-        dropout = pick(dropout, "dropout", 0.1)
+        given = dict(width=width, depth=depth, heads=heads, down_t=down_t, causal=causal, positional=positional,
+                     max_len=max_len, dropout=dropout)
+        settings = mirrored_settings(encoder, TransformerEncoder, given, {
+            "width": 512, "depth": 4, "heads": 8, "down_t": 2, "causal": False,
+            "positional": "sinusoidal", "max_len": 1024, "dropout": 0.1})
+        width, depth, heads, down_t = (settings[k] for k in ("width", "depth", "heads", "down_t"))
+        causal, positional, max_len, dropout = (settings[k] for k in ("causal", "positional", "max_len", "dropout"))
         _check(width, depth, heads, down_t, max_len, dropout, positional)
 
         self.feature_shape = tuple(format.feature_shape)
