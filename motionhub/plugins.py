@@ -28,11 +28,13 @@ DEFAULT_PLUGINS = (
     "motionhub_humanml3d",
     "motionhub_motionmillion",
     "motionhub_tracks",
+    "motionhub_bvh",
     "motionhub_conv",
     "motionhub_transformer",
     "motionhub_quantizers",
     "motionhub_losses",
     "motionhub_metrics",
+    "motionhub_pfnn",
 )
 
 pm = pluggy.PluginManager("motionhub")

@@ -9,13 +9,13 @@ import os
 import shutil
 from pathlib import Path
 
-import motionhub_bvh
-import motionhub_pfnn
 import numpy as np
 import pytest
-from helpers import TINY_RECIPE, write_recipe
+from helpers import write_recipe
 from test_pfnn import PFNN_CLIP, released_clip_database, released_network_table, require_released_pfnn
 
+import motionhub_bvh
+import motionhub_pfnn
 from motionhub import layouts
 from motionhub.cli import main
 from motionhub.kinematics.humanml3d import recover_root

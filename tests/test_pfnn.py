@@ -273,6 +273,16 @@ def test_phase_from_contacts_is_zero_at_right_and_half_at_left_landings(walk):
     np.testing.assert_array_equal(cycles_from_phase(clip.phase), np.stack([right[:-1], right[1:]], -1))
 
 
+def test_phase_from_given_contacts_equals_phase_from_the_clips_own(walk):
+    positions, clip, _ = walk
+    own = np.concatenate([clip.contacts, clip.contacts[-1:]])
+    given = prepare_clip(positions, 60.0, SMPL22_CONFIG, phase_contacts=own)
+    np.testing.assert_array_equal(given.phase, clip.phase)
+    # Contacts given at 30 fps are resampled to 60 fps; the landings (on even frames) stay put.
+    half = prepare_clip(positions[::2], 30.0, SMPL22_CONFIG, phase_contacts=own[::2])
+    np.testing.assert_array_equal(cycles_from_phase(half.phase), cycles_from_phase(clip.phase))
+
+
 def test_database_phase_advances_monotonically_mod_1(walk):
     positions, clip, rows = walk
     cycles = cycles_from_phase(clip.phase)

@@ -20,6 +20,7 @@ Conventions:
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,7 @@ _CHANNEL_NAMES = {
     for name in ("Xposition", "Yposition", "Zposition", "Xrotation", "Yrotation", "Zrotation")
 }
 _AXIS_INDEX = {"X": 0, "Y": 1, "Z": 2}
+_FRAME_TIME_LINE = re.compile(r"\s*Frame\s+Time:")
 
 
 class BVHError(ValueError):
@@ -155,15 +157,72 @@ def forward_kinematics(
     return global_positions, global_rotations
 
 
+@dataclass(frozen=True, eq=False)
+class BVHHeader:
+    """The hierarchy and frame count of a BVH file, without its frame values.
+
+    Attributes are those of :class:`BVHMotion`, plus ``num_frames`` (from ``Frames:``).
+    """
+
+    joint_names: tuple[str, ...]
+    parents: np.ndarray
+    offsets: np.ndarray
+    channels: tuple[tuple[str, ...], ...]
+    frame_time: float
+    num_frames: int
+
+    @property
+    def fps(self) -> float:
+        return 1.0 / self.frame_time
+
+
 def read_bvh(path: str | os.PathLike) -> BVHMotion:
     """Read a BVH file; raises :class:`BVHError` when it is malformed."""
     with open(path, encoding="utf-8", errors="replace") as f:
         return parse_bvh(f.read(), source=os.fspath(path))
 
 
+def read_bvh_header(path: str | os.PathLike) -> BVHHeader:
+    """Read a BVH file's hierarchy and ``MOTION`` header, up to ``Frame Time:``; the frames are not read."""
+    lines = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            lines.append(line.rstrip("\n"))
+            if _FRAME_TIME_LINE.match(line):
+                break
+    cursor = _Cursor(lines, os.fspath(path))
+    skeleton, num_frames, frame_time = _parse_header(cursor)
+    return BVHHeader(
+        joint_names=tuple(skeleton.names),
+        parents=np.array(skeleton.parents, dtype=np.int64),
+        offsets=np.array(skeleton.offsets, dtype=np.float64).reshape(-1, 3),
+        channels=tuple(skeleton.channels),
+        frame_time=frame_time,
+        num_frames=num_frames,
+    )
+
+
 def parse_bvh(text: str, source: str = "<string>") -> BVHMotion:
     """Parse BVH text; ``source`` names it in error messages."""
     cursor = _Cursor(text.splitlines(), source)
+    skeleton, num_frames, frame_time = _parse_header(cursor)
+    values = _parse_frames(cursor, num_frames, sum(len(c) for c in skeleton.channels))
+    rotations, positions = _local_transforms(skeleton, values)
+    return BVHMotion(
+        joint_names=tuple(skeleton.names),
+        parents=np.array(skeleton.parents, dtype=np.int64),
+        offsets=np.array(skeleton.offsets, dtype=np.float64).reshape(-1, 3),
+        channels=tuple(skeleton.channels),
+        frame_time=frame_time,
+        local_rotations=rotations,
+        local_positions=positions,
+        end_site_parents=np.array(skeleton.end_site_parents, dtype=np.int64),
+        end_site_offsets=np.array(skeleton.end_site_offsets, dtype=np.float64).reshape(-1, 3),
+    )
+
+
+def _parse_header(cursor: _Cursor) -> tuple[_Skeleton, int, float]:
+    """Parse ``HIERARCHY`` ... ``Frame Time:``: the skeleton, frame count and frame time."""
     skeleton = _Skeleton()
     cursor.expect("HIERARCHY")
     cursor.expect("ROOT")
@@ -180,19 +239,7 @@ def parse_bvh(text: str, source: str = "<string>") -> BVHMotion:
     if frame_time <= 0:
         raise cursor.error("a positive Frame Time", str(frame_time))
     cursor.expect_line_end()
-    values = _parse_frames(cursor, num_frames, sum(len(c) for c in skeleton.channels))
-    rotations, positions = _local_transforms(skeleton, values)
-    return BVHMotion(
-        joint_names=tuple(skeleton.names),
-        parents=np.array(skeleton.parents, dtype=np.int64),
-        offsets=np.array(skeleton.offsets, dtype=np.float64).reshape(-1, 3),
-        channels=tuple(skeleton.channels),
-        frame_time=frame_time,
-        local_rotations=rotations,
-        local_positions=positions,
-        end_site_parents=np.array(skeleton.end_site_parents, dtype=np.int64),
-        end_site_offsets=np.array(skeleton.end_site_offsets, dtype=np.float64).reshape(-1, 3),
-    )
+    return skeleton, num_frames, frame_time
 
 
 class _Cursor:

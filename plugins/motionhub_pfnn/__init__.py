@@ -1,1 +1,10 @@
-"""Phase-Functioned Neural Network (PFNN) training data and the released network's forward pass."""
+"""Phase-Functioned Neural Network (PFNN) training data, the ``pfnn`` exporter and the released network's forward pass."""
+
+import motionhub
+
+from .exporter import PFNNExporter
+
+
+@motionhub.hookimpl
+def register_exporters(register):
+    register("pfnn", PFNNExporter)

@@ -511,6 +511,7 @@ def prepare_clip(
     rotations: np.ndarray | None = None,
     phase: np.ndarray | None = None,
     gait: np.ndarray | None = None,
+    phase_contacts: np.ndarray | None = None,
 ) -> PFNNClip:
     """Resample a clip to ``config.fps``, scale it and derive its per-frame signals.
 
@@ -522,8 +523,11 @@ def prepare_clip(
         gait: (T, 6) gait weights (see :func:`merge_gait_labels`); derived from the
             root speed when None. With ``config.head`` set, the crouch column is replaced
             by the head-height crouch, as PFNN does for flat clips.
+        phase_contacts: (T, 2 K) 0/1 foot contacts, left feet then right, that the phase
+            is derived from when ``phase`` is None; default: the clip's own contacts.
     """
-    for name, values in (("rotations", rotations), ("phase", phase), ("gait", gait)):
+    inputs = (("rotations", rotations), ("phase", phase), ("gait", gait), ("phase_contacts", phase_contacts))
+    for name, values in inputs:
         if values is not None and len(values) != len(positions):
             raise ValueError(f"{name} has {len(values)} frames, positions {len(positions)}")
     positions = resample_linear(positions, source_fps, config.fps) * config.unit_scale
@@ -532,8 +536,11 @@ def prepare_clip(
     forward = facing_directions(positions, config)
     contacts = foot_contacts(positions, config.feet, config.contact_threshold)
     if phase is None:
-        per_frame = np.concatenate([contacts, contacts[-1:]])
-        half = len(config.left_feet)
+        if phase_contacts is None:
+            per_frame = np.concatenate([contacts, contacts[-1:]])
+        else:
+            per_frame = (resample_linear(phase_contacts, source_fps, config.fps) > 0.5).astype(np.float64)
+        half = per_frame.shape[1] // 2
         phase = phase_from_contacts(
             per_frame[:, :half].max(axis=1), per_frame[:, half:].max(axis=1), config.min_swing
         )
@@ -715,25 +722,32 @@ def concatenate_databases(databases: Sequence[PFNNDatabase]) -> PFNNDatabase:
     )
 
 
+def complete_cycles(cycles: np.ndarray, num_frames: int, config: PFNNConfig) -> np.ndarray:
+    """The cycles (K', 2) of ``cycles`` (K, 2) whose every frame has a full window in a clip
+    of ``num_frames`` frames (the rows of :func:`frame_rows`)."""
+    cycles = np.asarray(cycles, dtype=np.int64).reshape(-1, 2)
+    keep = (cycles[:, 0] >= config.window) & (cycles[:, 1] < num_frames - config.window - 1)
+    return cycles[keep]
+
+
 def build_database(clip: PFNNClip, cycles: np.ndarray, config: PFNNConfig, copies: int = 1) -> PFNNDatabase:
     """Rows of every complete cycle ``[start, end]`` (inclusive) of a clip.
 
-    Cycles whose frames lack a full window are skipped. Each cycle's floor
+    Cycles whose frames lack a full window are skipped (:func:`complete_cycles`). Each cycle's floor
     (:func:`flat_floor_height` over the cycle and ``window`` frames either side) is
     subtracted from the joint y values of X and Y. Pun is the cycle's phase with the
     first row set to 0 and the last to 1. PFNN stores each cycle once per fitted
     terrain (``copies=10``, identical rows on flat ground).
     """
     rows = frame_rows(clip, config)
+    cycles = complete_cycles(cycles, clip.num_frames, config)
     num_joints = clip.positions.shape[1]
     x_lay, y_lay = layouts(num_joints, config, rotations=clip.rotations is not None)
     x_heights = np.arange(x_lay["joint_positions"].start + 1, x_lay["joint_positions"].stop, 3)
     y_heights = np.arange(y_lay["joint_positions"].start + 1, y_lay["joint_positions"].stop, 3)
     Xs, Ys, Ps = [], [], []
-    for start, end in np.asarray(cycles).reshape(-1, 2):
+    for start, end in cycles:
         first, last = start - config.window, end - config.window
-        if first < 0 or last >= len(rows.frames):
-            continue
         floor = flat_floor_height(clip, start - config.window, end + config.window, config)
         X, Y = rows.X[first : last + 1].copy(), rows.Y[first : last + 1].copy()
         X[:, x_heights] -= floor

@@ -1,0 +1,334 @@
+"""The ``pfnn`` exporter: PFNN training data from any data set with joint positions.
+
+Each clip of the source is resampled to ``fps``, scaled to PFNN units (about centimetres,
+from the format's ``mm_per_unit``), cut into phase cycles and turned into PFNN rows by
+:mod:`motionhub_pfnn.database`. Skeleton choices (facing joints, feet, their planted
+heights, masked joints) come from the format's skeleton unless given.
+
+Phase:
+
+* ``contacts``: the right foot landing starts a cycle (phase 0) and the left foot landing
+  is phase 0.5. Landings are read from the layout's own foot-contact features where the
+  format has a ``contacts`` slice (HumanML3D and KIT-ML: squared step below 0.002 m² at
+  their frame rate; left feet, then right), else from PFNN's contacts (squared step
+  below 0.02 cm² at 60 fps).
+* ``labels``: the data set's ``phase`` labels, with its ``footsteps`` labels (PFNN's
+  ``_footsteps.txt``) selecting the cycles where it has them.
+
+Gait: ``speed`` gives one-hot stand / walk / jog from the root speed; ``labels`` reads
+the data set's ``gait`` labels (PFNN's 8 ``.gait`` columns are merged to 6). With
+``crouch_head`` the crouch column is set from that joint's height, as PFNN does for its
+flat-ground clips.
+
+Joint rotations (the last Y block):
+
+* ``source``: the data set's global joint rotations (BVH files have them).
+* ``swing``: derived from positions alone. Joint j's rotation is the shortest arc that
+  turns its rest bone direction (parent to j, the skeleton's unit rest offsets) onto its
+  current direction; the root gets the yaw of its unsmoothed facing. This is used for
+  HumanML3D-style layouts instead of their ``rotations_6d``: those are the same
+  shortest-arc bone rotations, but stored relative to the previous bone of the same chain
+  (the arm chains relative to the root), with a root rotation whose facing negates the
+  hip term, is smoothed and is reset to identity at frame 0. Deriving them from the
+  positions gives the bone rotations without those quirks, and works for every format
+  whose skeleton has rest offsets.
+* ``none``: no rotation block (``8 + 2 S + 6 J`` Y columns).
+* ``auto``: ``source`` where the data set has rotations, else ``swing`` where the
+  skeleton has rest offsets, else ``none``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from motionhub.errors import MotionhubError, did_you_mean
+from motionhub.exporter import Exporter, ExportResult, ExportSource, SourceClip
+from motionhub.formats import MotionFormat
+from motionhub.kinematics.rotations import quat_between, quat_to_matrix
+
+from .database import (
+    GAIT_NAMES,
+    ColumnLayout,
+    Footstep,
+    PFNNConfig,
+    PFNNDatabase,
+    build_database,
+    complete_cycles,
+    concatenate_databases,
+    cycles_from_phase,
+    footstep_cycles,
+    layouts,
+    merge_gait_labels,
+    pfnn_normalisation,
+    prepare_clip,
+    resample_times,
+    save_database,
+    write_normalisation,
+)
+
+PhaseFrom = Literal["contacts", "labels"]
+GaitFrom = Literal["speed", "labels"]
+RotationsFrom = Literal["auto", "source", "swing", "none"]
+
+PFNN_MM_PER_UNIT = 10.0
+"""PFNN's units are about centimetres (CMU BVH units times 5.6444)."""
+
+PLANTED_FOOT_HEIGHTS: dict[str, tuple[float, ...]] = {"t2m": (5.4, 1.0)}
+"""Height (PFNN units) of each foot joint of one side when planted, by skeleton name.
+t2m: median heights of the ankles and feet of HumanML3D clip 012314 (whose floor is
+y = 0) while in PFNN contact, left and right averaged. Other skeletons with two foot
+joints a side get PFNN's heel and toe heights (5, 4)."""
+
+PFNN_FOOT_HEIGHTS = (5.0, 4.0)
+
+
+class SkipClip(Exception):
+    """A clip that yields no rows; ``reason`` is a few words for the summary."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PFNNExporter(Exporter):
+    """PFNN training data: database.npz (Xun, Yun, Pun and normalisation) and Xmean/Xstd/Ymean/Ystd.bin."""
+
+    def export(self, source: ExportSource, out_path: Path, *, fps: float = 60.0,
+               facing: Sequence[str] | None = None, feet: Sequence[str] | None = None,
+               foot_heights: Sequence[float] | None = None, crouch_head: str | None = None,
+               masked: Sequence[str] = (), phase_from: PhaseFrom = "contacts", gait_from: GaitFrom = "speed",
+               rotations: RotationsFrom = "auto") -> ExportResult:
+        """Write ``out_path`` (a ``.npz``) and the four ``.bin`` files next to it.
+
+        Options (joint names refer to the format's skeleton):
+            fps: frame rate of the rows (PFNN: 60; window and thresholds are in its frames).
+            facing: (left, right) joint pairs whose left-minus-right vectors sum to the across direction.
+            feet: foot joints whose contacts Y holds, the left ones then as many right ones.
+            foot_heights: height of each foot joint of one side above the floor when planted (PFNN units).
+            crouch_head: joint whose height sets the crouch gait, or None.
+            masked: joints whose inputs the normalisation switches off (std 1e10 times larger).
+            phase_from, gait_from, rotations: see the module docstring.
+        """
+        out_path = Path(out_path)
+        if out_path.suffix != ".npz":
+            raise MotionhubError(f"pfnn exporter: the output must be a .npz file, got {out_path}")
+        fmt = source.format
+        config = pfnn_config(fmt, fps, facing, feet, foot_heights, crouch_head, masked)
+        rotations_from = resolve_rotations(rotations, source)
+        x_lay, y_lay = layouts(fmt.skeleton.num_joints, config, rotations=rotations_from != "none")
+
+        parts: list[PFNNDatabase] = []
+        skipped: dict[str, list[str]] = {}
+        cycles = 0
+        for clip in source:
+            try:
+                database, clip_cycles = clip_rows(clip, fmt, config, phase_from, gait_from, rotations_from)
+            except SkipClip as skip:
+                skipped.setdefault(skip.reason, []).append(clip.id)
+                continue
+            parts.append(database)
+            cycles += clip_cycles
+        if not parts:
+            reasons = "; ".join(f"{reason}: {len(ids)}" for reason, ids in skipped.items()) or "no clips"
+            raise MotionhubError(f"pfnn exporter: no rows from split '{source.split}' of "
+                                 f"{source.dataset.describe()} ({reasons})")
+        database = concatenate_databases(parts)
+        normalisation = pfnn_normalisation(database, x_lay, y_lay, masked_joints=config.masked_joints)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        save_database(out_path, database, normalisation)
+        write_normalisation(out_path.parent, normalisation)
+        return ExportResult(
+            files=[out_path, *(out_path.parent / f"{name}.bin" for name in ("Xmean", "Xstd", "Ymean", "Ystd"))],
+            clips=len(parts),
+            skipped=skipped,
+            details={
+                "rows": len(database),
+                "cycles": cycles,
+                "X columns": f"{x_lay.size}: {group_list(x_lay)}",
+                "Y columns": f"{y_lay.size}: {group_list(y_lay)}",
+                "frame rate": f"{config.fps:g} fps (source {fmt.fps:g} fps)",
+                "units": f"source units x {config.unit_scale:g} ({fmt.mm_per_unit:g} mm per source unit; "
+                         f"PFNN units are about cm)",
+                "phase": phase_from,
+                "gait": gait_from + (f", crouch from {crouch_head}" if crouch_head else ""),
+                "rotations": rotations_from,
+            },
+        )
+
+
+def group_list(layout: ColumnLayout) -> str:
+    return ", ".join(f"{group.name} {group.size}" for group in layout.groups)
+
+
+# ---------------------------------------------------------------------- configuration
+
+
+def pfnn_config(fmt: MotionFormat, fps: float, facing: Sequence[str] | None, feet: Sequence[str] | None,
+                foot_heights: Sequence[float] | None, crouch_head: str | None, masked: Sequence[str]) -> PFNNConfig:
+    """The :class:`PFNNConfig` for ``fmt``: options where given, else the format's skeleton."""
+    skeleton = fmt.skeleton
+    if skeleton is None:
+        raise MotionhubError(f"format '{fmt.name}' has no skeleton; the pfnn exporter needs joint names")
+    names = skeleton.joint_names
+    if feet:
+        if len(feet) % 2:
+            raise MotionhubError(f"feet: give the left foot joints, then as many right ones; got {len(feet)} names")
+        indices = joint_indices(names, feet, "feet")
+        left_feet, right_feet = tuple(indices[: len(feet) // 2]), tuple(indices[len(feet) // 2 :])
+    else:
+        left_feet, right_feet = tuple(skeleton.feet_left), tuple(skeleton.feet_right)
+    if not left_feet:
+        raise MotionhubError(f"skeleton '{skeleton.name}' names no feet; give them (feet: left joints, then right)")
+    if facing:
+        if len(facing) % 2:
+            raise MotionhubError(f"facing: give (left, right) joint pairs; got {len(facing)} names")
+        indices = joint_indices(names, facing, "facing")
+        pairs = tuple(zip(indices[::2], indices[1::2]))
+    elif skeleton.face_joints:
+        r_hip, l_hip, r_shoulder, l_shoulder = skeleton.face_joints
+        pairs = ((l_hip, r_hip), (l_shoulder, r_shoulder))
+    else:
+        raise MotionhubError(f"skeleton '{skeleton.name}' names no facing joints; give (left, right) pairs (facing)")
+    heights = tuple(foot_heights) if foot_heights else default_foot_heights(skeleton.name, len(left_feet))
+    if len(heights) != len(left_feet):
+        raise MotionhubError(f"foot_heights: {len(heights)} values for {len(left_feet)} foot joints a side")
+    return PFNNConfig(
+        root=0,
+        facing_pairs=pairs,
+        left_feet=left_feet,
+        right_feet=right_feet,
+        foot_heights=heights,
+        head=joint_indices(names, [crouch_head], "crouch_head")[0] if crouch_head else None,
+        masked_joints=tuple(joint_indices(names, masked, "masked")),
+        unit_scale=fmt.mm_per_unit / PFNN_MM_PER_UNIT,
+        fps=fps,
+    )
+
+
+def default_foot_heights(skeleton_name: str, per_side: int) -> tuple[float, ...]:
+    if skeleton_name in PLANTED_FOOT_HEIGHTS:
+        return PLANTED_FOOT_HEIGHTS[skeleton_name]
+    if per_side == len(PFNN_FOOT_HEIGHTS):
+        return PFNN_FOOT_HEIGHTS
+    raise MotionhubError(f"no planted foot heights known for {per_side} foot joints a side of skeleton "
+                         f"'{skeleton_name}'; give foot_heights (PFNN units, about cm)")
+
+
+def joint_indices(names: Sequence[str], wanted: Sequence[str], option: str) -> list[int]:
+    """Indices of ``wanted`` joint names; an unknown name is an error listing the joints."""
+    indices = []
+    for name in wanted:
+        if name not in names:
+            raise MotionhubError(f"{option}: no joint named '{name}'{did_you_mean(name, names) or '.'} "
+                                 f"Joints: {', '.join(names)}")
+        indices.append(list(names).index(name))
+    return indices
+
+
+def resolve_rotations(choice: RotationsFrom, source: ExportSource) -> str:
+    """``source``, ``swing`` or ``none`` for ``choice`` (see the module docstring)."""
+    has_rest = hasattr(source.format.skeleton, "raw_offsets_array")
+    if choice == "auto":
+        return "source" if source.has_rotations else "swing" if has_rest else "none"
+    if choice == "source" and not source.has_rotations:
+        raise MotionhubError(f"rotations: {source.dataset.describe()} gives no joint rotations; "
+                             f"use swing (from positions) or none")
+    if choice == "swing" and not has_rest:
+        raise MotionhubError(f"rotations: skeleton '{source.format.skeleton.name}' has no rest offsets "
+                             f"to derive rotations from; use none")
+    return choice
+
+
+# ------------------------------------------------------------------------------- clips
+
+
+def clip_rows(clip: SourceClip, fmt: MotionFormat, config: PFNNConfig, phase_from: PhaseFrom, gait_from: GaitFrom,
+              rotations_from: str) -> tuple[PFNNDatabase, int]:
+    """PFNN rows of one clip and its number of cycles; raises :class:`SkipClip` when it has none."""
+    positions = np.asarray(clip.positions, dtype=np.float64)
+    frames = len(resample_times(len(positions), fmt.fps, config.fps))
+    if frames < 2 * config.window + 2:
+        raise SkipClip(f"shorter than {2 * config.window + 2} frames at {config.fps:g} fps")
+    prepared = prepare_clip(
+        positions,
+        fmt.fps,
+        config,
+        rotations=clip_rotations(clip, fmt, config, rotations_from),
+        phase=required_label(clip, "phase", "phase_from labels") if phase_from == "labels" else None,
+        gait=gait_labels(clip) if gait_from == "labels" else None,
+        phase_contacts=layout_contacts(clip, fmt) if phase_from == "contacts" else None,
+    )
+    if phase_from == "labels" and "footsteps" in clip.labels:
+        steps = [Footstep(int(start), int(middle) or None, bool(skip)) for start, middle, skip in clip.labels["footsteps"]]
+        cycles = footstep_cycles(steps, fmt.fps, config.fps)
+    else:
+        cycles = cycles_from_phase(prepared.phase)
+    cycles = complete_cycles(cycles, prepared.num_frames, config)
+    if len(cycles) == 0:
+        raise SkipClip(f"no complete phase cycle {config.window} frames from both ends")
+    return build_database(prepared, cycles, config), len(cycles)
+
+
+def clip_rotations(clip: SourceClip, fmt: MotionFormat, config: PFNNConfig, rotations_from: str) -> np.ndarray | None:
+    if rotations_from == "source":
+        return clip.rotations
+    if rotations_from == "swing":
+        skeleton = fmt.skeleton
+        return swing_rotations(clip.positions, skeleton.parents, skeleton.raw_offsets_array(), config.facing_pairs)
+    return None
+
+
+def required_label(clip: SourceClip, name: str, option: str) -> np.ndarray:
+    if name not in clip.labels:
+        have = ", ".join(clip.labels) or "none"
+        raise MotionhubError(f"clip '{clip.id}' has no {name} labels (labels it has: {have}); {option} needs "
+                             f"them for every clip")
+    return clip.labels[name]
+
+
+def gait_labels(clip: SourceClip) -> np.ndarray:
+    """(T, 6) gait weights from the clip's ``gait`` labels (PFNN's 8 columns are merged)."""
+    gait = required_label(clip, "gait", "gait_from labels")
+    if gait.shape[-1] == 8:
+        return merge_gait_labels(gait)
+    if gait.shape[-1] != len(GAIT_NAMES):
+        raise MotionhubError(f"clip '{clip.id}': gait labels have {gait.shape[-1]} columns; expected PFNN's 8 "
+                             f"or {len(GAIT_NAMES)} ({', '.join(GAIT_NAMES)})")
+    return gait
+
+
+def layout_contacts(clip: SourceClip, fmt: MotionFormat) -> np.ndarray | None:
+    """(T, K) foot contacts of the layout's ``contacts`` slice (left feet, then right), or None."""
+    if "contacts" not in fmt.slices:
+        return None
+    return np.asarray(clip.features, dtype=np.float64).reshape(len(clip.features), -1)[:, fmt.slice("contacts")]
+
+
+def swing_rotations(positions: np.ndarray, parents: Sequence[int], rest_directions: np.ndarray,
+                    facing_pairs: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Global joint rotations (T, J, 3, 3) from positions (T, J, 3) alone (see the module docstring).
+
+    Joint j > root: the shortest arc from ``rest_directions[j]`` (J, 3) to its bone
+    ``p_j - p_parent``, identity where either is zero. Root: the y-rotation turning +z
+    onto the facing of the frame, ``across x up`` with across the summed left-minus-right
+    vectors of ``facing_pairs``.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    parents = np.asarray(parents)
+    rest = np.broadcast_to(np.asarray(rest_directions, dtype=np.float64), positions.shape)
+    bones = positions - positions[:, np.maximum(parents, 0)]
+    rotations = quat_to_matrix(quat_between(rest, bones))
+    defined = (np.linalg.norm(rest, axis=-1) > 0) & (np.linalg.norm(bones, axis=-1) > 0)
+    rotations[~defined] = np.eye(3)
+    across = sum(positions[:, left] - positions[:, right] for left, right in facing_pairs)
+    forward = np.cross(across, np.array([0.0, 1.0, 0.0]))
+    forward /= np.linalg.norm(forward, axis=-1, keepdims=True)
+    fx, fz = forward[:, 0], forward[:, 2]
+    zero, one = np.zeros_like(fx), np.ones_like(fx)
+    yaw = np.stack([np.stack([fz, zero, fx], -1), np.stack([zero, one, zero], -1), np.stack([-fx, zero, fz], -1)], -2)
+    rotations[:, parents < 0] = yaw[:, None]
+    return rotations
