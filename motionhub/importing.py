@@ -32,7 +32,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
 from .build import build_dataset, build_tokenizer
 from .checkpoint import save_atomic
 from .data import with_train_statistics
@@ -41,7 +40,8 @@ from .formats import MotionFormat
 from .recipe import Recipe, load_recipe
 from .rundir import RunDir
 from .tokenizer import Tokenizer
-from .trainer import learning_rate, rng_state, seed_everything, set_rng_state
+from .plugins import versions
+from .trainer import make_optimizer, rng_state, seed_everything, set_rng_state
 from .windows import ClipBank
 
 SOURCES = ("t2m-gpt", "motionmillion", "amplify")
@@ -91,7 +91,8 @@ def read_reference(path: str | Path, source: str) -> Reference:
     entry = STATE_ENTRY[source]
     state = checkpoint.get(entry, checkpoint)
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        others = ", ".join(f"{s} keeps '{e}'" for s, e in STATE_ENTRY.items() if e != entry)
+        others = "; ".join(f"{' and '.join(s for s in SOURCES if STATE_ENTRY[s] == e)} checkpoints keep '{e}'"
+                           for e in sorted(set(STATE_ENTRY.values()) - {entry}))
         raise MotionhubError(f"{path} has no '{entry}' state dict, where {source} checkpoints keep their weights "
                              f"(top-level keys: {', '.join(map(str, checkpoint)) or 'none'}; {others})")
     config = checkpoint.get("config")
@@ -129,7 +130,7 @@ def completed_steps(reference: Reference, warmup_iters: int) -> int:
 
 # ---------------------------------------------------------------------------- key maps
 def key_map(source: str, model: Tokenizer, reference: Mapping[str, torch.Tensor]) -> dict[str, str]:
-    """``{model key: reference key}`` for every model tensor the reference holds."""
+    """``{model key: reference key}`` for every model tensor read from the reference (all but derived ones)."""
     check_source(source)
     if source == "amplify":
         return amplify_keys(model)
@@ -188,7 +189,9 @@ def convert_state_dict(source: str, model: Tokenizer, reference: Mapping[str, to
                        ) -> dict[str, torch.Tensor]:
     """The model's full state dict from a reference state dict; a ``MotionhubError`` when they do not fit."""
     keys = key_map(source, model, reference)
-    derived = {f"quantizer.{name}" for name in EMA_BUFFERS - {"codebook"}} if has_ema_codebook(model.quantizer) else set()
+    derived = set()
+    if has_ema_codebook(model.quantizer):
+        derived = {f"quantizer.{name}" for name in EMA_BUFFERS - {"codebook"}}
     problems = fit_problems(model.state_dict(), reference, keys, not_state(source), derived)
     if problems:
         raise MotionhubError(f"{checkpoint} does not fit the recipe's model:\n" + "\n".join(problems) + "\n"
@@ -208,7 +211,8 @@ def fit_problems(ours: Mapping[str, torch.Tensor], reference: Mapping[str, torch
     unused = [k for k in reference if k not in wanted and not skip(k)]
     absent = [f"{ref} (for {mine})" for mine, ref in keys.items() if ref not in reference]
     unmapped = [k for k in ours if k not in keys and k not in derived]
-    shapes = [(mine, ref) for mine, ref in keys.items() if ref in reference and reference[ref].shape != ours[mine].shape]
+    shapes = [(mine, ref) for mine, ref in keys.items()
+              if ref in reference and reference[ref].shape != ours[mine].shape]
     problems = []
     for items, what in ((unused, "checkpoint tensors have no place in the model"),
                         (absent, "model tensors are missing from the checkpoint"),
@@ -260,7 +264,7 @@ def describe_vqvae(reference: Mapping[str, torch.Tensor]) -> str:
         size, dim = reference["vqvae.quantizer.codebook"].shape
         parts.append(f"an EMA codebook of {size} x {dim} (vq_ema_reset, codebook_size {size})")
     elif "vqvae.quantizer.project_in.weight" in reference:
-        parts.append(f"FSQ over {reference['vqvae.quantizer.project_in.weight'].shape[0]} levels")
+        parts.append(f"FSQ with {reference['vqvae.quantizer.project_in.weight'].shape[0]} levels (fsq)")
     return ", ".join(parts)
 
 
@@ -301,7 +305,8 @@ def statistics_format(mean_path: str | Path, std_path: str | Path) -> MotionForm
     """
     mean, std = (_load_array(p) for p in (mean_path, std_path))
     if mean.shape != std.shape:
-        raise MotionhubError(f"statistics differ in shape: mean {mean.shape} ({mean_path}), std {std.shape} ({std_path})")
+        raise MotionhubError(f"statistics differ in shape: mean {mean.shape} ({mean_path}), "
+                             f"std {std.shape} ({std_path})")
     return MotionFormat(name="statistics", feature_shape=tuple(mean.shape), fps=0.0).with_stats(mean, std)
 
 
@@ -331,9 +336,8 @@ def import_checkpoint(source: str, checkpoint: str | Path, recipe_path: str | Pa
     model.load_state_dict(state)
     step = completed_steps(reference, recipe.train.warmup_iters)
     payload = checkpoint_payload(recipe, model, fmt, step, reference)
-    (run.path / "checkpoints").mkdir(parents=True)
-    (run.path / "recipe.yaml").write_text(recipe.to_yaml())
     save_atomic(payload, run.last)
+    (run.path / "recipe.yaml").write_text(recipe.to_yaml())
     tensors = sum(1 for key in reference.state_dict if not not_state(source)(key))
     return Imported(run.path, step, tensors)
 
@@ -341,8 +345,7 @@ def import_checkpoint(source: str, checkpoint: str | Path, recipe_path: str | Pa
 def checkpoint_payload(recipe: Recipe, model: Tokenizer, fmt: MotionFormat, step: int, reference: Reference) -> dict:
     """What the trainer saves, for a run that starts at ``step`` with a fresh optimizer."""
     cfg = recipe.train
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate(step, cfg), betas=tuple(cfg.betas),
-                                  weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(model, cfg, step)
     imported = {"source": reference.source, "checkpoint": str(reference.path.resolve()),
                 "nb_iter": reference.iteration, "samples": reference.samples}
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": None,
@@ -359,7 +362,3 @@ def seeded_rng_state(seed: int) -> dict:
     return state
 
 
-def versions() -> dict[str, str | None]:
-    from .plugins import plugin_infos
-
-    return {"motionhub": __version__, **{p.name: p.version for p in plugin_infos() if p.distribution}}

@@ -143,6 +143,13 @@ def plugin_infos() -> list[PluginInfo]:
     return [_infos.get(name, PluginInfo(name)) for name, _ in pm.list_name_plugin()]
 
 
+def versions() -> dict[str, str | None]:
+    """motionhub's version and each third-party plugin's, as checkpoints record them."""
+    from . import __version__
+
+    return {"motionhub": __version__, **{p.name: p.version for p in plugin_infos() if p.distribution}}
+
+
 def load_failures() -> list[LoadFailure]:
     load_plugins()
     return list(_failures)

@@ -32,6 +32,7 @@ from .errors import MotionhubError
 from .evaluation import code_histogram_over, evaluate
 from .recipe import Recipe, TrainConfig
 from .report import flops_per_sample, parameter_counts, peak_memory, print_report, write_report
+from .plugins import versions
 from .render import has_matplotlib, write_report_figures
 from .rundir import RunDir
 from .timing import PhaseTimer
@@ -67,6 +68,12 @@ def check_trackers(trackers: list[str]) -> None:
         if not any(importlib.util.find_spec(module) for module in TRACKER_MODULES[name]):
             raise MotionhubError(f"train.trackers asks for {name}, which is not installed here: "
                                  f"pip install {name}, or remove it from train.trackers")
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, step: int = 0) -> torch.optim.Optimizer:
+    """AdamW with the recipe's betas and weight decay, at the learning rate of ``step``."""
+    return torch.optim.AdamW(model.parameters(), lr=learning_rate(step, cfg), betas=tuple(cfg.betas),
+                             weight_decay=cfg.weight_decay)
 
 
 def seed_everything(seed: int) -> None:
@@ -116,8 +123,7 @@ def train(recipe: Recipe, console: Console | None = None, resume: bool = False) 
     model = build_tokenizer(recipe, fmt)
     losses = build_losses(recipe)
     metrics = build_metrics(recipe, fmt)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate(0, cfg),
-                                  betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(model, cfg)
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
     if cfg.compile:
@@ -159,7 +165,7 @@ def train(recipe: Recipe, console: Console | None = None, resume: bool = False) 
         with timer.phase("checkpoint"):
             payload = {"model": unwrapped.state_dict(), "optimizer": optimizer.state_dict(),
                        "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
-                       "state": state, "rng": rngs, "recipe": recipe.tree, "versions": _versions(),
+                       "state": state, "rng": rngs, "recipe": recipe.tree, "versions": versions(),
                        "stats": {"mean": fmt.mean, "std": fmt.std}}
             save_atomic(payload, run.last)
             if kind == "best":
@@ -355,12 +361,6 @@ def _report(recipe, run, data, model, losses, timer, state, last_eval, codebook,
         "data": {"train_clips": data.train_clips, "dropped_short": data.dropped},
         "breakdown": breakdown,
     }
-
-
-def _versions() -> dict[str, str | None]:
-    from .plugins import plugin_infos
-
-    return {"motionhub": __version__, **{p.name: p.version for p in plugin_infos() if p.distribution}}
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
