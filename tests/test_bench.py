@@ -59,7 +59,7 @@ def test_bench_times_every_window_of_the_stream_and_summarises(run_dir, val_clip
     assert summary["frames_per_s"] == pytest.approx(4 * summary["windows_per_s"])
     assert (summary["window"], summary["stride"], summary["warmup"], summary["split"]) == (8, 4, 2, "val")
     assert (summary["device"], summary["threads"], summary["step"]) == ("cpu", 1, 4)
-    assert summary["memory_mib"]["cpu_peak_rss_mib"] > 50 and "gpu_peak_allocated_mib" not in summary["memory_mib"]
+    assert summary["memory"]["cpu_peak_rss_mib"] > 50 and "gpu_peak_allocated_mib" not in summary["memory"]
     params = summary["parameters"]
     assert params["total"] == params["encoder"] + params["quantizer"] + params["decoder"] > 0
 

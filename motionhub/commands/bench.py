@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .encode import positive_int
 
 DEFAULT_WINDOWS = 1000
 DEFAULT_WARMUP = 10
+REDRAW_EVERY = 50
 
 
 def non_negative_int(text: str) -> int:
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
-    with _progress(console, len(windows)) as progress:
+    with _window_progress(console, len(windows)) as progress:
         latencies = time_windows(model, fmt, windows, warmup=args.warmup, device=device, progress=progress)
     rows = [{**row, "latency_ms": float(ms)} for row, ms in zip(windows.rows(), latencies)]
     memory = {k: v for k, v in peak_memory().items() if device.type == "cuda" or not k.startswith("gpu_")}
@@ -76,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         "torch": torch.__version__, "window": window, "stride": stride, "warmup": args.warmup,
         "windows": len(windows), "stream_frames": int(windows.stream.offsets[-1]), "fps": float(fmt.fps),
         **latency_summary(latencies, stride=stride, fps=fmt.fps),
-        "memory_mib": memory, "parameters": parameter_counts(model),
+        "memory": memory, "parameters": parameter_counts(model),
     }
     out = args.out or loaded.run.path / "bench"
     write_results(out, rows, summary)
@@ -93,25 +96,16 @@ def _device_name(device) -> str:
     return "cpu"
 
 
-class _progress:
-    """A rich progress bar over the timed windows, redrawn only between timings."""
+@contextlib.contextmanager
+def _window_progress(console, total: int) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar over the timed windows; yields the ``progress`` callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    def __init__(self, console, total: int):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(TextColumn("[bold]bench"), BarColumn(), MofNCompleteColumn(), TextColumn("windows"),
-                            TimeElapsedColumn(), console=console, auto_refresh=False, transient=True)
-        self.task = self.bar.add_task("bench", total=total)
-
-    def __enter__(self):
-        self.bar.start()
-        return self.update
-
-    def __exit__(self, *exc) -> None:
-        self.bar.stop()
-
-    def update(self, done: int) -> None:
-        self.bar.update(self.task, completed=done, refresh=done % 50 == 0)
+    # No refresh thread: the bar is redrawn between timings only, every REDRAW_EVERY windows.
+    with Progress(TextColumn("[bold]bench"), BarColumn(), MofNCompleteColumn(), TextColumn("windows"),
+                  TimeElapsedColumn(), console=console, auto_refresh=False, transient=True) as bar:
+        task = bar.add_task("bench", total=total)
+        yield lambda done: bar.update(task, completed=done, refresh=done % REDRAW_EVERY == 0)
 
 
 def _print_summary(summary: dict) -> None:
@@ -132,7 +126,7 @@ def _print_summary(summary: dict) -> None:
         ("frames / s", f"{summary['frames_per_s']:,.0f} ({summary['real_time_factor']:,.1f}x real time "
                        f"at {summary['fps']:g} fps)"),
         *[(key.removesuffix("_mib").replace("_", " "), f"{value:,.0f} MiB")
-          for key, value in summary["memory_mib"].items()],
+          for key, value in summary["memory"].items()],
         ("parameters", f"{params['encoder'] + params['quantizer']:,} encoder + quantizer "
                        f"({params['total']:,} in the model)"),
     ]

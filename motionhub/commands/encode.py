@@ -19,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Encode every clip of a split with a trained run. Each clip is cropped to a multiple of "
                     "the model's temporal down-sampling (its first (length // d) * d frames); clips shorter "
                     "than d frames are skipped and listed in the file. Clips are batched only with clips "
-                    "of the same cropped length, so the ids equal those of encoding each clip alone.")
+                    "of the same cropped length, so no clip is padded: each gets the ids it would get alone.")
     p.add_argument("run_dir", type=Path, help="a run directory")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="recipe overrides for the data, e.g. data.root=/elsewhere")
