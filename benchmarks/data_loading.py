@@ -89,10 +89,10 @@ class NpyFolder(Dataset):
         return (self.root / "dataset.json").read_text()
 
 
-# ---- the reference: MotionMillion's dataset/dataset_VQ.py::VQMotionDataset
+# ---- the reference way: one .npy per clip, loaded per item (MotionMillion's training loader)
 
 
-class VQMotionDataset(data.Dataset):
+class PerFileWindows(data.Dataset):
     def __init__(self, motion_dir: str, split_file: str, mean: np.ndarray, std: np.ndarray, window_size: int):
         self.motion_dir, self.window_size = motion_dir, window_size
         with open(split_file) as f:
@@ -113,7 +113,7 @@ class VQMotionDataset(data.Dataset):
 
 
 def reference_loader(root: Path, window: int, batch_size: int) -> data.DataLoader:
-    dataset = VQMotionDataset(str(root / "motions"), str(root / "train.txt"),
+    dataset = PerFileWindows(str(root / "motions"), str(root / "train.txt"),
                               np.load(root / "mean.npy"), np.load(root / "std.npy"), window)
     return data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=0, drop_last=True)
 
