@@ -31,6 +31,8 @@ class MotionFormat:
     mean, std:     normalisation statistics, shape ``feature_shape`` (None = identity).
     joints_fn:     de-normalised features (..., T, *F) -> joint positions (..., T, J, 3).
     mm_per_unit:   millimetres per joint-position unit (1000 for metres, 1 for KIT's mm).
+    image_size:    point tracks: (height, width) in pixels of the frames the points were
+                   normalised by, when every file shares one (losses and metrics count pixels).
     """
 
     name: str
@@ -42,6 +44,7 @@ class MotionFormat:
     std: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     joints_fn: Callable[[Array], Array] | None = dataclasses.field(default=None, repr=False, compare=False)
     mm_per_unit: float = 1000.0
+    image_size: tuple[int, int] | None = None
 
     @property
     def feature_dim(self) -> int:

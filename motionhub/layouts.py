@@ -59,11 +59,11 @@ def _unflatten_joints(features):
     return features.reshape(*features.shape[:-1], -1, 3)
 
 
-def point_tracks(views: int, tracks: int, fps: float) -> MotionFormat:
+def point_tracks(views: int, tracks: int, fps: float, image_size: tuple[int, int] | None = None) -> MotionFormat:
     """Point tracks (views, tracks, 2) in (row, col) order, normalised to [-1, 1] by image size."""
     return MotionFormat(
         name="point_tracks", feature_shape=(views, tracks, 2), fps=fps,
-        slices={"points": slice(0, views * tracks * 2)},
+        slices={"points": slice(0, views * tracks * 2)}, image_size=image_size,
     )
 
 

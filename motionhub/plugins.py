@@ -31,6 +31,7 @@ DEFAULT_PLUGINS = (
     "motionhub_bvh",
     "motionhub_conv",
     "motionhub_transformer",
+    "motionhub_amplify",
     "motionhub_quantizers",
     "motionhub_losses",
     "motionhub_metrics",

@@ -4,6 +4,8 @@ import math
 
 import pytest
 import torch
+
+from motionhub.errors import MotionhubError
 import torch.nn.functional as F
 from vector_quantize_pytorch import FSQ
 
@@ -310,10 +312,13 @@ def test_relative_ce_hand_checked():
     assert RelativeCE(view_weights=[0.9, 0.1])(batch, outputs, None).item() == pytest.approx(
         0.9 * math.log(9) + 0.1 * math.log(11 / 3), rel=1e-6)
     assert RelativeCE()(batch, outputs, None).item() == pytest.approx(math.log(9) + math.log(11 / 3), rel=1e-6)
-    with pytest.raises(ValueError, match="view_weights"):
+    with pytest.raises(MotionhubError, match="view_weights"):
         RelativeCE(view_weights=[1.0])(batch, outputs, None)
-    with pytest.raises(ValueError, match="grid"):
+    with pytest.raises(MotionhubError, match="grid"):
         RelativeCE(grid=[5, 5])(batch, outputs, None)
+    del batch["image_size"]
+    with pytest.raises(MotionhubError, match="set the loss's image_size"):
+        RelativeCE()(batch, outputs, None)
 
 
 def test_padded_steps_do_not_count():

@@ -159,7 +159,9 @@ class GTEATracks(Dataset):
         views, infos = self.layout
         first = next(iter(infos.values()))
         horizon = self.horizon or first.horizon
-        fmt = layouts.point_tracks(len(views), first.tracks, self.fps * (horizon - 1) / (first.horizon - 1))
+        sizes = {size for info in infos.values() for size in info.image_sizes}
+        fmt = layouts.point_tracks(len(views), first.tracks, self.fps * (horizon - 1) / (first.horizon - 1),
+                                   image_size=next(iter(sizes)) if len(sizes) == 1 else None)
         return fmt.with_stats(np.zeros(fmt.feature_shape), np.ones(fmt.feature_shape))
 
     # ---- clips

@@ -1,0 +1,43 @@
+"""AMPLIFY motion tokenizer for point tracks: encoder, decoder, relative-displacement losses, track metrics.
+
+Recipe names: encoder ``amplify``, decoder ``amplify``, losses ``relative_ce`` and ``focal``,
+metric ``tracks``.
+Pair them with FSQ levels [8, 8, 6, 5] (the reference's "2048" codebook, 1920 codes).
+"""
+
+import motionhub
+
+from .losses import FocalLoss, RelativeCE
+from .metrics import TrackMetrics
+from .model import AmplifyDecoder, AmplifyEncoder, load_reference_state_dict, reference_key_map
+
+__all__ = [
+    "AmplifyDecoder",
+    "AmplifyEncoder",
+    "FocalLoss",
+    "RelativeCE",
+    "TrackMetrics",
+    "load_reference_state_dict",
+    "reference_key_map",
+]
+
+
+@motionhub.hookimpl
+def register_encoders(register):
+    register("amplify", AmplifyEncoder)
+
+
+@motionhub.hookimpl
+def register_decoders(register):
+    register("amplify", AmplifyDecoder)
+
+
+@motionhub.hookimpl
+def register_losses(register):
+    register("relative_ce", RelativeCE)
+    register("focal", FocalLoss)
+
+
+@motionhub.hookimpl
+def register_metrics(register):
+    register("tracks", TrackMetrics)
