@@ -178,7 +178,7 @@ def pack_split(clips: Iterable[Clip], fmt: MotionFormat, path: str | Path, *, fi
     path = _checked_target(path, dtype)
     raw = path.with_name(f"{path.name}.frames-{os.getpid()}")
     try:
-        with _atomic_h5(path) as f:
+        with atomic_h5(path) as f:
             ids, texts = _StringColumn(f, "ids"), _StringColumn(f, "texts")
             moments = _Moments(fmt.feature_shape)
             lengths = array.array("q")
@@ -223,7 +223,7 @@ def pack_arrays(frames: np.ndarray, offsets: np.ndarray, ids: Sequence[str], fmt
     frames = _checked_motion(frames, "(all frames)", fmt, dtype)
     moments = _Moments(fmt.feature_shape)
     moments.add(frames)
-    with _atomic_h5(path) as f:
+    with atomic_h5(path) as f:
         _StringColumn(f, "ids").extend(ids)
         _StringColumn(f, "texts").extend(texts)
         f.create_dataset("frames", data=frames.astype(dtype, copy=False))  # contiguous: no chunks, no filters
@@ -294,8 +294,9 @@ class _StringColumn:
 
 
 @contextlib.contextmanager
-def _atomic_h5(path: Path) -> Iterator[h5py.File]:
+def atomic_h5(path: Path) -> Iterator[h5py.File]:
     """An HDF5 file written under a temporary name and renamed to ``path`` once complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
     try:
         with h5py.File(partial, "w") as f:

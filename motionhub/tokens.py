@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ import torch
 
 from .errors import DataError, MotionhubError
 from .formats import MotionFormat
+from .store import atomic_h5
 from .tokenizer import Tokenizer
 from .windows import ClipSource
 
@@ -223,7 +223,7 @@ def _offsets(lengths: Sequence[int]) -> np.ndarray:
 def write_tokens(path: str | Path, content: TokenFile) -> Path:
     """Write ``content`` as a tokens file at ``path``; the file appears only once complete."""
     encoded = content.encoded
-    with _atomic_h5(Path(path)) as f:
+    with atomic_h5(Path(path)) as f:
         f.create_dataset("tokens", data=encoded.tokens)
         f.create_dataset("offsets", data=encoded.offsets)
         _strings(f, "ids", encoded.ids)
@@ -256,7 +256,7 @@ def read_tokens(path: str | Path) -> TokenFile:
 def write_reconstruction(path: str | Path, recon: Reconstruction, ids: Sequence[str], texts: Sequence[str],
                          attrs: dict[str, Any]) -> Path:
     """Write decoded features (and joints) as a reconstruction file at ``path``, atomically."""
-    with _atomic_h5(Path(path)) as f:
+    with atomic_h5(Path(path)) as f:
         f.create_dataset("features", data=recon.features)
         f.create_dataset("offsets", data=recon.offsets)
         _strings(f, "ids", ids)
@@ -296,19 +296,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     return value.item() if isinstance(value, np.generic) else value
-
-
-@contextlib.contextmanager
-def _atomic_h5(path: Path) -> Iterator[h5py.File]:
-    """An HDF5 file written under a temporary name and renamed to ``path`` once complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
-    try:
-        with h5py.File(partial, "w") as f:
-            yield f
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
