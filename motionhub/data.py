@@ -93,8 +93,8 @@ def prepare_data(recipe: Recipe, dataset: Dataset, accelerator, console) -> Trai
     if spec.store == "packed":
         # The main process packs first; the others then find the packed files in the cache.
         with accelerator.main_process_first():
-            train = _packed(dataset, "train", recipe, console)
-            val = _packed(dataset, "val", recipe, console, required=False)
+            train = open_split(dataset, "train", recipe, console)
+            val = open_split(dataset, "val", recipe, console, required=False)
         fmt = dataset.format
         if fmt.mean is None:
             fmt = fmt.with_stats(train.feature_mean(), np.maximum(train.feature_std(per_slice=True), STD_FLOOR))
@@ -110,7 +110,7 @@ def prepare_data(recipe: Recipe, dataset: Dataset, accelerator, console) -> Trai
                         eval_config=recipe.eval, rank=rank, world_size=world)
 
 
-def _packed(dataset: Dataset, split: str, recipe: Recipe, console, required: bool = True) -> Store | None:
+def open_split(dataset: Dataset, split: str, recipe: Recipe, console, required: bool = True) -> Store | None:
     """The split's packed store; the fingerprint covers the recipe's data arguments and plugin."""
     spec = recipe.data
     provider = spec.component.provider

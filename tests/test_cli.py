@@ -53,3 +53,16 @@ def test_errors_raised_while_building_name_the_section(tmp_path, capsys):
     assert main(["train", str(recipe), f"run.out={tmp_path / 'run'}"]) == 2
     err = capsys.readouterr().err
     assert "data (dataset 'synthetic'): need 2 <= min_frames <= max_frames, got 90 and 60" in err
+
+
+def test_pack_fills_the_cache_that_training_then_reuses(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MOTIONHUB_CACHE", str(tmp_path / "cache"))
+    recipe = write_recipe(tmp_path / "r.yaml")
+    assert main(["pack", str(recipe)]) == 0
+    out = capsys.readouterr().out
+    assert "train" in out and "val" in out and "test" in out and "float32" in out
+    stores = sorted((tmp_path / "cache").rglob("*.h5"))
+    assert sorted(p.name for p in stores) == ["test.h5", "train.h5", "val.h5"]
+    before = {p: p.stat().st_mtime_ns for p in stores}
+    assert main(["train", str(recipe), f"run.out={tmp_path / 'run'}", "train.iters=2"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in stores} == before  # opened, not packed again
