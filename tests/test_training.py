@@ -184,3 +184,11 @@ def test_gradient_accumulation_and_cosine_schedule(tmp_path):
                                                      5e-4, 1e-3 * 0.5 * (1 + math.cos(3 * math.pi / 4))])
     report = json.loads((run_dir / "report.json").read_text())
     assert report["time"]["samples"] == 4 * 4 * 2  # steps x batch x micro-batches
+
+
+def test_bf16_mixed_precision_trains_on_the_cpu(tmp_path):
+    run_dir = train(tiny(tmp_path, iters=3, log_every=1, precision="bf16"))
+    rows = [r for r in RunDir(run_dir).rows() if "split" not in r]
+    assert len(rows) == 3 and all(math.isfinite(r["loss"]) for r in rows)
+    weights = load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
+    assert all(t.dtype == torch.float32 for t in weights.values() if t.is_floating_point())  # master weights
