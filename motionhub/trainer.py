@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import broadcast_object_list, gather_object
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -99,6 +100,15 @@ def set_rng_state(state: dict) -> None:
 
 def train(recipe: Recipe, console: Console | None = None, resume: bool = False) -> Path:
     """Train what ``recipe`` names; returns the run directory."""
+    try:
+        return _train(recipe, console, resume)
+    finally:
+        # Accelerate keeps its settings process-wide; forget them so another run in this
+        # process (a notebook, a test) may choose another precision.
+        AcceleratorState._reset_state()
+
+
+def _train(recipe: Recipe, console: Console | None, resume: bool) -> Path:
     console = console or Console(stderr=True)
     cfg = recipe.train
     check_trackers(cfg.trackers)
@@ -216,6 +226,11 @@ def train(recipe: Recipe, console: Console | None = None, resume: bool = False) 
                             raise TrainingError(_nonfinite_message(step, terms, run))
                         skip = True
                         break
+                    if micro == 0:
+                        # Zeroed here rather than after the step: the gradient memory is then
+                        # reused by this backward instead of being freed and faulted in again.
+                        with timer.phase("optimizer"):
+                            optimizer.zero_grad(set_to_none=True)
                     with timer.phase("backward"):
                         accelerator.backward(loss / cfg.grad_accum)
             with timer.phase("optimizer"):
@@ -225,7 +240,6 @@ def train(recipe: Recipe, console: Console | None = None, resume: bool = False) 
                     if cfg.grad_clip:
                         accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                     optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
 
             done = state["step"] = step + 1
             if not skip:

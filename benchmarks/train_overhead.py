@@ -1,0 +1,309 @@
+"""Training-loop overhead: a bare loop of T2M-GPT's own VQ-VAE code vs motionhub's whole ``train()``.
+
+    python benchmarks/train_overhead.py --reference /path/to/T2M-GPT [--steps N] [--rounds R] [--threads T]
+
+Both contenders train the T2M-GPT HumanML3D VQ-VAE (263 features, width 512, depth 3, down_t 2,
+stride 2, dilation growth 3, 512 x 512 EMA-reset codebook, 64-frame windows) at batch 32,
+float32, on the CPU with T torch threads (default 2):
+
+  A reference  T2M-GPT's ``VQVAE_251`` built with the arguments its option parser gives for the
+               README recipe, its ``ReConsLoss`` (smooth L1) + 0.5 x the "velocity" (positions)
+               term + 0.02 x commitment, AdamW (lr 2e-4, betas 0.9/0.99), on pre-made random
+               normalised batches: forward, loss, zero_grad, backward, step, nothing else;
+  B motionhub  ``motionhub.trainer.train`` on configs/humanml3d/t2m_gpt_vq.yaml with the data
+               swapped for the synthetic data set, batch 32, no warm-up, N steps, logging every
+               min(200, N) steps and evaluation only after the last step (then a checkpoint and
+               the report, which are not per-step costs). Its wall time per step is the
+               trainer's own figure (``report.json`` -> time.step_s, the median of the step
+               times it measures inside the loop).
+
+A round runs A for N steps and one ``train()`` of N steps, in this one process, A first in
+odd rounds and B first in even ones. Per-step figures are the median over a round's steps,
+then the median over rounds: other work on a small shared machine comes and goes and can slow
+a whole round. CPU time is ``time.process_time`` (every thread of the process) and page faults
+are the process's minor faults (memory the kernel had to map and zero), both taken around each
+reference step, and for motionhub between the loop's batch draw and its per-step progress-bar
+update, by two small hooks; the trainer itself is not changed. The progress bar draws to a
+discarded terminal, so its rendering costs what it does in a real run.
+
+The contenders alternate by rounds, not by steps, and before each contender's turn the heap's
+free memory is handed back to the kernel (``malloc_trim``): how often a loop's memory goes back
+to the kernel and has to be faulted in again is part of what differs between loops, and in a
+shared heap one contender's freed memory would hide the other's faults.
+
+The reference is imported from a checkout given by --reference (only ``models/``,
+``options/option_vq.py`` and ``utils/losses.py`` are used). It creates its codebook with
+``.cuda()``; while its model is built, ``torch.Tensor.cuda`` returns the tensor unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import dataclasses
+import gc
+import os
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import Progress
+
+import motionhub.data
+import motionhub.trainer
+from motionhub.recipe import read_tree, recipe_from_tree
+from motionhub.report import load_report
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = REPO / "configs" / "humanml3d" / "t2m_gpt_vq.yaml"
+BATCH, WINDOW, FEATURES = 32, 64, 263
+
+# The reference's README command for the HumanML3D VQ-VAE, batch size aside.
+README_FLAGS = ["--batch-size", str(BATCH), "--lr", "2e-4", "--total-iter", "300000", "--lr-scheduler", "200000",
+                "--nb-code", "512", "--down-t", "2", "--depth", "3", "--dilation-growth-rate", "3",
+                "--dataname", "t2m", "--vq-act", "relu", "--quantizer", "ema_reset", "--loss-vel", "0.5",
+                "--recons-loss", "l1_smooth"]
+
+PHASES = ("data", "forward", "loss", "backward", "optimizer")  # as the trainer's PhaseTimer names them
+
+
+@dataclasses.dataclass(frozen=True)
+class Clocks:
+    """Wall seconds, CPU seconds of the whole process and minor page faults."""
+
+    wall: float
+    cpu: float
+    faults: int
+
+    @classmethod
+    def now(cls) -> Clocks:
+        return cls(time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+
+    def __sub__(self, other: Clocks) -> Clocks:
+        return Clocks(self.wall - other.wall, self.cpu - other.cpu, self.faults - other.faults)
+
+    @staticmethod
+    def medians(steps: list[Clocks]) -> dict[str, float]:
+        return {key: statistics.median(getattr(c, key) for c in steps) for key in ("wall", "cpu", "faults")}
+
+
+# ---- the reference
+
+
+@contextlib.contextmanager
+def tensors_stay_on_cpu():
+    """``Tensor.cuda()`` returns the tensor itself (the reference builds its codebook on CUDA)."""
+    original = torch.Tensor.cuda
+    torch.Tensor.cuda = lambda self, *args, **kwargs: self
+    try:
+        yield
+    finally:
+        torch.Tensor.cuda = original
+
+
+def import_reference(checkout: Path):
+    """The reference's option parser, model and loss modules, imported from its checkout."""
+    sys.path.insert(0, str(checkout))
+    import models.vqvae as vqvae
+    import options.option_vq as option_vq
+    import utils.losses as losses
+
+    return option_vq, vqvae, losses
+
+
+def reference_args(option_vq) -> argparse.Namespace:
+    """The reference's own argument defaults with the README flags, as train_vq.py sees them."""
+    argv = sys.argv
+    sys.argv = ["train_vq.py", *README_FLAGS]
+    try:
+        args = option_vq.get_args_parser()
+    finally:
+        sys.argv = argv
+    args.nb_joints = 22  # train_vq.py sets this for t2m
+    return args
+
+
+def run_reference(modules, steps: int, seed: int) -> dict:
+    """``steps`` training steps of the reference; the clocks and phases of each step."""
+    option_vq, vqvae, losses = modules
+    args = reference_args(option_vq)
+    torch.manual_seed(seed)
+    with tensors_stay_on_cpu():
+        # train_vq.py builds HumanVQVAE, a wrapper whose forward only calls this VQVAE_251.
+        net = vqvae.VQVAE_251(args, args.nb_code, args.code_dim, args.output_emb_width, args.down_t,
+                              args.stride_t, args.width, args.depth, args.dilation_growth_rate,
+                              activation=args.vq_act, norm=args.vq_norm)
+    net.train()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=args.weight_decay)
+    recons = losses.ReConsLoss(args.recons_loss, args.nb_joints)
+    # Normalised windows are roughly unit normal; a few distinct ones so the codebook sees new input.
+    batches = [torch.randn(BATCH, WINDOW, FEATURES) for _ in range(4)]
+
+    clocks, phases = [], dict.fromkeys(PHASES, 0.0)
+    for step in range(steps):
+        gt_motion = batches[step % len(batches)]
+        before = Clocks.now()
+        t0 = time.perf_counter()
+        pred_motion, loss_commit, _ = net(gt_motion)
+        t1 = time.perf_counter()
+        loss_motion = recons(pred_motion, gt_motion)
+        loss_vel = recons.forward_vel(pred_motion, gt_motion)
+        loss = loss_motion + args.commit * loss_commit + args.loss_vel * loss_vel
+        t2 = time.perf_counter()
+        optimizer.zero_grad()
+        loss.backward()
+        t3 = time.perf_counter()
+        optimizer.step()
+        t4 = time.perf_counter()
+        clocks.append(Clocks.now() - before)
+        for name, start, end in (("forward", t0, t1), ("loss", t1, t2), ("backward", t2, t3), ("optimizer", t3, t4)):
+            phases[name] += end - start
+    return {**Clocks.medians(clocks), "total": sum(c.wall for c in clocks), "phases": phases}
+
+
+# ---- motionhub
+
+
+@contextlib.contextmanager
+def clocked_steps():
+    """While active, the clocks of each step of ``train()`` are appended to the yielded list.
+
+    A step runs from the loop's batch draw to its per-step progress-bar update, which comes
+    right after the trainer has taken the step's time. Both are looked up at call time, so
+    wrapping them changes nothing else.
+    """
+    steps: list[Clocks] = []
+    started: list[Clocks] = []
+    draw = motionhub.data.TrainingData.train_batch
+
+    def train_batch(data, index, device):
+        started.append(Clocks.now())
+        return draw(data, index, device)
+
+    class ClockedProgress(Progress):
+        def update(self, task_id, *, completed=None, **kwargs):
+            if completed is not None:  # once per step; other updates only change the status text
+                steps.append(Clocks.now() - started.pop())
+            super().update(task_id, completed=completed, **kwargs)
+
+    motionhub.data.TrainingData.train_batch = train_batch
+    motionhub.trainer.Progress = ClockedProgress
+    try:
+        yield steps
+    finally:
+        motionhub.data.TrainingData.train_batch = draw
+        motionhub.trainer.Progress = Progress
+
+
+def motionhub_recipe(steps: int, threads: int, out: Path, seed: int):
+    tree = read_tree(RECIPE)
+    tree["data"] = {"name": "synthetic", "layout": "humanml3d_263", "clips": 64, "min_frames": 64,
+                    "max_frames": 160, "window": WINDOW}
+    overrides = [f"run.out={out}", f"run.seed={seed}", f"train.batch_size={BATCH}", "train.warmup_iters=0",
+                 f"train.iters={steps}", f"train.log_every={min(200, steps)}", "train.eval_every=0",
+                 "train.checkpoint_every=0", f"train.threads={threads}", "eval.train_codebook=false"]
+    return recipe_from_tree(tree, str(RECIPE), overrides)
+
+
+def run_motionhub(steps: int, threads: int, workdir: Path, seed: int) -> dict:
+    """One whole ``train()`` of ``steps`` steps; the trainer's step time, the clocks and phases of each step."""
+    recipe = motionhub_recipe(steps, threads, workdir / "run", seed)
+    with open(os.devnull, "w") as devnull, clocked_steps() as clocks:
+        # A terminal that discards what it is sent: the progress bar renders as it would for a user.
+        run_dir = motionhub.trainer.train(recipe, console=Console(file=devnull, force_terminal=True, width=120))
+    report = load_report(run_dir)
+    shutil.rmtree(run_dir)  # its checkpoint is ~230 MB
+
+    seconds = {name: v["seconds"] for name, v in report["breakdown"].items()}
+    phases = {name: seconds.get(name, 0.0) for name in ("data", "forward", "backward", "optimizer")}
+    phases["loss"] = sum(v for k, v in seconds.items() if k.startswith("loss: "))
+    in_loop = report["time"]["total_s"] - seconds.get("evaluation", 0.0) - seconds.get("checkpoint", 0.0)
+    hooked = Clocks.medians(clocks)
+    return {**hooked, "wall": report["time"]["step_s"], "hooked_wall": hooked["wall"], "total": in_loop,
+            "phases": phases}
+
+
+# ---- the comparison
+
+
+def release_free_memory() -> None:
+    """Hand the heap's free memory back to the kernel, so neither contender runs on what the other freed.
+
+    Each then allocates as it would in a process of its own; without this, one contender's
+    freed memory can spare the other the page faults it would otherwise take every step.
+    """
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference", type=Path, required=True, help="checkout of github.com/Mael-zys/T2M-GPT")
+    parser.add_argument("--steps", type=int, default=10, help="training steps per contender per round")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    modules = import_reference(args.reference.resolve())
+    print(f"batch {BATCH} x {WINDOW} frames x {FEATURES} features, float32, CPU, {torch.get_num_threads()} threads; "
+          f"{args.rounds} rounds x {args.steps} steps per contender; load average {os.getloadavg()[0]:.2f}")
+
+    started = time.perf_counter()
+    run_reference(modules, 2, args.seed)  # first-call costs (imports, kernel set-up) that both would share
+    contenders = {
+        "reference": lambda workdir: run_reference(modules, args.steps, args.seed),
+        "motionhub": lambda workdir: run_motionhub(args.steps, args.threads, workdir, args.seed),
+    }
+    rounds: list[dict[str, dict]] = []
+    with tempfile.TemporaryDirectory(prefix="train_overhead-") as tmp:
+        for i in range(args.rounds):
+            order = list(contenders) if i % 2 == 0 else list(reversed(contenders))  # neither always first
+            result = {}
+            for name in order:
+                workdir = Path(tmp) / f"{name}-{i}"
+                workdir.mkdir()
+                release_free_memory()
+                result[name] = contenders[name](workdir)
+            rounds.append(result)
+            a, b = result["reference"], result["motionhub"]
+            print(f"round {i + 1}: A {a['wall']:.3f} s wall {a['cpu']:.3f} s CPU {a['faults']:6.0f} faults | "
+                  f"B {b['wall']:.3f} s wall {b['cpu']:.3f} s CPU {b['faults']:6.0f} faults | "
+                  f"B/A wall {b['wall'] / a['wall']:.3f} | load {os.getloadavg()[0]:.2f}", flush=True)
+
+    def median(name: str, key: str) -> float:
+        return statistics.median(r[name][key] for r in rounds)
+
+    print(f"\nper training step, medians over {args.rounds} rounds ({time.perf_counter() - started:.0f} s in all)")
+    print(f"{'':28} {'A reference':>12} {'B motionhub':>12} {'B / A':>7}")
+    for label, key, form in (("wall s", "wall", ".3f"), ("CPU s", "cpu", ".3f"), ("minor page faults", "faults", ".0f")):
+        a, b = median("reference", key), median("motionhub", key)
+        print(f"{label:28} {a:12{form}} {b:12{form}} {b / max(a, 1e-9):7.3f}")
+    # A cross-check of the trainer's own figure: the same steps, timed by the hooks.
+    print(f"{'wall s, timed by the hooks':28} {'':12} {median('motionhub', 'hooked_wall'):12.3f}")
+
+    # The trainer reports its phases as totals over a run, so each row is a mean per step over a
+    # round's steps (the first included), then the median over rounds; the rows need not add up.
+    print("\nwhere a step's wall time goes: mean s per step in a round, median over rounds")
+    print(f"  {'':26} {'A':>12} {'B':>12} {'B - A':>7}")
+    rows = (*PHASES, "outside the phases", "whole step")
+    for name in contenders:
+        for r in rounds:
+            phases = {key: r[name]["phases"][key] / args.steps for key in PHASES}
+            whole = r[name]["total"] / args.steps
+            r[name]["rows"] = {**phases, "outside the phases": whole - sum(phases.values()), "whole step": whole}
+    for key in rows:
+        a, b = (statistics.median(r[name]["rows"][key] for r in rounds) for name in contenders)
+        print(f"  {key:26} {a:12.3f} {b:12.3f} {b - a:+7.3f}")
+
+
+if __name__ == "__main__":
+    main()
