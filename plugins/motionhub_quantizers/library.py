@@ -113,7 +113,7 @@ class RVQ(_Codebooks):
         )
 
 
-class LFQ(Quantizer):
+class LFQ(_Codebooks):
     """Lookup-free quantization (MAGVIT-v2) from vector-quantize-pytorch: the code is the signs of log2(K) dims.
 
     dim:                    latent width C (None = log2(codebook_size), no projection).
@@ -137,20 +137,12 @@ class LFQ(Quantizer):
             suggestion = 2 ** math.ceil(math.log2(max(codebook_size, 2)))
             raise ValueError(f"LFQ codebook_size must be a power of two >= 2, "
                              f"got {codebook_size} (try {suggestion})")
-        self.lfq = vqp.LFQ(
+        self.codebooks = vqp.LFQ(
             dim=dim, codebook_size=codebook_size, entropy_loss_weight=entropy_loss_weight,
             commitment_loss_weight=commitment_loss_weight, diversity_gamma=diversity_gamma,
         )
-        self.dim = self.lfq.dim
-
-    @property
-    def codebook_size(self) -> int:
-        return self.lfq.codebook_size
-
-    def forward(self, z: torch.Tensor) -> QuantizerOutput:
-        quantized, indices, aux_loss = self.lfq(z)
-        return QuantizerOutput(quantized, indices.long(), aux_loss.sum())
+        self.dim = self.codebooks.dim
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
         """(B, N) -> (B, N, C)."""
-        return self.lfq.indices_to_codes(indices)
+        return self.codebooks.indices_to_codes(indices)
