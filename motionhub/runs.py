@@ -7,12 +7,15 @@ from pathlib import Path
 
 from .build import build_dataset, build_tokenizer
 from .checkpoint import load_checkpoint
+from .data import open_split
 from .dataset import Dataset
 from .errors import MotionhubError
 from .formats import MotionFormat
 from .recipe import Recipe, recipe_from_tree
 from .rundir import RunDir
+from .store import Store
 from .tokenizer import Tokenizer
+from .windows import ClipBank
 
 
 @dataclasses.dataclass
@@ -23,6 +26,18 @@ class LoadedRun:
     format: MotionFormat  # normalisation statistics as used in training
     model: Tokenizer  # in eval mode, on the CPU
     step: int
+
+    def split(self, name: str, console=None) -> Store | ClipBank:
+        """The clips of split ``name`` as training reads them: the packed store (packing it
+        first if needed) or, with ``data.store: memory``, a bank in memory."""
+        if self.recipe.data.store == "packed":
+            store = open_split(self.dataset, name, self.recipe, console, required=False)
+        else:
+            clips = list(self.dataset.clips(name))
+            store = ClipBank.from_clips(clips) if clips else None
+        if store is None:
+            raise MotionhubError(f"split '{name}' of {self.dataset.describe()} has no clips")
+        return store
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best", overrides: list[str] | None = None) -> LoadedRun:

@@ -45,11 +45,13 @@ class ClipBank:
     frames:  (total_frames, *F) float32, not normalised.
     offsets: (n + 1,) int64; clip i is ``frames[offsets[i]:offsets[i + 1]]``.
     ids:     clip ids, in order.
+    texts:   each clip's captions joined by "\n", as a packed store keeps them.
     """
 
     frames: np.ndarray
     offsets: np.ndarray
     ids: list[str]
+    texts: list[str] = dataclasses.field(default_factory=list)
 
     @classmethod
     def from_clips(cls, clips: Iterable[Clip]) -> ClipBank:
@@ -59,7 +61,7 @@ class ClipBank:
         lengths = np.array([len(c.motion) for c in clips], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         frames = np.concatenate([np.asarray(c.motion, dtype=np.float32) for c in clips])
-        return cls(frames, offsets, [c.id for c in clips])
+        return cls(frames, offsets, [c.id for c in clips], ["\n".join(c.texts) for c in clips])
 
     @property
     def lengths(self) -> np.ndarray:

@@ -36,26 +36,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from ..errors import DataError
     from ..runs import load_run
     from ..tokens import TokenFile, clip_progress, encode_clips, resolve_device, write_tokens
-    from ..windows import ClipBank
 
     console = Console(stderr=True)
     device = resolve_device(args.device)
     loaded = load_run(args.run_dir, args.checkpoint, args.overrides)
-    clips = list(loaded.dataset.clips(args.split))
-    if not clips:
-        raise DataError(f"split '{args.split}' of {loaded.dataset.describe()} has no clips to encode")
+    source = loaded.split(args.split, console)
     model = loaded.model.to(device)
-    with clip_progress(console, f"encode {args.split}", len(clips)) as progress:
-        encoded = encode_clips(model, loaded.format, ClipBank.from_clips(clips), batch_size=args.batch_size,
+    with clip_progress(console, f"encode {args.split}", len(source)) as progress:
+        encoded = encode_clips(model, loaded.format, source, batch_size=args.batch_size,
                                device=device, progress=progress)
     fmt = loaded.format
     attrs = {"run_dir": str(loaded.run.path.resolve()), "checkpoint": args.checkpoint, "step": loaded.step,
              "split": args.split, "codebook_size": model.quantizer.codebook_size, "format": fmt.name,
              "feature_shape": list(fmt.feature_shape), "fps": float(fmt.fps)}
-    texts = ["\n".join(clips[i].texts) for i in encoded.clips]
+    texts = [source.texts[i] for i in encoded.clips]
     write_tokens(args.out, TokenFile(encoded, texts, attrs))
 
     unit, cropped = encoded.downsample, encoded.source_lengths - encoded.frame_lengths
@@ -69,3 +65,4 @@ def run(args: argparse.Namespace) -> int:
                       f"({shown}); their ids are in the file's skipped_ids")
     print(args.out)
     return 0
+

@@ -20,17 +20,13 @@ def run(args) -> int:
     from rich.table import Table
 
     from ..build import build_losses, build_metrics
-    from ..errors import MotionhubError
     from ..evaluation import evaluate
     from ..runs import load_run
-    from ..windows import ClipBank, EvalBatches
+    from ..windows import EvalBatches
 
     loaded = load_run(args.run_dir, args.checkpoint, args.overrides)
-    clips = list(loaded.dataset.clips(args.split))
-    if not clips:
-        raise MotionhubError(f"split '{args.split}' of {loaded.dataset.describe()} has no clips")
     ev = loaded.recipe.eval
-    batches = EvalBatches(ClipBank.from_clips(clips), loaded.format, unit=loaded.model.downsample,
+    batches = EvalBatches(loaded.split(args.split, Console(stderr=True)), loaded.format, unit=loaded.model.downsample,
                           batch_size=ev.batch_size, min_length=ev.min_length, max_length=ev.max_length)
     accelerator = Accelerator(cpu=True)
     result = evaluate(loaded.model, batches, loaded.format, build_losses(loaded.recipe),
