@@ -33,7 +33,7 @@ def evaluate(model, batches: Iterable[dict], fmt: MotionFormat, losses: LossSet,
     """
     # The bare model: a DDP wrapper would synchronise buffers on every forward, which
     # deadlocks when processes evaluate different numbers of batches.
-    model = accelerator.unwrap_model(model)
+    model = accelerator.unwrap_model(model, keep_torch_compile=False)
     codebook_size = model.quantizer.codebook_size
     device = accelerator.device
     histogram = torch.zeros(codebook_size, dtype=torch.long, device=device)
@@ -86,7 +86,7 @@ def evaluate(model, batches: Iterable[dict], fmt: MotionFormat, losses: LossSet,
 @torch.no_grad()
 def code_histogram_over(model, batches: Iterable[dict], accelerator) -> torch.Tensor:
     """Histogram of the codes of every real token in ``batches`` (encoder + quantizer only)."""
-    model = accelerator.unwrap_model(model)
+    model = accelerator.unwrap_model(model, keep_torch_compile=False)
     histogram = torch.zeros(model.quantizer.codebook_size, dtype=torch.long, device=accelerator.device)
     was_training = model.training
     model.eval()

@@ -139,7 +139,7 @@ def _train(recipe: Recipe, console: Console | None, resume: bool) -> Path:
     if cfg.compile:
         model = torch.compile(model)
     model, optimizer = accelerator.prepare(model, optimizer)
-    unwrapped = accelerator.unwrap_model(model)
+    unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)  # plain keys in checkpoints
     data.unit = unwrapped.downsample
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])
