@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import MotionhubError
 from .quantizer import Quantizer
 
 
@@ -27,7 +28,15 @@ class Decoder(nn.Module):
     Constructors may ask for ``format``, ``dim`` (the quantizer's output width) and
     ``encoder`` (the built encoder, to mirror its hyper-parameters); the framework passes
     whichever of these the signature names and the recipe leaves unset.
+
+    A decoder whose outputs are not features (e.g. classification logits) implements
+    ``to_features`` so its reconstructions can be drawn and compared.
     """
+
+    def to_features(self, outputs: dict[str, torch.Tensor], motion: torch.Tensor) -> torch.Tensor:
+        """Normalised features (B, T, *F) from this decoder's ``outputs`` for the input ``motion``."""
+        raise MotionhubError(f"the decoder {type(self).__name__} outputs {', '.join(sorted(outputs))}, not "
+                             f"features, and cannot turn them into a reconstruction")
 
 
 def mirrored_settings(encoder: nn.Module | None, encoder_cls: type, given: dict[str, Any],
@@ -63,6 +72,12 @@ class Tokenizer(nn.Module):
         outputs = decoded if isinstance(decoded, dict) else {"recon": decoded}
         return {**outputs, "latents": latents, "quantized": q.quantized,
                 "indices": q.indices, "aux_loss": q.aux_loss}
+
+    def reconstruction(self, outputs: dict[str, torch.Tensor], motion: torch.Tensor) -> torch.Tensor:
+        """The reconstruction of ``motion`` (B, T, *F) in ``outputs``, as normalised features."""
+        if "recon" in outputs:
+            return outputs["recon"]
+        return self.decoder.to_features(outputs, motion)
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:

@@ -94,8 +94,5 @@ def reconstruct(model: Tokenizer, fmt: MotionFormat, clip: Clip) -> tuple[torch.
                              f"down-sampling unit of {unit}; pick a longer clip")
     batch = next(iter(EvalBatches(ClipBank.from_clips([clip]), fmt, unit=unit, batch_size=1)))
     with torch.no_grad():
-        outputs = model(batch["motion"])
-    if "recon" not in outputs:
-        raise MotionhubError(f"the decoder of this run outputs {', '.join(sorted(outputs))} but no 'recon' "
-                             f"features, so there is no reconstruction to draw")
-    return fmt.denormalise(batch["motion"][0]), fmt.denormalise(outputs["recon"][0].float())
+        recon = model.reconstruction(model(batch["motion"]), batch["motion"])
+    return fmt.denormalise(batch["motion"][0]), fmt.denormalise(recon[0].float())

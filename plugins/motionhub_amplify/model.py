@@ -15,10 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from motionhub.errors import MotionhubError
 from motionhub.formats import MotionFormat
 from motionhub.tokenizer import Decoder, Encoder
 
-from .tracks import velocities
+from .tracks import decode_points, velocities
 
 
 def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -194,6 +195,7 @@ class AmplifyDecoder(Decoder):
         super().__init__()
         views, tracks = _track_layout(format)
         self.grid = (int(grid[0]), int(grid[1]))
+        self.image_size = format.image_size
         self.queries = nn.Parameter(torch.empty(horizon - 1, dim))
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(DecoderBlock(dim, num_heads, dropout) for _ in range(num_layers))
@@ -208,6 +210,13 @@ class AmplifyDecoder(Decoder):
     def forward(self, codes: torch.Tensor) -> dict[str, torch.Tensor]:
         """codes (B, T, dim) -> ``{"logits": (B, T, V, N, rows * cols)}``."""
         return {"logits": self.classify(self.attend(codes))}
+
+    def to_features(self, outputs: dict[str, torch.Tensor], motion: torch.Tensor) -> torch.Tensor:
+        """Decoded tracks (B, T, V, N, 2): the most likely displacements integrated from the
+        input's first frame, as AMPLIFY decodes them."""
+        if self.image_size is None:
+            raise MotionhubError("decoding tracks needs the frame size, and the data's files differ in size")
+        return decode_points(outputs["logits"], motion[:, :1], self.image_size, self.grid)
 
     def attend(self, codes: torch.Tensor) -> torch.Tensor:
         """Per-step features: the learned queries attend to the codes; (B, T, dim) -> (B, T, dim)."""
