@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
 from collections.abc import Iterator
 
 import numpy as np
@@ -76,6 +77,8 @@ class TrainingData:
         return itertools.islice(iter(batches), self.rank, None, self.world_size)
 
 
+log = logging.getLogger("motionhub.data")
+
 STD_FLOOR = 1e-3  # keeps constant channels (contacts that never fire) from dividing by ~0
 
 
@@ -116,12 +119,23 @@ def open_split(dataset: Dataset, split: str, recipe: Recipe, console, required: 
     provider = spec.component.provider
     extra = json.dumps([spec.name, provider, _plugin_version(provider), spec.kwargs], sort_keys=True, default=str)
     try:
-        return open_or_pack(dataset, split, spec.cache_dir, extra_fingerprint=extra, dtype=spec.store_dtype,
-                            console=console)
+        store = open_or_pack(dataset, split, spec.cache_dir, extra_fingerprint=extra, dtype=spec.store_dtype,
+                             console=console)
     except EmptySplitError:
         if required:
             raise
         return None
+    # Clips skipped while packing were reported then; keep the report in the store so a run
+    # that reuses it says so too, instead of silently training on fewer clips.
+    # (A data set built for this run has skipped clips of this split only if it just packed it.)
+    policy = getattr(dataset, "policy", None)
+    skipped = [s for s in getattr(dataset, "skipped", []) if s.split == split]
+    if skipped and policy is not None:
+        store.add_note(policy.summary(split, len(store) + len(skipped)))
+    else:
+        for note in store.notes:
+            log.warning("%s (recorded when %s was packed)", note, store.path)
+    return store
 
 
 def _plugin_version(provider: str) -> str:

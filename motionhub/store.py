@@ -95,6 +95,17 @@ class Store:
         _check_index(path, offsets, layout)
         return cls(path, attrs, offsets, _map_frames(path, *layout), stats)
 
+    @property
+    def notes(self) -> list[str]:
+        """Remarks recorded when the split was packed (e.g. which clips were skipped)."""
+        with h5py.File(self.path, "r") as f:
+            return json.loads(f.attrs.get("notes", "[]"))
+
+    def add_note(self, note: str) -> None:
+        """Record a remark in the file, to be repeated whenever the store is reused."""
+        with h5py.File(self.path, "a") as f:
+            f.attrs["notes"] = json.dumps([*json.loads(f.attrs.get("notes", "[]")), note])
+
     def __reduce__(self):
         # a pickled store (DataLoader workers started by spawn) re-opens its own memory map
         return Store.open, (self.path,)

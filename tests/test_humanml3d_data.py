@@ -329,3 +329,22 @@ def test_real_012314_with_dataset_and_evaluator_stats(real_data, tmp_path):
     ratio = dataset_stats.format.std / evaluator_stats.format.std
     np.testing.assert_allclose(ratio[[0, 1, 2, 3, -4, -3, -2, -1]], 25.0, rtol=0.02)
     np.testing.assert_allclose(ratio[4:-4], 1.0, rtol=0.01)
+
+
+def test_skipped_clips_are_reported_again_when_a_packed_store_is_reused(folder, tmp_path, caplog):
+    from motionhub.data import open_split
+    from motionhub.recipe import recipe_from_tree
+
+    (folder / "new_joint_vecs" / "000001.npy").unlink()
+    tree = {"data": {"name": "humanml3d", "root": str(folder), "stats": "dataset", "on_bad": "skip",
+                     "cache_dir": str(tmp_path / "cache")},
+            "encoder": {"name": "conv1d"}, "quantizer": {"name": "fsq", "levels": [8, 5, 5]},
+            "decoder": {"name": "conv1d"}, "losses": [{"name": "recon"}]}
+    recipe = recipe_from_tree(tree, "r.yaml")
+    first = open_split(HumanML3D(**recipe.data.kwargs), "train", recipe, None)
+    assert len(first.notes) == 1 and "000001 (missing file)" in first.notes[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="motionhub.data"):
+        again = open_split(HumanML3D(**recipe.data.kwargs), "train", recipe, None)  # reused, not packed
+    assert again.path == first.path and len(again.notes) == 1
+    assert any("000001 (missing file)" in r.message and "recorded when" in r.message for r in caplog.records)
