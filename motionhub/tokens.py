@@ -65,6 +65,8 @@ class EncodedClips:
     source_lengths: (n,) int64 frames before cropping.
     skipped_ids:    clips shorter than ``downsample`` frames, not encoded.
     downsample:     the model's temporal down-sampling.
+    first_frames:   (n, *F) float32 first frame of each clip, not normalised: decoders that
+                    predict motion relative to the start (AMPLIFY's tracks) decode from it.
     """
 
     tokens: np.ndarray
@@ -75,6 +77,7 @@ class EncodedClips:
     source_lengths: np.ndarray
     skipped_ids: list[str]
     downsample: int
+    first_frames: np.ndarray | None = None
 
     @property
     def token_lengths(self) -> np.ndarray:
@@ -161,7 +164,8 @@ def encode_clips(model: Tokenizer, fmt: MotionFormat, source: ClipSource, *, bat
     return EncodedClips(
         tokens=_concatenate(per_clip, np.int32), offsets=_offsets([len(t) for t in per_clip]), clips=kept,
         ids=[ids[i] for i in kept], frame_lengths=cropped, source_lengths=lengths[kept],
-        skipped_ids=[ids[i] for i in skipped], downsample=unit)
+        skipped_ids=[ids[i] for i in skipped], downsample=unit,
+        first_frames=np.asarray(source.frames[source.offsets[kept]], dtype=np.float32))
 
 
 def gather_clips(source: ClipSource, clips: np.ndarray, length: int, fmt: MotionFormat) -> torch.Tensor:
@@ -186,7 +190,7 @@ def decode_tokens(model: Tokenizer, fmt: MotionFormat, encoded: EncodedClips, *,
     for bucket in length_buckets(counts, batch_size):
         index = encoded.offsets[bucket][:, None] + np.arange(counts[bucket[0]])
         indices = torch.from_numpy(encoded.tokens[index]).long().to(device)  # (B, T', *Q)
-        recon = fmt.denormalise(_features_of(model.decode(indices))).float()  # (B, T, *F)
+        recon = fmt.denormalise(_features_of(model, model.decode(indices), encoded, bucket, fmt, device)).float()
         batch_joints = fmt.to_joints(recon).float().cpu().numpy() if fmt.has_joints else None  # (B, T, J, 3)
         for k, (position, clip_features) in enumerate(zip(bucket, recon.cpu().numpy())):
             features[position] = clip_features
@@ -200,13 +204,18 @@ def decode_tokens(model: Tokenizer, fmt: MotionFormat, encoded: EncodedClips, *,
                           joints=_concatenate(joints, np.float32) if fmt.has_joints else None)
 
 
-def _features_of(decoded: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+def _features_of(model: Tokenizer, decoded, encoded: EncodedClips, bucket: np.ndarray, fmt: MotionFormat,
+                 device) -> torch.Tensor:
+    """Normalised features (B, T, *F) of a decoder's output for the clips at ``bucket``."""
     if not isinstance(decoded, dict):
         return decoded
-    if "recon" not in decoded:
-        raise MotionhubError(f"this run's decoder outputs {', '.join(sorted(decoded))}, not features "
-                             f"('recon'), so its tokens cannot be decoded into motion")
-    return decoded["recon"]
+    if "recon" in decoded:
+        return decoded["recon"]
+    if encoded.first_frames is None:
+        raise MotionhubError("this run's decoder predicts motion from each clip's first frame, which this "
+                             "tokens file does not hold; encode the split again with this version")
+    first = fmt.normalise(torch.from_numpy(encoded.first_frames[bucket]).float())[:, None].to(device)
+    return model.reconstruction(decoded, first)
 
 
 def _concatenate(parts: Sequence[np.ndarray], dtype) -> np.ndarray:
@@ -233,6 +242,8 @@ def write_tokens(path: str | Path, content: TokenFile) -> Path:
         f.create_dataset("source_lengths", data=encoded.source_lengths.astype(np.int64))
         _strings(f, "skipped_ids", encoded.skipped_ids)
         f.create_dataset("split_index", data=encoded.clips.astype(np.int64))
+        if encoded.first_frames is not None:
+            f.create_dataset("first_frames", data=encoded.first_frames)
         f.attrs.update({**content.attrs, "motionhub_file": TOKENS, "version": FILE_VERSION,
                         "downsample": encoded.downsample})
     return Path(path)
@@ -248,7 +259,8 @@ def read_tokens(path: str | Path) -> TokenFile:
             tokens=np.asarray(f["tokens"][()]), offsets=offsets, clips=np.asarray(f["split_index"][()]),
             ids=f["ids"].asstr()[()].tolist(), frame_lengths=np.asarray(f["frame_lengths"][()]),
             source_lengths=np.asarray(f["source_lengths"][()]), skipped_ids=f["skipped_ids"].asstr()[()].tolist(),
-            downsample=int(attrs["downsample"]))
+            downsample=int(attrs["downsample"]),
+            first_frames=np.asarray(f["first_frames"][()]) if "first_frames" in f else None)
         texts = f["texts"].asstr()[()].tolist()
     return TokenFile(encoded, texts, attrs)
 

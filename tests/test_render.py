@@ -156,6 +156,16 @@ def test_a_track_tokenizer_run_renders_its_decoded_tracks(tmp_path):
     assert torch.equal(decoded, decode_points(outputs["logits"], motion[:, :1], (64, 64)))
     assert torch.equal(decoded[:, 0], motion[:, 0])  # integrated from the true first frame
 
+    # tokens decode the same way: the tokens file keeps each clip's first frame
+    from motionhub.tokens import read_reconstruction
+
+    tokens, recon_file = tmp_path / "tokens.h5", tmp_path / "recon.h5"
+    assert main(["encode", str(run_dir), "--split", "val", "--out", str(tokens)]) == 0
+    assert main(["decode", str(run_dir), str(tokens), "--out", str(recon_file)]) == 0
+    recon, ids, _ = read_reconstruction(recon_file)
+    i = ids.index(clip.id)
+    np.testing.assert_allclose(recon.features[recon.offsets[i]:recon.offsets[i + 1]], decoded[0].numpy(), atol=1e-6)
+
     out = tmp_path / "tracks.gif"
     assert main(["render", str(run_dir), "--clip", clip.id, "--out", str(out)]) == 0
     with Image.open(out) as gif:
