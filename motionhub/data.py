@@ -125,14 +125,13 @@ def open_split(dataset: Dataset, split: str, recipe: Recipe, console, required: 
         if required:
             raise
         return None
-    # Clips skipped while packing were reported then; keep the report in the store so a run
-    # that reuses it says so too, instead of silently training on fewer clips.
-    # (A data set built for this run has skipped clips of this split only if it just packed it.)
-    policy = getattr(dataset, "policy", None)
-    skipped = [s for s in getattr(dataset, "skipped", []) if s.split == split]
-    if skipped and policy is not None:
-        store.add_note(policy.summary(split, len(store) + len(skipped)))
-    else:
+    # What packing reported (skipped clips, replaced values) is kept in the store, so a run
+    # that reuses it says so too, instead of silently training on fewer or altered clips.
+    # (A data set built for this run has notes about this split only if it just packed it.)
+    fresh = dataset.packing_notes(split)
+    for note in fresh:
+        store.add_note(note)
+    if not fresh:
         for note in store.notes:
             log.warning("%s (recorded when %s was packed)", note, store.path)
     return store

@@ -382,6 +382,10 @@ class FolderDataset(Dataset):
                             f"split file for a split, map it with data.splits (e.g. splits: {{test: val}}).")
         return read_split_file(path)
 
+    def packing_notes(self, split: str) -> list[str]:
+        summary = self.policy.summary(split, len(self.split_ids.get(split, ())))
+        return [summary] if summary else []
+
     def motion_file(self, clip_id: str) -> Path:
         """``<motion_dir>/<id>.npy``; subclasses set ``motion_dir``."""
         return self.motion_dir / f"{clip_id}.npy"

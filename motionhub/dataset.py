@@ -50,6 +50,11 @@ class Dataset:
         """
         return ""
 
+    def packing_notes(self, split: str) -> list[str]:
+        """Remarks about the last pass over ``split`` that a user must not miss (clips skipped,
+        values replaced). The packed store keeps them and repeats them whenever it is reused."""
+        return []
+
     def describe(self) -> str:
         """One line for logs: what was loaded from where."""
         return f"{type(self).__name__} ({self.format.name})"

@@ -109,6 +109,10 @@ class BVHFolder(Dataset):
                 seen[name] = split
         return lists
 
+    def packing_notes(self, split: str) -> list[str]:
+        summary = self.policy.summary(split, len(self.split_ids.get(split, ())))
+        return [summary] if summary else []
+
     def clips(self, split: str) -> Iterator[Clip]:
         """Clips of ``split`` in its listed order: global joint positions (T, J*3) float32 in file units."""
         if split not in SPLITS:

@@ -107,6 +107,7 @@ class GTEATracks(Dataset):
         self.fractions = (float(val_fraction), float(test_fraction))
         self.seed = seed
         self.non_finite_points: dict[str, int] = {}
+        self._notes: dict[str, list[str]] = {}
 
     # ---- files and split, found on first use
     @functools.cached_property
@@ -182,13 +183,18 @@ class GTEATracks(Dataset):
                 per_file[info.key] = replaced
             for start, motion in enumerate(samples):
                 yield Clip(f"{info.key}/{label}/{start}", motion)
+        self._notes[split] = []
         if per_file:
             listed = ", ".join(f"{key} ({n})" for key, n in list(per_file.items())[:_LISTED])
             more = ", …" if len(per_file) > _LISTED else ""
             total = self.non_finite_points[split]
-            logger.warning(f"gtea_tracks {split}: replaced {total} non-finite point{'s' * (total != 1)} "
-                           f"(non_finite: {self.non_finite}) in {len(per_file)} of {len(infos)} files: "
-                           f"{listed}{more}")
+            note = (f"gtea_tracks {split}: replaced {total} non-finite point{'s' * (total != 1)} "
+                    f"(non_finite: {self.non_finite}) in {len(per_file)} of {len(infos)} files: {listed}{more}")
+            self._notes[split] = [note]
+            logger.warning(note)
+
+    def packing_notes(self, split: str) -> list[str]:
+        return list(self._notes.get(split, ()))
 
     def samples(self, info: TrackFile, views: list[str]) -> tuple[np.ndarray, int]:
         """One file's samples (T, horizon, V, N, 2) float32 and its number of non-finite points."""
