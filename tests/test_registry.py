@@ -97,3 +97,29 @@ def test_every_kind_has_a_hookspec_with_a_register_argument():
 def test_hookimpl_is_exported_for_plugins():
     assert motionhub.hookimpl is hookspecs.hookimpl
     assert pm.project_name == "motionhub"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_hook_registers_components_of_its_kind(kind):
+    class Thing:
+        """A thing."""
+
+    class OnePlugin:
+        pass
+
+    def impl(self, register):
+        register(f"test_{kind}", Thing)
+
+    impl.__name__ = hook_name(kind)
+    setattr(OnePlugin, hook_name(kind), motionhub.hookimpl(impl))
+    with registered_plugin(OnePlugin(), f"one-{kind}"):
+        component = get_registry().get(kind, f"test_{kind}")
+    assert component.cls is Thing and component.provider == f"one-{kind}"
+
+
+def test_every_hook_is_documented_for_plugin_authors():
+    from helpers import REPO
+
+    guide = (REPO / "CONTRIBUTING.md").read_text()
+    for kind in KINDS:
+        assert f"`{hook_name(kind)}(register)`" in guide, hook_name(kind)
