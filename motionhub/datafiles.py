@@ -14,7 +14,7 @@ import hashlib
 import logging
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -324,6 +324,24 @@ class BadDataPolicy:
                             f"(they are counted and listed), set data.on_bad: skip.") from None
         self.skipped.append(SkippedClip(split, error.clip_id, error.reason))
 
+    def read(self, split: str, ids: Sequence[str], load: Callable[[str], Clip]) -> Iterator[Clip]:
+        """``load(id)`` for each of ``ids``; a clip it rejects with ``ClipError`` stops the pass or
+        is skipped, and the pass ends with the skip summary."""
+        self.begin(split)
+        for clip_id in ids:
+            try:
+                clip = load(clip_id)
+            except ClipError as error:
+                self.handle(split, error)
+                continue
+            yield clip
+        self.finish(split, len(ids))
+
+    def notes(self, split: str, total: int) -> list[str]:
+        """The skip summary of ``split`` as packing notes (see ``Dataset.packing_notes``)."""
+        summary = self.summary(split, total)
+        return [summary] if summary else []
+
     def finish(self, split: str, total: int) -> str | None:
         """Log and return the skip summary of ``split`` (None when nothing was skipped)."""
         summary = self.summary(split, total)
@@ -383,8 +401,7 @@ class FolderDataset(Dataset):
         return read_split_file(path)
 
     def packing_notes(self, split: str) -> list[str]:
-        summary = self.policy.summary(split, len(self.split_ids.get(split, ())))
-        return [summary] if summary else []
+        return self.policy.notes(split, len(self.split_ids.get(split, ())))
 
     def motion_file(self, clip_id: str) -> Path:
         """``<motion_dir>/<id>.npy``; subclasses set ``motion_dir``."""
@@ -406,18 +423,13 @@ class FolderDataset(Dataset):
         return self._read_clips(split)
 
     def _read_clips(self, split: str) -> Iterator[Clip]:
-        ids = self.split_ids[split]
-        self.policy.begin(split)
-        for clip_id in ids:
-            try:
-                motion = load_motion(self.motion_file(clip_id), expected_shape_tail=self.format.feature_shape,
-                                     name=clip_id, min_frames=self.min_frames)
-                records = read_captions(self.text_file(clip_id), clip_id=clip_id)
-            except ClipError as error:
-                self.policy.handle(split, error)
-                continue
-            yield Clip(clip_id, motion, [record.caption for record in records])
-        self.policy.finish(split, len(ids))
+        return self.policy.read(split, self.split_ids[split], self._load_clip)
+
+    def _load_clip(self, clip_id: str) -> Clip:
+        motion = load_motion(self.motion_file(clip_id), expected_shape_tail=self.format.feature_shape,
+                             name=clip_id, min_frames=self.min_frames)
+        records = read_captions(self.text_file(clip_id), clip_id=clip_id)
+        return Clip(clip_id, motion, [record.caption for record in records])
 
     def caption_records(self, clip_id: str) -> list[CaptionRecord]:
         """Every caption of one clip with its tokens and start/end seconds (empty without a text file)."""

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from . import add_run_arguments
 from .encode import positive_int
 
 DEFAULT_WINDOWS = 1000
@@ -28,9 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "encoder + quantizer on each window alone (batch size 1, inference mode, the input "
                     "already normalised on the device). Writes windows.jsonl (one row per timed window) and "
                     "summary.json, and prints the summary.")
-    p.add_argument("run_dir", type=Path, help="a run directory")
-    p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="recipe overrides for the data, e.g. data.root=/elsewhere")
+    add_run_arguments(p)
     p.add_argument("--window", type=positive_int, metavar="W",
                    help="frames per window, a multiple of the model's down-sampling (default: the recipe's data.window)")
     p.add_argument("--stride", type=positive_int, metavar="S", help="frames between window starts (default: W)")
@@ -39,8 +38,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=non_negative_int, default=DEFAULT_WARMUP, metavar="K",
                    help=f"untimed encodes before timing (default: {DEFAULT_WARMUP})")
     p.add_argument("--split", default="val", choices=("train", "val", "test"), help="clips to stream (default: val)")
-    p.add_argument("--checkpoint", default="best", choices=("best", "last"),
-                   help="best (default; falls back to last) or last")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when there is a GPU, else cpu")
     p.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out", type=Path, metavar="DIR", help="folder for the results (default: RUN_DIR/bench)")

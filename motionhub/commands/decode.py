@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import add_overrides
 from .encode import positive_int
 
 
@@ -16,8 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "where the data format recovers them, joint positions (frames, joints, 3).")
     p.add_argument("run_dir", type=Path, help="the run directory whose model encoded the tokens")
     p.add_argument("tokens", type=Path, help="tokens file written by 'motionhub encode'")
-    p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="recipe overrides for the data, e.g. data.root=/elsewhere")
+    add_overrides(p)
     p.add_argument("--out", type=Path, required=True, metavar="FILE", help="reconstruction file to write")
     p.add_argument("--checkpoint", help="best or last (default: the checkpoint that encoded the tokens)",
                    choices=("best", "last"))

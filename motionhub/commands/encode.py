@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import add_run_arguments
+
 
 def positive_int(text: str) -> int:
     value = int(text)
@@ -20,13 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "the model's temporal down-sampling (its first (length // d) * d frames); clips shorter "
                     "than d frames are skipped and listed in the file. Clips are batched only with clips "
                     "of the same cropped length, so no clip is padded: each gets the ids it would get alone.")
-    p.add_argument("run_dir", type=Path, help="a run directory")
-    p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="recipe overrides for the data, e.g. data.root=/elsewhere")
+    add_run_arguments(p)
     p.add_argument("--out", type=Path, required=True, metavar="FILE", help="tokens file to write, e.g. tokens.h5")
     p.add_argument("--split", default="val", choices=("train", "val", "test"), help="split to encode (default: val)")
-    p.add_argument("--checkpoint", default="best", choices=("best", "last"),
-                   help="best (default; falls back to last) or last")
     p.add_argument("--batch-size", type=positive_int, default=64, metavar="N",
                    help="clips per batch, at most (default: 64)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when there is a GPU, else cpu")

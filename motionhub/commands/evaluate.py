@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
+from . import add_run_arguments
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a trained run on a split (losses, MPJPE, codebook usage)")
-    p.add_argument("run_dir", help="a run directory")
+    add_run_arguments(p)
     p.add_argument("--split", default="val", help="split to evaluate (default: val)")
-    p.add_argument("--checkpoint", default="best", help="best (default, falls back to last) or last")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. data.root=/data")
     p.set_defaults(func=run)
 
 

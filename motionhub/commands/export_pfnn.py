@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import add_overrides
+
 DESCRIPTION = """\
 Write PFNN training data (Holden et al. 2017) of one split of a data set: database.npz
 (Xun, Yun, Pun and Xmean/Xstd/Ymean/Ystd) and PFNN's Xmean.bin, Xstd.bin, Ymean.bin and
@@ -50,8 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", type=Path, metavar="RUN_DIR|RECIPE",
                    help="a run directory (the model is not needed) or a recipe file")
-    p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="recipe overrides for the data, e.g. data.root=/elsewhere")
+    add_overrides(p)
     p.add_argument("--out", type=Path, required=True, metavar="DIR/database.npz",
                    help="database to write; the .bin files go next to it")
     p.add_argument("--split", default="train", choices=("train", "val", "test"), help="split to export (default: train)")

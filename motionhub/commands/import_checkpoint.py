@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from . import add_overrides
+
 SOURCES = ("t2m-gpt", "motionmillion", "amplify")  # as motionhub.importing.SOURCES, kept here for a fast --help
 
 
@@ -18,7 +20,7 @@ def add_parser(sub) -> None:
                    help="do not read the data set; take the statistics from --stats-mean / --stats-std")
     p.add_argument("--stats-mean", help="with --no-data: mean.npy the model was trained with")
     p.add_argument("--stats-std", help="with --no-data: std.npy the model was trained with")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. data.root=/data")
+    add_overrides(p)
     p.set_defaults(func=run)
 
 

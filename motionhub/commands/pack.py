@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from . import add_overrides
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("pack", help="pack a recipe's data splits into packed HDF5 stores (training does it on first use)")
     p.add_argument("recipe", help="path to the recipe YAML")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. data.root=/data")
+    add_overrides(p)
     p.add_argument("--splits", default="train,val,test", help="comma-separated splits (default: train,val,test)")
     p.set_defaults(func=run)
 

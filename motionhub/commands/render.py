@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import add_run_arguments
+
 if TYPE_CHECKING:
     import torch
 
@@ -22,18 +24,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Reconstruct one clip with a trained run and draw ground truth and reconstruction side "
                     "by side: skeletons for formats with joints, points with trails for point tracks. "
                     "Needs matplotlib (pip install 'motionhub[render]'); .mp4 also needs ffmpeg.")
-    p.add_argument("run_dir", type=Path, help="a run directory")
+    add_run_arguments(p)
     p.add_argument("--clip", metavar="ID", help="id of the clip to draw (see --list)")
     p.add_argument("--split", default="val", choices=("train", "val", "test"),
                    help="split the clip is in (default: val)")
-    p.add_argument("--checkpoint", default="best", help="checkpoint name in checkpoints/ (default: best)")
     p.add_argument("--frames", type=int, metavar="N", help="animate only the first N frames")
     p.add_argument("--fps", type=float, metavar="F", help="frames per second (default: the data's)")
     p.add_argument("--frame", type=int, default=0, metavar="K", help="frame drawn into a .png (default: 0)")
     p.add_argument("--out", type=Path, metavar="FILE", help="clip.gif, clip.mp4 or clip.png")
     p.add_argument("--list", action="store_true", help="print the clip ids of the split and exit")
-    p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="override the run's recipe, e.g. data.root=/data/elsewhere")
     p.set_defaults(func=run)
 
 

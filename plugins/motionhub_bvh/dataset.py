@@ -110,8 +110,7 @@ class BVHFolder(Dataset):
         return lists
 
     def packing_notes(self, split: str) -> list[str]:
-        summary = self.policy.summary(split, len(self.split_ids.get(split, ())))
-        return [summary] if summary else []
+        return self.policy.notes(split, len(self.split_ids.get(split, ())))
 
     def clips(self, split: str) -> Iterator[Clip]:
         """Clips of ``split`` in its listed order: global joint positions (T, J*3) float32 in file units."""
@@ -120,16 +119,11 @@ class BVHFolder(Dataset):
         return self._read_clips(split)
 
     def _read_clips(self, split: str) -> Iterator[Clip]:
-        ids = self.split_ids[split]
-        self.policy.begin(split)
-        for clip_id in ids:
-            try:
-                positions, _ = self._transforms(clip_id)
-            except ClipError as error:
-                self.policy.handle(split, error)
-                continue
-            yield Clip(clip_id, positions.reshape(len(positions), -1).astype(np.float32))
-        self.policy.finish(split, len(ids))
+        return self.policy.read(split, self.split_ids[split], self._load_clip)
+
+    def _load_clip(self, clip_id: str) -> Clip:
+        positions, _ = self._transforms(clip_id)
+        return Clip(clip_id, positions.reshape(len(positions), -1).astype(np.float32))
 
     def clip_ids(self, split: str) -> list[str]:
         """Names of the clips of ``split``, in the order ``clips`` yields them."""
