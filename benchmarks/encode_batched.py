@@ -1,7 +1,7 @@
 """Encoding a whole split: length-bucketed batches (``motionhub encode``) vs one clip at a time.
 
     python benchmarks/encode_batched.py [--clips N] [--batch-size B] [--rounds R] [--threads T]
-                                        [--width W] [--depth D] [--down-t K]
+                                        [--width W] [--depth D] [--down-t K] [--device cpu|cuda]
 
 One process, one model, one split. The split is N clips of 263 random features (HumanML3D's
 layout) with lengths drawn uniformly from 40-196 frames, HumanML3D's range; the model is a
@@ -16,6 +16,14 @@ a machine shared with other jobs, more threads wait on each other and the figure
 
 Contenders alternate for R rounds (neither always runs first); figures are medians. The
 reference's ids are also the oracle: the script counts clips whose batched ids differ.
+
+Both contenders do the same arithmetic (no batch holds padding), so the script also counts
+the encoder's floating-point operations for the split and prints each contender's rate next
+to a dense matrix product's on the same device and threads: the most any batching can gain
+is roughly that product's rate over the one-at-a-time rate. On a CPU a single clip already
+keeps the cores busy and the gain is small; on a GPU a single clip is bound by kernel
+launches and batching gains far more. With ``--device cuda`` every clip's ids are copied back
+to the host, which waits for its kernels, as a one-at-a-time loop does.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import time
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from motionhub import layouts
 from motionhub.build import build_tokenizer
@@ -57,12 +66,39 @@ def make_model(fmt: MotionFormat, width: int, depth: int, down_t: int):
 
 
 @torch.inference_mode()
-def one_at_a_time(model, fmt, bank: ClipBank) -> list[np.ndarray]:
+def one_at_a_time(model, fmt, bank: ClipBank, device: torch.device) -> list[np.ndarray]:
     unit, ids = model.downsample, []
     for start, length in zip(bank.offsets[:-1], bank.lengths):
         frames = torch.from_numpy(bank.frames[start:start + length // unit * unit])
-        ids.append(model.encode(fmt.normalise(frames)[None])[0].numpy())
+        ids.append(model.encode(fmt.normalise(frames)[None].to(device))[0].cpu().numpy())
     return ids
+
+
+def split_flops(model, fmt, bank: ClipBank, batch_size: int, device: torch.device) -> int:
+    """Floating-point operations of encoding the whole split (the same for both contenders)."""
+    with FlopCounterMode(display=False) as counter:
+        encode_clips(model, fmt, bank, batch_size=batch_size, device=device)
+    return counter.get_total_flops()
+
+
+@torch.inference_mode()
+def matmul_rate(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of a dense (size x size) @ (size x 4 size) float32 product: the device's practical ceiling."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, 4 * size, device=device)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first is warm-up
+        _synchronize(device)
+        start = time.perf_counter()
+        a @ b
+        _synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size * size * 4 * size / best
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def timed(fn) -> tuple[float, object]:
@@ -80,34 +116,44 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=512)
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--down-t", type=int, default=2)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch finds no CUDA GPU here")
 
     bank = make_split(args.clips)
     fmt = layouts.humanml3d_263().with_stats(np.zeros(FEATURES), np.ones(FEATURES))
-    model = make_model(fmt, args.width, args.depth, args.down_t)
+    model = make_model(fmt, args.width, args.depth, args.down_t).to(device)
     cropped = bank.lengths // model.downsample * model.downsample
     batches = len(length_buckets(cropped, args.batch_size))
     print(f"{len(bank.ids)} clips, {int(bank.lengths.sum()):,} frames, {len(np.unique(cropped))} cropped lengths "
           f"-> {batches} batches (mean {len(cropped) / batches:.1f} clips); encoder width {args.width}, "
-          f"depth {args.depth}, x{model.downsample}; {args.threads} threads")
+          f"depth {args.depth}, x{model.downsample}; {device.type}, {args.threads} threads")
 
-    encode_clips(model, fmt, bank, batch_size=args.batch_size)  # warm-up: allocator, kernels
+    flops = split_flops(model, fmt, bank, args.batch_size, device)  # also the warm-up: allocator, kernels
+    one_at_a_time(model, fmt, make_split(8, seed=1), device)
     reference_s, batched_s = [], []
     for round_ in range(args.rounds):
         contenders = [("reference", reference_s), ("motionhub", batched_s)]
         for name, times in contenders if round_ % 2 == 0 else contenders[::-1]:
             if name == "reference":
-                seconds, reference = timed(lambda: one_at_a_time(model, fmt, bank))
+                seconds, reference = timed(lambda: one_at_a_time(model, fmt, bank, device))
             else:
-                seconds, encoded = timed(lambda: encode_clips(model, fmt, bank, batch_size=args.batch_size))
+                seconds, encoded = timed(lambda: encode_clips(model, fmt, bank, batch_size=args.batch_size,
+                                                              device=device))
             times.append(seconds)
 
     differing = sum(not np.array_equal(encoded.clip_tokens(i), ids) for i, ids in enumerate(reference))
     one, batched = statistics.median(reference_s), statistics.median(batched_s)
-    print(f"one clip at a time: {len(bank.ids) / one:8.1f} clips/s ({one:.2f} s)")
-    print(f"batched (B={args.batch_size}):    {len(bank.ids) / batched:8.1f} clips/s ({batched:.2f} s)")
-    print(f"speed-up: {one / batched:.2f}x; clips whose ids differ from one-at-a-time: {differing} / {len(bank.ids)}")
+    ceiling = matmul_rate(device)
+    print(f"encoder arithmetic: {flops / 1e9:.1f} GFLOP for the split ({flops / len(bank.ids) / 1e9:.3f} per clip); "
+          f"dense matmul on this device: {ceiling / 1e9:.0f} GFLOP/s")
+    for name, seconds in ((f"one clip at a time:", one), (f"batched (B={args.batch_size}):", batched)):
+        print(f"{name:20s} {len(bank.ids) / seconds:8.1f} clips/s ({seconds:.2f} s, {flops / seconds / 1e9:.0f} GFLOP/s)")
+    print(f"speed-up: {one / batched:.2f}x (at most ~{ceiling * one / flops:.1f}x at the matmul rate); "
+          f"clips whose ids differ from one-at-a-time: {differing} / {len(bank.ids)}")
 
 
 if __name__ == "__main__":

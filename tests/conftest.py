@@ -3,8 +3,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REAL_DATA
 
 
 def pytest_configure(config):
@@ -21,7 +20,6 @@ def pytest_configure(config):
 @pytest.fixture
 def real_data() -> Path:
     """The shared real-data folder, or skip the test when it is absent."""
-    root = Path(os.environ.get("MOTIONHUB_REAL_DATA", REPO.parent / "shared" / "real_data"))
-    if not root.is_dir():
-        pytest.skip(f"real data folder not found at {root} (set MOTIONHUB_REAL_DATA)")
-    return root
+    if not REAL_DATA.is_dir():
+        pytest.skip(f"real data folder not found at {REAL_DATA} (set MOTIONHUB_REAL_DATA)")
+    return REAL_DATA

@@ -10,6 +10,8 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# The shared real-data folder; tests that need it skip cleanly when it is absent.
+REAL_DATA = Path(os.environ.get("MOTIONHUB_REAL_DATA", REPO.parent / "shared" / "real_data"))
 
 TINY_RECIPE = {
     "run": {"name": "tiny", "out": "runs/${run.name}", "seed": 0},

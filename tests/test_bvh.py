@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import REAL_DATA
 
 from motionhub_bvh.bvh import BVHError, euler_to_matrix, forward_kinematics, parse_bvh, read_bvh, read_bvh_header
 from motionhub_bvh.dataset import BVHFolder
 
 from motionhub.datafiles import ClipError
 
-REPO = Path(__file__).resolve().parents[1]
-REAL_DATA = Path(os.environ.get("MOTIONHUB_REAL_DATA", REPO.parent / "shared" / "real_data"))
 PFNN_ANIMATIONS = REAL_DATA / "sreyafrancis-PFNN" / "data" / "animations"
 
 

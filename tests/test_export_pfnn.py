@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import write_recipe
+from helpers import REAL_DATA, write_recipe
 from test_pfnn import PFNN_CLIP, released_clip_database, released_network_table, require_released_pfnn
 
 import motionhub_bvh
@@ -26,8 +25,6 @@ from motionhub.testing import registered_plugin
 from motionhub_pfnn.database import PFNNConfig, layouts as pfnn_layouts, load_database, read_bin, x_layout, y_layout
 from motionhub_pfnn.exporter import swing_rotations
 
-REPO = Path(__file__).resolve().parents[1]
-REAL_DATA = Path(os.environ.get("MOTIONHUB_REAL_DATA", REPO.parent / "shared" / "real_data"))
 HUMANML3D = REAL_DATA / "EricGuo5513-HumanML3D" / "HumanML3D"
 
 SYNTHETIC = {"name": "synthetic", "layout": "humanml3d_263", "clips": 12, "min_frames": 100, "max_frames": 160}

@@ -6,11 +6,11 @@ Real-data tests read the published sample clips from ``$MOTIONHUB_REAL_DATA``
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import REAL_DATA
 import torch
 
 from motionhub.kinematics import (
@@ -47,8 +47,6 @@ from motionhub.kinematics import (
     yaw_to_matrix,
 )
 
-_DEFAULT_REAL_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "real_data"
-REAL_DATA = Path(os.environ.get("MOTIONHUB_REAL_DATA", _DEFAULT_REAL_DATA))
 H3D = REAL_DATA / "EricGuo5513-HumanML3D" / "HumanML3D"
 R272 = REAL_DATA / "Li-xingXiao-272-dim-Motion-Representation" / "output"
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import REAL_DATA
 
 from motionhub_pfnn.database import (
     X_STD_GROUPS,
@@ -47,8 +46,6 @@ from motionhub_pfnn.database import (
     y_layout,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-REAL_DATA = Path(os.environ.get("MOTIONHUB_REAL_DATA", REPO.parent / "shared" / "real_data"))
 PFNN_DATA = REAL_DATA / "sreyafrancis-PFNN"
 
 # A 22-joint SMPL-style body: x is left, y up, z forward in the body frame.
