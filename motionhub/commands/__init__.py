@@ -6,7 +6,24 @@ function taking the parsed arguments and returning an exit code. Heavy imports g
 that function so ``motionhub --help`` stays fast.
 """
 
+import argparse
 from pathlib import Path
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer of at least 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
 
 
 def add_overrides(parser) -> None:

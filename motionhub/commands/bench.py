@@ -7,19 +7,11 @@ import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from . import add_run_arguments
-from .encode import positive_int
+from . import add_run_arguments, non_negative_int, positive_int
 
 DEFAULT_WINDOWS = 1000
 DEFAULT_WARMUP = 10
 REDRAW_EVERY = 50
-
-
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

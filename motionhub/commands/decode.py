@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import add_overrides
-from .encode import positive_int
+from . import add_overrides, positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

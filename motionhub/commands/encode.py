@@ -5,14 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import add_run_arguments
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+from . import add_run_arguments, positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
