@@ -166,7 +166,7 @@ def _skeleton_scene(target: np.ndarray, recon: np.ndarray, parents: Sequence[int
     # Data are y-up; matplotlib's 3-D axes are z-up: (x, y, z) -> (x, -z, y) keeps them right-handed.
     poses = {name: np.stack([p[..., 0], -p[..., 2], p[..., 1]], axis=-1)
              for name, p in (("ground truth", target), ("reconstruction", recon))}
-    (x0, x1), (y0, y1), (floor, top) = _cube(np.concatenate(list(poses.values())))
+    camera = SkeletonCamera.fit(list(poses.values()))
     children = np.array([j for j, p in enumerate(parents) if p >= 0])
     bone_parents = np.array(parents)[children]
     length = len(target)
@@ -182,42 +182,87 @@ def _skeleton_scene(target: np.ndarray, recon: np.ndarray, parents: Sequence[int
     panels = []
     for column, (name, points) in enumerate(poses.items()):
         ax = figure.add_subplot(1, 2, column + 1, projection="3d")
-        ax.set(xlim=(x0, x1), ylim=(y0, y1), zlim=(floor, top), title=name)
+        ax.set_title(name)
         ax.set_box_aspect((1, 1, 1), zoom=1.15)
         ax.view_init(elev=15, azim=-60)
         ax.set_axis_off()
         # Everything stands on the ground plane, seen from above it: draw in a fixed order
         # instead of matplotlib's depth sort, which can hide the trail under the plane.
         ax.computed_zorder = False
-        corners = [(x0, y0, floor), (x1, y0, floor), (x1, y1, floor), (x0, y1, floor)]
-        ax.add_collection3d(Poly3DCollection([corners], facecolor="0.9", edgecolor="0.6", zorder=0))
+        ground = Poly3DCollection([], facecolor="0.9", edgecolor="0.6", zorder=0)
+        grid = Line3DCollection([], colors="0.78", linewidths=0.6, zorder=0.5)
+        ax.add_collection3d(ground, autolim=False)  # empty until the first frame is drawn
+        ax.add_collection3d(grid, autolim=False)
         (trail,) = ax.plot([], [], [], "-", color="0.3", linewidth=1.2, zorder=1)
         bones = Line3DCollection(segments(points[0]), colors=COLOURS[name], linewidths=2.5, zorder=2)
         ax.add_collection3d(bones)
         (joints,) = ax.plot([], [], [], "o", color=COLOURS[name], markersize=2.5, zorder=3)
-        panels.append((points, bones, joints, trail))
+        panels.append((ax, points, ground, grid, bones, joints, trail))
 
     def update(t: int) -> None:
-        for points, bones, joints, trail in panels:
+        for ax, points, ground, grid, bones, joints, trail in panels:
+            (x0, x1), (y0, y1) = camera.window(points, t)
+            ax.set(xlim=(x0, x1), ylim=(y0, y1), zlim=(camera.floor, camera.floor + 2 * camera.half))
+            ground.set_verts([[(x0, y0, camera.floor), (x1, y0, camera.floor), (x1, y1, camera.floor),
+                               (x0, y1, camera.floor)]])
+            grid.set_segments(camera.grid((x0, x1), (y0, y1)))
             pose = points[t]
             bones.set_segments(segments(pose))
             joints.set_data_3d(pose[:, 0], pose[:, 1], pose[:, 2])
-            root = points[: t + 1, 0]
-            trail.set_data_3d(root[:, 0], root[:, 1], np.full(len(root), floor))
+            path = points[: t + 1, 0, :2].copy()
+            outside = (path[:, 0] < x0) | (path[:, 0] > x1) | (path[:, 1] < y0) | (path[:, 1] > y1)
+            path[outside] = np.nan  # 3-D axes do not clip: end the trail at the ground's edge
+            trail.set_data_3d(path[:, 0], path[:, 1], np.full(len(path), camera.floor))
         counter.set_text(f"frame {t + 1} / {length}")
 
     return figure, update
 
 
-def _cube(points: np.ndarray) -> tuple[tuple[float, float], ...]:
-    """Equal-length (x, y, z) limits around (..., 3) z-up points, the floor at the lowest point."""
-    flat = points.reshape(-1, 3)
-    low, high = flat.min(axis=0), flat.max(axis=0)
-    half = max(float((high - low).max()) / 2 * 1.05, 1e-6)
-    centre = (low + high) / 2
-    floor = float(low[2])
-    return ((centre[0] - half, centre[0] + half), (centre[1] - half, centre[1] + half),
-            (floor, floor + 2 * half))
+class SkeletonCamera:
+    """Where a skeleton panel looks: a cube of side ``2 * half`` standing on the floor.
+
+    The cube is sized to the body (its height, and its reach away from the root), not to the
+    whole trajectory, so a walking skeleton stays large. When the root's path fits in the
+    cube the view stays put on its centre; otherwise it follows each panel's own root, and
+    floor grid lines at fixed places show the ground moving past.
+    """
+
+    def __init__(self, half: float, floor: float, centre: np.ndarray | None, spacing: float):
+        self.half, self.floor, self.centre, self.spacing = half, floor, centre, spacing
+
+    @classmethod
+    def fit(cls, sequences: Sequence[np.ndarray]) -> SkeletonCamera:
+        """The camera for z-up (T, J, 3) ``sequences`` drawn side by side (joint 0 is the root)."""
+        points = np.concatenate([p.reshape(-1, 3) for p in sequences])
+        floor = float(points[:, 2].min())
+        reach = max(float(np.abs(p[..., :2] - p[:, :1, :2]).max()) for p in sequences)
+        height = float(points[:, 2].max()) - floor
+        half = max(reach, height / 2, 1e-6) * 1.1
+        roots = np.concatenate([p[:, 0, :2] for p in sequences])
+        low, high = roots.min(axis=0), roots.max(axis=0)
+        # Fixed when the path, with every pose's reach around it, fits in the cube.
+        centre = (low + high) / 2 if float((high - low).max()) / 2 + reach <= half else None
+        return cls(half, floor, centre, _nice_spacing(half / 2))
+
+    def window(self, points: np.ndarray, t: int) -> tuple[tuple[float, float], tuple[float, float]]:
+        """(x, y) limits of frame ``t`` of ``points`` (T, J, 3)."""
+        cx, cy = self.centre if self.centre is not None else points[t, 0, :2]
+        return (cx - self.half, cx + self.half), (cy - self.half, cy + self.half)
+
+    def grid(self, xs: tuple[float, float], ys: tuple[float, float]) -> list[np.ndarray]:
+        """Floor lines at multiples of ``spacing`` inside the window, as (2, 3) segments."""
+        lines = []
+        for value in np.arange(np.ceil(xs[0] / self.spacing), np.floor(xs[1] / self.spacing) + 1) * self.spacing:
+            lines.append(np.array([(value, ys[0], self.floor), (value, ys[1], self.floor)]))
+        for value in np.arange(np.ceil(ys[0] / self.spacing), np.floor(ys[1] / self.spacing) + 1) * self.spacing:
+            lines.append(np.array([(xs[0], value, self.floor), (xs[1], value, self.floor)]))
+        return lines
+
+
+def _nice_spacing(about: float) -> float:
+    """1, 2 or 5 times a power of ten, the largest not above ``about``."""
+    power = 10.0 ** np.floor(np.log10(about))
+    return float(max(step * power for step in (1, 2, 5) if step * power <= about * (1 + 1e-9)))
 
 
 def _tracks_scene(target: np.ndarray, recon: np.ndarray, title: str) -> tuple[Figure, Update]:

@@ -175,3 +175,47 @@ def test_a_track_tokenizer_run_renders_its_decoded_tracks(tmp_path):
     coloured = (rgb.max(-1) - rgb.min(-1)) > 60  # track colours, not the grey axes or white paper
     half = rgb.shape[1] // 2
     assert coloured[:, :half].sum() > 20 and coloured[:, half:].sum() > 20  # ground truth | reconstruction
+
+
+def walking_figure(distance: float, frames: int = 30) -> np.ndarray:
+    """(T, 3, 3) y-up stick figure (pelvis, head, foot) 1.7 m tall walking ``distance`` m along x."""
+    pelvis = np.stack([np.linspace(0, distance, frames), np.full(frames, 0.9), np.zeros(frames)], axis=-1)
+    return np.stack([pelvis, pelvis + (0, 0.8, 0), pelvis + (0.1, -0.9, 0)], axis=1).astype(np.float32)
+
+
+def blue_height(image: Image.Image) -> int:
+    rows = np.flatnonzero((np.abs(np.asarray(image.convert("RGB"), dtype=np.int32) - BLUE).max(axis=-1) <= 40).any(1))
+    return int(rows.max() - rows.min()) if len(rows) else 0
+
+
+def test_the_view_follows_a_walk_so_the_body_stays_large(tmp_path):
+    walk = walking_figure(distance=8.0)
+    heights = []
+    for frame in (0, len(walk) - 1):
+        png = render.render_skeleton(walk, walk, [-1, 0, 0], tmp_path / f"{frame}.png", fps=20, title="walk",
+                                     frame=frame)
+        with Image.open(png) as image:
+            heights.append(blue_height(image))
+    # a 1.7 m body in a view sized to the 8 m path would be about 80 px tall
+    assert min(heights) > 200 and abs(heights[0] - heights[1]) < 10
+
+    z_up = walk[..., [0, 2, 1]] * (1, -1, 1)
+    camera = render.SkeletonCamera.fit([z_up])
+    assert camera.centre is None and camera.half == pytest.approx(0.85 * 1.1)
+    for t in (0, 29):
+        (x0, x1), (y0, y1) = camera.window(z_up, t)
+        assert (x0 + x1) / 2 == pytest.approx(z_up[t, 0, 0]) and (y0 + y1) / 2 == pytest.approx(z_up[t, 0, 1])
+        lines = camera.grid((x0, x1), (y0, y1))
+        assert lines and all(np.allclose(line[:, 2], camera.floor) for line in lines)
+
+
+def test_a_clip_that_stays_in_view_keeps_a_fixed_view():
+    z_up = walking_figure(distance=0.3)[..., [0, 2, 1]] * (1, -1, 1)
+    camera = render.SkeletonCamera.fit([z_up, z_up + (0.05, 0, 0)])
+    assert camera.centre is not None
+    assert camera.window(z_up, 0) == camera.window(z_up, 29)
+
+
+@pytest.mark.parametrize("about, spacing", [(0.47, 0.2), (0.5, 0.5), (3.0, 2.0), (120.0, 100.0)])
+def test_floor_grid_spacing_is_a_round_number(about, spacing):
+    assert render._nice_spacing(about) == pytest.approx(spacing)
