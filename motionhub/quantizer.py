@@ -7,7 +7,7 @@ never care which quantizer a recipe picked.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 from torch import nn
@@ -16,14 +16,18 @@ from torch import nn
 class QuantizerOutput(NamedTuple):
     """What a quantizer returns.
 
-    quantized: (B, N, C) latents after quantisation (straight-through gradients).
-    indices:   (B, N) or (B, N, Q) integer code ids (Q codebooks / residual levels).
-    aux_loss:  scalar auxiliary loss (commitment, entropy, ...); 0 where the method has none.
+    quantized:     (B, N, C) latents after quantisation (straight-through gradients).
+    indices:       (B, N) or (B, N, Q) integer code ids (Q codebooks / residual levels).
+    aux_loss:      scalar auxiliary loss (commitment, entropy, ...); 0 where the method has none.
+    pre_quantized: (B, N, D) what is rounded or looked up, in the quantizer's own space (after any
+                   input projection C -> D), with gradients; None where a quantizer does not say.
+                   Losses on the code distribution read it (``outputs["pre_quantized"]``).
     """
 
     quantized: torch.Tensor
     indices: torch.Tensor
     aux_loss: torch.Tensor
+    pre_quantized: Optional[torch.Tensor] = None
 
 
 class Quantizer(nn.Module):

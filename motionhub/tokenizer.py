@@ -53,8 +53,8 @@ class Tokenizer(nn.Module):
     """encoder -> quantizer -> decoder.
 
     ``forward(x: (B, T, *F))`` returns a dict with ``recon`` (or the decoder's own keys,
-    e.g. ``logits``), ``latents`` (B, T', C), ``quantized`` (B, T', C), ``indices`` and
-    ``aux_loss``.
+    e.g. ``logits``), ``latents`` (B, T', C), ``quantized`` (B, T', C), ``indices``,
+    ``aux_loss`` and, where the quantizer gives it, ``pre_quantized`` (B, T', D).
     """
 
     def __init__(self, encoder: Encoder, quantizer: Quantizer, decoder: Decoder):
@@ -70,8 +70,11 @@ class Tokenizer(nn.Module):
         q = self.quantizer(latents)
         decoded = self.decoder(q.quantized)
         outputs = decoded if isinstance(decoded, dict) else {"recon": decoded}
-        return {**outputs, "latents": latents, "quantized": q.quantized,
-                "indices": q.indices, "aux_loss": q.aux_loss}
+        outputs = {**outputs, "latents": latents, "quantized": q.quantized, "indices": q.indices,
+                   "aux_loss": q.aux_loss}
+        if q.pre_quantized is not None:
+            outputs["pre_quantized"] = q.pre_quantized
+        return outputs
 
     def reconstruction(self, outputs: dict[str, torch.Tensor], motion: torch.Tensor) -> torch.Tensor:
         """The reconstruction of ``motion`` (B, T, *F) in ``outputs``, as normalised features."""

@@ -146,9 +146,28 @@ def test_codebook_size_picks_fsq_levels():
     assert CodebookEntropyLoss(codebook_size=2048).levels == [8, 8, 6, 5]
 
 
-def test_projected_latents_are_refused():
+def test_a_projected_fsq_is_regularised_in_its_own_space():
+    torch.manual_seed(0)
+    levels = [8, 8, 6, 5]
+    enc = TransformerEncoder(FORMAT, width=32, depth=1, heads=4, down_t=1, output_emb_width=16, dropout=0.0)
+    fsq = FSQ(dim=16, levels=levels)
+    tokenizer = Tokenizer(enc, fsq, TransformerDecoder(FORMAT, encoder=enc))
+    outputs = tokenizer(torch.randn(2, 16, 12))
+    assert outputs["latents"].shape[-1] == 16 and outputs["pre_quantized"].shape == (2, 8, 4)
+    # the values FSQ rounds: soft assignments peak on the codes it picked
+    bounded = fsq_bound(outputs["pre_quantized"].reshape(-1, 4), levels)
+    level_index = torch.stack([log_p.argmax(-1) for log_p in level_log_probs(bounded, levels, 0.5)], -1)
+    assert torch.equal((level_index * torch.tensor([1, 8, 64, 384])).sum(-1), outputs["indices"].reshape(-1))
+
+    CodebookEntropyLoss(levels=levels)({}, outputs, FORMAT).backward()
+    assert fsq.fsq.project_in.weight.grad.abs().sum() > 0 and enc.proj_in.weight.grad.abs().sum() > 0
+
+
+def test_levels_that_do_not_match_the_quantizer_are_refused():
     loss = CodebookEntropyLoss(levels=[8, 8, 6, 5])
-    with pytest.raises(MotionhubError, match="output_emb_width to 4"):
+    with pytest.raises(MotionhubError, match=r"outputs\['pre_quantized'\] has 3 channels.*levels of the recipe's fsq"):
+        loss({}, {"latents": torch.randn(2, 8, 512), "pre_quantized": torch.randn(2, 8, 3)}, FORMAT)
+    with pytest.raises(MotionhubError, match=r"outputs\['latents'\] has 512 channels"):
         loss({}, {"latents": torch.randn(2, 8, 512)}, FORMAT)
 
 

@@ -55,3 +55,22 @@ def test_recipe_trains_a_few_steps_on_synthetic_data_of_its_layout(path, tmp_pat
     assert report["time"]["steps"] == 2
     assert report["losses"]["final"]["loss"] > 0
     assert (run_dir / "checkpoints" / "last.pt").is_file()
+
+
+COMMENTED_LOSS = "  # - {"  # a loss a recipe offers commented out, to be uncommented by the user
+
+
+@pytest.mark.parametrize("path", [p for p in RECIPES if COMMENTED_LOSS in p.read_text()],
+                         ids=lambda p: str(p.relative_to(REPO)))
+def test_losses_offered_commented_out_train_when_uncommented(path, tmp_path):
+    text = path.read_text().replace(COMMENTED_LOSS, "  - {")
+    enabled = tmp_path / path.name
+    enabled.write_text(text)
+    data = yaml.safe_load(text)["data"]
+    overrides = [*SHORT, *data_overrides(data, tmp_path), f"run.out={tmp_path / 'run'}"]
+    run_dir = train(load_recipe(enabled, overrides))
+    report = json.loads((run_dir / "report.json").read_text())
+    offered = [line for line in path.read_text().splitlines() if line.startswith(COMMENTED_LOSS)]
+    for line in offered:
+        name = yaml.safe_load(line.replace("#", "", 1).strip())[0]["name"]
+        assert name in report["losses"]["final"]

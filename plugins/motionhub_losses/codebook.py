@@ -77,9 +77,9 @@ class CodebookEntropyLoss(Loss):
     temperature:      of the soft assignment, in squared grid steps; lower is closer to hard rounding.
     diversity_weight: weight of the batch-entropy (usage) term.
 
-    It reads ``outputs["latents"]`` (B, N, G) as FSQ's input, so the ``fsq`` quantizer must use it
-    unprojected: set the encoder's ``output_emb_width`` to G = len(levels). Each latent goes through
-    FSQ's own bound; dimension g is softly assigned to its L_g grid values with
+    It reads FSQ's input (B, N, G), G = len(levels): ``outputs["pre_quantized"]``, which the ``fsq``
+    quantizer gives after its projection when the latent width differs from G, else
+    ``outputs["latents"]``. Each value goes through FSQ's own bound; dimension g is softly assigned to its L_g grid values with
     softmax(-distance^2 / temperature), and a token's code distribution is the product over g.
     Both entropies are in nats and use only real tokens when the batch has a ``mask``; see
     ``entropy_terms`` for exactly what the batch term measures. Other quantizers are not supported:
@@ -100,13 +100,14 @@ class CodebookEntropyLoss(Loss):
         self.temperature, self.diversity_weight = temperature, diversity_weight
 
     def __call__(self, batch, outputs, format: MotionFormat) -> torch.Tensor:
-        latents = outputs["latents"]
+        key = "pre_quantized" if "pre_quantized" in outputs else "latents"
+        latents = outputs[key]
         b, n, g = latents.shape
         if g != len(self.levels):
             raise MotionhubError(
                 f"codebook_entropy reads the FSQ quantizer's input, which has {len(self.levels)} dimensions for "
-                f"levels {self.levels}, but outputs['latents'] has {g} channels: set the encoder's "
-                f"output_emb_width to {len(self.levels)} so FSQ quantizes the latents without a projection"
+                f"levels {self.levels}, but outputs['{key}'] has {g} channels: give the loss the levels of the "
+                f"recipe's fsq quantizer (the quantizer section must be fsq)"
             )
         weights = _token_weights(batch.get("mask"), b, n).to(latents.device)
         bounded = fsq_bound(latents.float().reshape(b * n, g), self.levels)

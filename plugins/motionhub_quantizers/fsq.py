@@ -45,7 +45,7 @@ class FSQ(Quantizer):
     codebook_size: nominal size mapped to MotionMillion's levels (2048 -> [8, 8, 6, 5], 1920 codes).
 
     Exactly one of ``levels`` / ``codebook_size``. Quantisation runs in fp32; ``aux_loss`` is 0.
-    forward: (B, N, C) -> quantized (B, N, C), indices (B, N).
+    forward: (B, N, C) -> quantized (B, N, C), indices (B, N), pre_quantized (B, N, len(levels)).
     """
 
     def __init__(
@@ -62,7 +62,8 @@ class FSQ(Quantizer):
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         quantized, indices = self.fsq(z)
-        return QuantizerOutput(quantized, indices.long(), z.new_zeros(()))
+        # the library projects inside its forward; a (B, N, C) x (C, G) product again is cheap
+        return QuantizerOutput(quantized, indices.long(), z.new_zeros(()), pre_quantized=self.fsq.project_in(z))
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
         """(B, N) -> (B, N, C)."""
