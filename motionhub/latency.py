@@ -2,7 +2,8 @@
 
 The clips of a split are played back to back as one stream. A window of ``window`` frames
 slides over it with ``stride`` frames between starts; each window is encoded alone
-(batch size 1) under ``torch.inference_mode``. The clock covers the encoder and the
+(batch size 1) under ``torch.inference_mode``, in float32 or under autocast to bf16 / fp16
+(mixed precision, as a deployed model often runs). The clock covers the encoder and the
 quantizer only: the window's frames are normalised and on the device before it starts, and
 on a GPU ``torch.cuda.synchronize()`` runs before and after so the window is charged for
 its own kernels. The first ``warmup`` encodes are not timed.
@@ -10,6 +11,7 @@ its own kernels. The first ``warmup`` encodes are not timed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -79,26 +81,33 @@ def check_window(window: int, unit: int) -> None:
                              f"({unit} frames); use --window {suggestion}")
 
 
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 @torch.inference_mode()
 def time_windows(model: Tokenizer, fmt: MotionFormat, windows: StreamWindows, *, warmup: int,
-                 device: torch.device, progress: Callable[[int], None] | None = None) -> np.ndarray:
+                 device: torch.device, precision: str = "fp32",
+                 progress: Callable[[int], None] | None = None) -> np.ndarray:
     """(n,) float64 milliseconds to encode each window alone; ``warmup`` untimed encodes first.
 
-    ``model`` must already be on ``device`` and in eval mode.
+    ``model`` must already be on ``device`` and in eval mode; ``precision`` is a key of
+    ``PRECISIONS`` (bf16 / fp16: autocast on ``device``).
     """
     synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for k in range(warmup):
-        model.encode(_window(windows, k % len(windows), fmt, device))
-    latencies = np.empty(len(windows), dtype=np.float64)
-    for k in range(len(windows)):
-        x = _window(windows, k, fmt, device)
-        synchronize()
-        start = time.perf_counter()
-        model.encode(x)
-        synchronize()
-        latencies[k] = (time.perf_counter() - start) * 1e3
-        if progress is not None:
-            progress(k + 1)
+    dtype = PRECISIONS[precision]
+    with torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext():
+        for k in range(warmup):
+            model.encode(_window(windows, k % len(windows), fmt, device))
+        latencies = np.empty(len(windows), dtype=np.float64)
+        for k in range(len(windows)):
+            x = _window(windows, k, fmt, device)
+            synchronize()
+            start = time.perf_counter()
+            model.encode(x)
+            synchronize()
+            latencies[k] = (time.perf_counter() - start) * 1e3
+            if progress is not None:
+                progress(k + 1)
     return latencies
 
 

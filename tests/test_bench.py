@@ -9,7 +9,7 @@ from helpers import TINY_RECIPE
 
 from motionhub.cli import main
 from motionhub.dataset import Clip
-from motionhub.latency import latency_summary, stream_windows
+from motionhub.latency import latency_summary, stream_windows, time_windows
 from motionhub.recipe import recipe_from_tree
 from motionhub.runs import load_run
 from motionhub.trainer import train
@@ -69,6 +69,23 @@ def test_defaults_are_the_recipe_window_a_stride_of_one_window_and_run_dir_bench
     rows, summary = read_results(run_dir / "bench")
     assert (summary["window"], summary["stride"]) == (32, 32)
     assert len(rows) == min(3, (sum(len(c.motion) for c in val_clips) - 32) // 32 + 1) == 3
+
+
+@pytest.mark.parametrize("precision, dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_mixed_precision_encodes_under_autocast(run_dir, precision, dtype, tmp_path):
+    loaded = load_run(run_dir)
+    seen = []
+    loaded.model.encoder.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    windows = stream_windows(loaded.dataset.clips("val"), window=8, stride=8, limit=3)
+    latencies = time_windows(loaded.model, loaded.format, windows, warmup=1, device=torch.device("cpu"),
+                             precision=precision)
+    assert len(latencies) == 3 and (latencies > 0).all()
+    assert seen == [dtype] * 4  # the warm-up encode too
+
+    out = tmp_path / "bench"
+    assert main(["bench", str(run_dir), "--windows", "2", "--window", "8", "--precision", precision,
+                 "--out", str(out)]) == 0
+    assert read_results(out)[1]["precision"] == precision
 
 
 def test_the_stream_reads_only_the_clips_its_windows_need():

@@ -32,6 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="val", choices=("train", "val", "test"), help="clips to stream (default: val)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when there is a GPU, else cpu")
     p.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="fp32 (default), or autocast to bf16 / fp16 as mixed-precision inference runs")
     p.add_argument("--out", type=Path, metavar="DIR", help="folder for the results (default: RUN_DIR/bench)")
     p.set_defaults(func=run)
 
@@ -59,12 +61,14 @@ def run(args: argparse.Namespace) -> int:
         torch.cuda.reset_peak_memory_stats(device)
 
     with _window_progress(console, len(windows)) as progress:
-        latencies = time_windows(model, fmt, windows, warmup=args.warmup, device=device, progress=progress)
+        latencies = time_windows(model, fmt, windows, warmup=args.warmup, device=device, precision=args.precision,
+                                 progress=progress)
     rows = [{**row, "latency_ms": float(ms)} for row, ms in zip(windows.rows(), latencies)]
     memory = {k: v for k, v in peak_memory().items() if device.type == "cuda" or not k.startswith("gpu_")}
     summary = {
         "run_dir": str(loaded.run.path.resolve()), "checkpoint": args.checkpoint, "step": loaded.step,
         "split": args.split, "device": _device_name(device), "threads": torch.get_num_threads(),
+        "precision": args.precision,
         "torch": torch.__version__, "window": window, "stride": stride, "warmup": args.warmup,
         "windows": len(windows), "stream_frames": int(windows.stream.offsets[-1]), "fps": float(fmt.fps),
         **latency_summary(latencies, stride=stride, fps=fmt.fps),
@@ -106,7 +110,7 @@ def _print_summary(summary: dict) -> None:
     table.add_column("", style="bold")
     table.add_column("")
     rows = [
-        ("device", f"{summary['device']}, {summary['threads']} threads"),
+        ("device", f"{summary['device']}, {summary['threads']} threads, {summary['precision']}"),
         ("windows", f"{summary['windows']:,} timed ({summary['warmup']} warm-up) of {summary['window']} frames, "
                     f"stride {summary['stride']}, batch size 1"),
         ("latency mean / p50", f"{latency['mean']:.3f} / {latency['p50']:.3f} ms"),
