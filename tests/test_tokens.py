@@ -1,5 +1,7 @@
 """``motionhub encode`` / ``decode``: batched ids equal one-at-a-time ids, file contents, round trip, errors."""
 
+import re
+
 import h5py
 import numpy as np
 import pytest
@@ -105,6 +107,7 @@ def test_encode_reports_the_crop_and_prints_the_file(run_dir, tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out.strip() == str(out)
     assert "cropped to a multiple of the down-sampling (2 frames)" in captured.err
+    assert re.search(r"in [\d.]+ s: [\d,]+ clips/s,\s+[\d,]+\s+frames/s\s+on\s+cpu", captured.err)
     assert read_tokens(out).attrs["split"] == "test"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from . import add_run_arguments, positive_int
@@ -35,9 +36,11 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_run(args.run_dir, args.checkpoint, args.overrides)
     source = loaded.split(args.split, console)
     model = loaded.model.to(device)
+    start = time.perf_counter()
     with clip_progress(console, f"encode {args.split}", len(source)) as progress:
         encoded = encode_clips(model, loaded.format, source, batch_size=args.batch_size,
                                device=device, progress=progress)
+    seconds = time.perf_counter() - start
     fmt = loaded.format
     attrs = {"run_dir": str(loaded.run.path.resolve()), "checkpoint": args.checkpoint, "step": loaded.step,
              "split": args.split, "codebook_size": model.quantizer.codebook_size, "format": fmt.name,
@@ -47,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
 
     unit, cropped = encoded.downsample, encoded.source_lengths - encoded.frame_lengths
     console.print(f"encoded {len(encoded.ids):,} clips of split '{args.split}' into {len(encoded.tokens):,} tokens "
-                  f"(codebook of {attrs['codebook_size']:,} codes, step {loaded.step})")
+                  f"(codebook of {attrs['codebook_size']:,} codes, step {loaded.step}) in {seconds:.1f} s: "
+                  f"{len(encoded.ids) / seconds:,.0f} clips/s, {int(encoded.frame_lengths.sum()) / seconds:,.0f} "
+                  f"frames/s on {device.type}")
     console.print(f"clips are cropped to a multiple of the down-sampling ({unit} frames): "
                   f"{int(cropped.sum()):,} trailing frames dropped from {int((cropped > 0).sum()):,} clips")
     if encoded.skipped_ids:
