@@ -65,6 +65,18 @@ class EvalConfig:
 
 
 @dataclasses.dataclass
+class BenchConfig:
+    """How ``motionhub bench`` streams: each value can also be given on its command line."""
+
+    window: int | None = None  # frames per streaming window; null = data.window
+    stride: int | None = None  # frames between window starts (a new window every S frames); null = window
+    windows: int = 1000  # windows timed, at most
+    warmup: int = 10  # untimed encodes first
+    split: Literal["train", "val", "test"] = "val"  # clips played back to back as the stream
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16 / fp16: autocast, as mixed-precision inference
+
+
+@dataclasses.dataclass
 class ComponentSpec:
     """A recipe section naming a registered component and its keyword arguments."""
 
@@ -106,14 +118,15 @@ class Recipe:
     losses: list[LossSpec]
     train: TrainConfig
     eval: EvalConfig
+    bench: BenchConfig = dataclasses.field(default_factory=BenchConfig)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.tree, sort_keys=False)
 
 
 COMPONENT_SECTIONS = {"data": "dataset", "encoder": "encoder", "quantizer": "quantizer", "decoder": "decoder"}
-SETTING_SECTIONS = {"run": RunConfig, "train": TrainConfig, "eval": EvalConfig}
-SECTIONS = ("run", "data", "encoder", "quantizer", "decoder", "losses", "train", "eval")
+SETTING_SECTIONS = {"run": RunConfig, "train": TrainConfig, "eval": EvalConfig, "bench": BenchConfig}
+SECTIONS = ("run", "data", "encoder", "quantizer", "decoder", "losses", "train", "eval", "bench")
 LOSS_KEYS = ("weight", "every", "schedule")  # framework keys of a loss entry
 DATA_KEYS = ("window", "short", "weighting", "store", "store_dtype", "cache_dir")  # framework keys of data
 
@@ -276,6 +289,8 @@ def recipe_from_tree(tree: dict[str, Any], source: str, overrides: list[str] | N
         if key not in SECTIONS:
             problems.append((key, f"unknown section{did_you_mean(key, SECTIONS) or '.'} Sections: {', '.join(SECTIONS)}"))
     settings = {name: _settings(tree.get(name), cls, name, problems) for name, cls in SETTING_SECTIONS.items()}
+    if settings["bench"] is not None:
+        problems += _bench_problems(settings["bench"])
     components = {}
     for section, kind in COMPONENT_SECTIONS.items():
         if section not in tree:
@@ -296,7 +311,7 @@ def recipe_from_tree(tree: dict[str, Any], source: str, overrides: list[str] | N
     if problems:
         raise RecipeError(source, problems)
     return Recipe(source=source, tree=tree, run=settings["run"], train=settings["train"], eval=settings["eval"],
-                  losses=losses, **components)
+                  bench=settings["bench"], losses=losses, **components)
 
 
 def _defaults(cls: type) -> dict[str, Any]:
@@ -370,6 +385,12 @@ def bind_arguments(component: Component, kwargs: dict[str, Any], path: str) -> l
         if param.default is param.empty and name not in kwargs and name not in INJECTED[component.kind]:
             problems.append((f"{path}.{name}", f"missing required argument of {component.kind} '{component.name}'"))
     return problems
+
+
+def _bench_problems(bench: BenchConfig) -> list[tuple[str, str]]:
+    lowest = {"window": 1, "stride": 1, "windows": 1, "warmup": 0}
+    return [(f"bench.{key}", f"must be at least {low}") for key, low in lowest.items()
+            if isinstance(getattr(bench, key), int) and getattr(bench, key) < low]
 
 
 def _data_spec(spec: ComponentSpec, node: dict[str, Any], problems: list) -> DataSpec:

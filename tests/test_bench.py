@@ -88,6 +88,20 @@ def test_mixed_precision_encodes_under_autocast(run_dir, precision, dtype, tmp_p
     assert read_results(out)[1]["precision"] == precision
 
 
+def test_the_recipes_bench_section_sets_the_stream_and_the_command_line_wins(run_dir, tmp_path):
+    section = ["bench.window=8", "bench.stride=4", "bench.windows=3", "bench.warmup=1", "bench.precision=bf16"]
+    assert main(["bench", str(run_dir), *section, "--out", str(tmp_path / "a")]) == 0
+    rows, summary = read_results(tmp_path / "a")
+    assert (summary["window"], summary["stride"], summary["warmup"], summary["precision"]) == (8, 4, 1, "bf16")
+    assert [row["stream_frame"] for row in rows] == [0, 4, 8]
+
+    assert main(["bench", str(run_dir), *section, "--stride", "2", "--precision", "fp32", "--split", "train",
+                 "--out", str(tmp_path / "b")]) == 0
+    rows, summary = read_results(tmp_path / "b")
+    assert (summary["window"], summary["stride"], summary["precision"], summary["split"]) == (8, 2, "fp32", "train")
+    assert [row["stream_frame"] for row in rows] == [0, 2, 4]
+
+
 def test_the_stream_reads_only_the_clips_its_windows_need():
     read = []
 

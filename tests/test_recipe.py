@@ -49,6 +49,18 @@ def test_unknown_sections_missing_sections_and_missing_required_arguments():
     assert problems["losses[0].slice"] == "missing required argument of loss 'feature'"
 
 
+def test_bench_section_defaults_values_and_mistakes():
+    assert recipe_from_tree(TINY_RECIPE, "recipe.yaml").bench.stride is None
+    recipe = recipe_from_tree({**TINY_RECIPE, "bench": {"window": 16, "stride": 4}}, "recipe.yaml")
+    assert (recipe.bench.window, recipe.bench.stride, recipe.bench.warmup, recipe.bench.split) == (16, 4, 10, "val")
+    problems, message = problems_of({**TINY_RECIPE, "bench": {"stride": 0, "strde": 4, "precision": "int8",
+                                                              "warmup": -1}})
+    assert message.startswith("recipe.yaml: 4 problems:")
+    assert problems["bench.stride"] == "must be at least 1" and problems["bench.warmup"] == "must be at least 0"
+    assert problems["bench.strde"].startswith("unknown key; did you mean 'stride'?")
+    assert "fp32" in problems["bench.precision"]
+
+
 def test_injected_arguments_are_not_required_but_can_be_set():
     recipe = recipe_from_tree({**TINY_RECIPE, "quantizer": {"name": "fsq", "levels": [8, 5], "dim": 16}},
                               "recipe.yaml")

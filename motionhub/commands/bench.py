@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from . import add_run_arguments, non_negative_int, positive_int
 
-DEFAULT_WINDOWS = 1000
-DEFAULT_WARMUP = 10
 REDRAW_EVERY = 50
 
 
@@ -23,17 +22,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "summary.json, and prints the summary.")
     add_run_arguments(p)
     p.add_argument("--window", type=positive_int, metavar="W",
-                   help="frames per window, a multiple of the model's down-sampling (default: the recipe's data.window)")
-    p.add_argument("--stride", type=positive_int, metavar="S", help="frames between window starts (default: W)")
-    p.add_argument("--windows", type=positive_int, default=DEFAULT_WINDOWS, metavar="N",
-                   help=f"time at most N windows from the start of the stream (default: {DEFAULT_WINDOWS})")
-    p.add_argument("--warmup", type=non_negative_int, default=DEFAULT_WARMUP, metavar="K",
-                   help=f"untimed encodes before timing (default: {DEFAULT_WARMUP})")
-    p.add_argument("--split", default="val", choices=("train", "val", "test"), help="clips to stream (default: val)")
+                   help="frames per window, a multiple of the model's down-sampling "
+                        "(default: the recipe's bench.window, else data.window)")
+    p.add_argument("--stride", type=positive_int, metavar="S",
+                   help="frames between window starts (default: the recipe's bench.stride, else W)")
+    p.add_argument("--windows", type=positive_int, metavar="N",
+                   help="time at most N windows from the start of the stream (default: the recipe's bench.windows, 1000)")
+    p.add_argument("--warmup", type=non_negative_int, metavar="K",
+                   help="untimed encodes before timing (default: the recipe's bench.warmup, 10)")
+    p.add_argument("--split", choices=("train", "val", "test"),
+                   help="clips to stream (default: the recipe's bench.split, val)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when there is a GPU, else cpu")
     p.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                   help="fp32 (default), or autocast to bf16 / fp16 as mixed-precision inference runs")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+                   help="fp32, or autocast to bf16 / fp16 as mixed-precision inference runs "
+                        "(default: the recipe's bench.precision, fp32)")
     p.add_argument("--out", type=Path, metavar="DIR", help="folder for the results (default: RUN_DIR/bench)")
     p.set_defaults(func=run)
 
@@ -53,23 +56,28 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     loaded = load_run(args.run_dir, args.checkpoint, args.overrides)
     model, fmt = loaded.model.to(device), loaded.format
-    window = args.window or loaded.recipe.data.window
-    stride = args.stride or window
+    # the command line wins over the recipe's bench section
+    settings = dataclasses.replace(loaded.recipe.bench, **{
+        key: value for key in ("window", "stride", "windows", "warmup", "split", "precision")
+        if (value := getattr(args, key)) is not None})
+    window = settings.window or loaded.recipe.data.window
+    stride = settings.stride or window
     check_window(window, model.downsample)
-    windows = stream_windows(loaded.dataset.clips(args.split), window=window, stride=stride, limit=args.windows)
+    windows = stream_windows(loaded.dataset.clips(settings.split), window=window, stride=stride,
+                             limit=settings.windows)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
     with _window_progress(console, len(windows)) as progress:
-        latencies = time_windows(model, fmt, windows, warmup=args.warmup, device=device, precision=args.precision,
-                                 progress=progress)
+        latencies = time_windows(model, fmt, windows, warmup=settings.warmup, device=device,
+                                 precision=settings.precision, progress=progress)
     rows = [{**row, "latency_ms": float(ms)} for row, ms in zip(windows.rows(), latencies)]
     memory = {k: v for k, v in peak_memory().items() if device.type == "cuda" or not k.startswith("gpu_")}
     summary = {
         "run_dir": str(loaded.run.path.resolve()), "checkpoint": args.checkpoint, "step": loaded.step,
-        "split": args.split, "device": _device_name(device), "threads": torch.get_num_threads(),
-        "precision": args.precision,
-        "torch": torch.__version__, "window": window, "stride": stride, "warmup": args.warmup,
+        "split": settings.split, "device": _device_name(device), "threads": torch.get_num_threads(),
+        "precision": settings.precision,
+        "torch": torch.__version__, "window": window, "stride": stride, "warmup": settings.warmup,
         "windows": len(windows), "stream_frames": int(windows.stream.offsets[-1]), "fps": float(fmt.fps),
         **latency_summary(latencies, stride=stride, fps=fmt.fps),
         "memory": memory, "parameters": parameter_counts(model),
