@@ -66,6 +66,6 @@ class LossSet:
             value = term.loss(batch, outputs, fmt)
             if training:
                 self.seconds[term.name] += time.perf_counter() - start
-            values[term.name] = value.detach()
+            values[term.name] = value.detach().float()  # summed over steps for the log: never in half precision
             total = total + weight * (term.every if training else 1) * value
         return total, values

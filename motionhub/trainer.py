@@ -9,18 +9,20 @@ a resumed run draws exactly the batches an uninterrupted one would have.
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib.util
 import math
 import random
 import statistics
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import broadcast_object_list, gather_object
+from accelerate.utils import InitProcessGroupKwargs, broadcast_object_list, gather_object
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -40,6 +42,10 @@ from .timing import PhaseTimer
 
 
 RECENT_STEPS = 2000  # step times kept for the median in the report
+# How long a process waits in a collective. The others wait for the main process while it
+# packs a large data set on first use (motionhub pack does it beforehand); NCCL's default,
+# 10 minutes, would end the job mid-pack.
+COLLECTIVE_TIMEOUT = timedelta(hours=2)
 
 
 class TrainingError(MotionhubError):
@@ -86,7 +92,8 @@ def seed_everything(seed: int) -> None:
 def rng_state() -> dict:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        # this process's GPU only: a resume may see fewer GPUs than were visible here
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -94,8 +101,12 @@ def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if isinstance(cuda, list):  # older checkpoints: one state per visible GPU
+        cuda = cuda[torch.cuda.current_device()] if torch.cuda.is_available() and \
+            torch.cuda.current_device() < len(cuda) else None
+    if cuda is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda)
 
 
 def train(recipe: Recipe, console: Console | None = None, resume: bool = False) -> Path:
@@ -117,7 +128,8 @@ def _train(recipe: Recipe, console: Console | None, resume: bool) -> Path:
     # cpu=True where there is no GPU: Accelerate then runs several CPU processes (torchrun,
     # accelerate launch) as one data-parallel job over gloo instead of independent runs.
     accelerator = Accelerator(mixed_precision="no" if cfg.precision == "fp32" else cfg.precision,
-                              log_with=cfg.trackers or None, cpu=not torch.cuda.is_available())
+                              log_with=cfg.trackers or None, cpu=not torch.cuda.is_available(),
+                              kwargs_handlers=[InitProcessGroupKwargs(timeout=COLLECTIVE_TIMEOUT)])
     main = accelerator.is_main_process
     seed_everything(recipe.run.seed)  # identical initial weights on every process
 
@@ -221,9 +233,9 @@ def _train(recipe: Recipe, console: Console | None, resume: bool) -> Path:
                         loss, terms = losses(batch, outputs, fmt, step)
                     # This reads the loss on the host: one device sync per step, the price of
                     # stopping at the first NaN instead of training on garbage.
-                    if not torch.isfinite(loss):
+                    if not all_finite(loss, accelerator):
                         if cfg.on_nonfinite == "stop":
-                            raise TrainingError(_nonfinite_message(step, terms, run))
+                            raise TrainingError(_nonfinite_message(step, loss, terms, run))
                         skip = True
                         break
                     if micro == 0:
@@ -295,26 +307,49 @@ def _train(recipe: Recipe, console: Console | None, resume: bool) -> Path:
         write_report(run.path, report)
         print_report(report, console)
         console.print(f"[green]done[/] {state['step']} steps. Run directory: [bold]{run.path}[/]")
+    # No process tears its process group down while another still reports through its own.
+    accelerator.wait_for_everyone()
     accelerator.end_training()
     return run.path
+
+
+def all_finite(loss: torch.Tensor, accelerator) -> bool:
+    """Whether the loss is finite on every process.
+
+    Every process must take the same branch: one that skipped its backward alone would
+    leave the others waiting in the gradient all-reduce for ever.
+    """
+    finite = torch.isfinite(loss.detach()).reshape(1)
+    if accelerator.num_processes > 1:
+        finite = accelerator.gather(finite)
+    return bool(finite.all())
+
+
+# Per-process statistics that data parallelism does not keep equal (each process's BatchNorm
+# sees its own batches; the saved model keeps the main process's).
+LOCAL_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 def replicas_identical(model, accelerator) -> bool:
     """Whether every process holds the same weights and buffers (codebooks included)."""
     if accelerator.num_processes == 1:
         return True
-    checksum = torch.stack([t.detach().double().sum() for t in model.state_dict().values()
-                            if t.is_floating_point()]).to(accelerator.device)
+    checksum = torch.stack([t.detach().double().sum() for name, t in model.state_dict().items()
+                            if t.is_floating_point() and not name.endswith(LOCAL_BUFFERS)]).to(accelerator.device)
     gathered = accelerator.gather(checksum[None]).cpu()
     return bool((gathered == gathered[0]).all())
 
 
 def _log_row(step, lr, sums, count, start, samples_per_step, accelerator) -> dict:
-    """Averages over the steps since the last row, reduced across processes (one sync)."""
+    """Averages over the steps since the last row, reduced across processes (one sync).
+
+    Every process skips the same steps (``all_finite``), so all hold the same names, or none
+    when the whole window was skipped; either way each takes part in the one reduction.
+    """
     names = sorted(sums)
     values = torch.stack([torch.as_tensor(sums[n], dtype=torch.float32) for n in names]) / max(count, 1) \
         if names else torch.zeros(0)
-    values = accelerator.reduce(values.to(accelerator.device), "mean").tolist() if names else []
+    values = accelerator.reduce(values.to(accelerator.device), "mean").tolist()
     elapsed = time.perf_counter() - start
     return {"step": step, "lr": lr, **dict(zip(names, values)),
             "samples_per_s": count * samples_per_step / elapsed if elapsed > 0 else 0.0}
@@ -334,9 +369,12 @@ def _improved(result: dict[str, float], key: str, state: dict) -> bool:
     return False
 
 
-def _nonfinite_message(step: int, terms: dict, run: RunDir) -> str:
+def _nonfinite_message(step: int, loss: torch.Tensor, terms: dict, run: RunDir) -> str:
     bad = [f"{name}={value.item():.4g}" for name, value in terms.items() if not torch.isfinite(value)]
-    values = ", ".join(bad) or ", ".join(f"{n}={v.item():.4g}" for n, v in terms.items())
+    if torch.isfinite(loss):  # this process's loss is fine: another one's is not
+        values = "on another process"
+    else:
+        values = ", ".join(bad) or ", ".join(f"{n}={v.item():.4g}" for n, v in terms.items())
     kept = f"The last good checkpoint is {run.last}." if run.last.exists() else "No checkpoint was written yet."
     return (f"non-finite loss at step {step}: {values}. {kept} Lower train.lr, set train.grad_clip, check the data "
             f"for NaN/Inf, or set train.on_nonfinite=skip to skip such steps.")
@@ -344,7 +382,9 @@ def _nonfinite_message(step: int, terms: dict, run: RunDir) -> str:
 
 def _report(recipe, run, data, model, losses, timer, state, last_eval, codebook, accelerator, samples_per_step):
     sample = data.example_window().to(accelerator.device)
-    flops = flops_per_sample(model, sample, lambda out: sum(v.float().mean() for k, v in out.items()
+    # A copy: the parameters of the trained model carry data parallelism's gradient hooks, and a
+    # backward through them on this process alone could start an all-reduce no other joins.
+    flops = flops_per_sample(copy.deepcopy(model), sample, lambda out: sum(v.float().mean() for k, v in out.items()
                                                             if k in ("recon", "logits")) + out["aux_loss"].mean())
     steps = state["step"]
     step_s = statistics.median(state["recent_step_times"]) if state["recent_step_times"] else 0.0

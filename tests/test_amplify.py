@@ -4,11 +4,10 @@ import math
 
 import pytest
 import torch
-
-from motionhub.errors import MotionhubError
 import torch.nn.functional as F
 from vector_quantize_pytorch import FSQ
 
+from motionhub.errors import MotionhubError
 from motionhub.formats import MotionFormat
 from motionhub.quantizer import Quantizer, QuantizerOutput
 from motionhub.tokenizer import Tokenizer
@@ -319,6 +318,15 @@ def test_relative_ce_hand_checked():
     del batch["image_size"]
     with pytest.raises(MotionhubError, match="set the loss's image_size"):
         RelativeCE()(batch, outputs, None)
+
+
+def test_view_weighting_stays_in_float32_under_mixed_precision():
+    batch, outputs = two_view_case()
+    loss = RelativeCE(view_weights=[0.9, 0.1])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = loss(batch, outputs, None)
+    assert value.dtype == torch.float32
+    assert value.item() == pytest.approx(0.9 * math.log(9) + 0.1 * math.log(11 / 3), rel=1e-6)
 
 
 def test_padded_steps_do_not_count():

@@ -45,3 +45,30 @@ def test_two_processes_train_one_run_with_identical_replicas_and_the_same_schedu
     assert single.returncode == 0, single.stderr
     one = [r["lr"] for r in RunDir(tmp_path / "one").rows() if "split" not in r]
     assert [r["lr"] for r in train_rows] == one  # the schedule does not depend on the process count
+
+
+@pytest.mark.parametrize("on_nonfinite", ["skip", "stop"])
+def test_a_nan_on_one_process_is_handled_by_every_process(on_nonfinite, tmp_path):
+    # One process alone skipping its backward would leave the other waiting in the
+    # gradient all-reduce for ever; both must take the same branch.
+    recipe = write_recipe(tmp_path / "r.yaml", {
+        **RECIPE, "losses": [{"name": "recon"}, {"name": "nan_once"}],
+        "train": {**RECIPE["train"], "iters": 6, "warmup_iters": 0, "milestones": [], "log_every": 1,
+                  "on_nonfinite": on_nonfinite}})
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    launch = os.path.join(os.path.dirname(__file__), "nonfinite_launch.py")
+    port = "29572" if on_nonfinite == "skip" else "29573"
+    result = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", port, launch,
+                             "train", str(recipe), f"run.out={tmp_path / 'run'}"],
+                            capture_output=True, text=True, timeout=240)
+    if on_nonfinite == "skip":
+        assert result.returncode == 0, result.stderr[-3000:]
+        report = json.loads((tmp_path / "run" / "report.json").read_text())
+        assert report["time"]["nonfinite_skipped"] == 1
+        assert report["run"]["replicas_identical"] is True
+        logged = [r["step"] for r in RunDir(tmp_path / "run").rows() if "split" not in r]
+        assert logged == [1, 2, 3, 4, 5, 6]
+    else:
+        assert result.returncode != 0
+        assert "non-finite loss at step 2: nan_once=nan" in result.stderr
+        assert "non-finite loss at step 2: on another process" in result.stderr

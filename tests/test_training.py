@@ -192,3 +192,16 @@ def test_bf16_mixed_precision_trains_on_the_cpu(tmp_path):
     assert len(rows) == 3 and all(math.isfinite(r["loss"]) for r in rows)
     weights = load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
     assert all(t.dtype == torch.float32 for t in weights.values() if t.is_floating_point())  # master weights
+
+
+def test_logged_loss_terms_are_float32_whatever_a_loss_returns():
+    from motionhub.losses import Loss, LossSet, LossTerm
+
+    class HalfLoss(Loss):
+        def __call__(self, batch, outputs, format):
+            return torch.tensor(5.4321, dtype=torch.bfloat16)
+
+    total, terms = LossSet([LossTerm("half", HalfLoss())])({}, {"aux_loss": torch.zeros(())}, None, step=0)
+    assert terms["half"].dtype == torch.float32
+    # summed over a logging window, bf16 values would drift (200 x 5.43 gives 944 in bf16)
+    assert sum(terms["half"] for _ in range(200)).item() == pytest.approx(200 * terms["half"].item(), rel=1e-6)

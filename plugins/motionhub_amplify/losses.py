@@ -80,7 +80,8 @@ class RelativeCE(Loss):
             return per_view.sum()
         if len(self.view_weights) != per_view.numel():
             raise MotionhubError(f"{len(self.view_weights)} view_weights for {per_view.numel()} views")
-        return per_view @ per_view.new_tensor(self.view_weights)
+        # elementwise, not a matmul: under autocast a matmul would run in half precision
+        return (per_view.float() * per_view.new_tensor(self.view_weights, dtype=torch.float32)).sum()
 
 
 class FocalLoss(RelativeCE):
