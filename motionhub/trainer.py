@@ -330,13 +330,17 @@ def all_finite(loss: torch.Tensor, accelerator) -> bool:
 LOCAL_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 
+def replica_checksum(model) -> torch.Tensor:
+    """(n,) float64 sums of the floating-point weights and buffers that every process must share."""
+    return torch.stack([t.detach().double().sum() for name, t in model.state_dict().items()
+                        if t.is_floating_point() and not name.endswith(LOCAL_BUFFERS)])
+
+
 def replicas_identical(model, accelerator) -> bool:
     """Whether every process holds the same weights and buffers (codebooks included)."""
     if accelerator.num_processes == 1:
         return True
-    checksum = torch.stack([t.detach().double().sum() for name, t in model.state_dict().items()
-                            if t.is_floating_point() and not name.endswith(LOCAL_BUFFERS)]).to(accelerator.device)
-    gathered = accelerator.gather(checksum[None]).cpu()
+    gathered = accelerator.gather(replica_checksum(model).to(accelerator.device)[None]).cpu()
     return bool((gathered == gathered[0]).all())
 
 

@@ -205,3 +205,18 @@ def test_logged_loss_terms_are_float32_whatever_a_loss_returns():
     assert terms["half"].dtype == torch.float32
     # summed over a logging window, bf16 values would drift (200 x 5.43 gives 944 in bf16)
     assert sum(terms["half"] for _ in range(200)).item() == pytest.approx(200 * terms["half"].item(), rel=1e-6)
+
+
+def test_replica_checksum_ignores_per_process_norm_statistics_only():
+    import copy
+
+    from motionhub.trainer import replica_checksum
+
+    model = torch.nn.Sequential(torch.nn.Conv1d(4, 4, 3), torch.nn.BatchNorm1d(4))
+    other = copy.deepcopy(model)
+    other[1].running_mean += 1.0  # each process's BatchNorm sees its own batches
+    other[1].num_batches_tracked += 3
+    assert torch.equal(replica_checksum(model), replica_checksum(other))
+    with torch.no_grad():
+        other[0].weight[0, 0, 0] += 1e-3
+    assert not torch.equal(replica_checksum(model), replica_checksum(other))
