@@ -160,6 +160,13 @@ def test_eval_and_report_commands_on_a_finished_run(tmp_path, capsys):
     result = json.loads((run_dir / "eval_test.json").read_text())
     assert result["split"] == "test" and result["step"] == 4 and result["clips"] > 0
     assert result["mpjpe_mm"] > 0 and 0 < result["codebook_used"] <= result["codebook_size"]
+    assert f"{result['clips']}/{result['clips']} clips" in capsys.readouterr().err  # the progress bar
+    # the command's figures on val are the ones training logged for its final model
+    assert main(["eval", str(run_dir)]) == 0
+    logged = [r for r in RunDir(run_dir).rows() if r.get("split") == "val"][-1]
+    again = json.loads((run_dir / "eval_val.json").read_text())
+    for key in ("loss", "mpjpe_mm", "codebook_used"):
+        assert again[key] == pytest.approx(logged[key], rel=1e-6)
     (run_dir / "report.md").unlink()
     assert main(["report", str(run_dir)]) == 0
     assert (run_dir / "report.md").read_text().startswith("# Training report: t")

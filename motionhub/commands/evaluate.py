@@ -10,27 +10,38 @@ from . import add_run_arguments
 def add_parser(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a trained run on a split (losses, MPJPE, codebook usage)")
     add_run_arguments(p)
-    p.add_argument("--split", default="val", help="split to evaluate (default: val)")
+    p.add_argument("--split", default="val", choices=("train", "val", "test"),
+                   help="split to evaluate (default: val)")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when there is a GPU, else cpu")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from rich.console import Console
     from rich.table import Table
 
     from ..build import build_losses, build_metrics
     from ..evaluation import evaluate
     from ..runs import load_run
+    from ..tokens import clip_progress, resolve_device
     from ..windows import EvalBatches
 
+    console = Console(stderr=True)
+    device = resolve_device(args.device)
     loaded = load_run(args.run_dir, args.checkpoint, args.overrides)
     ev = loaded.recipe.eval
-    batches = EvalBatches(loaded.split(args.split, Console(stderr=True)), loaded.format, unit=loaded.model.downsample,
+    batches = EvalBatches(loaded.split(args.split, console), loaded.format, unit=loaded.model.downsample,
                           batch_size=ev.batch_size, min_length=ev.min_length, max_length=ev.max_length)
-    accelerator = Accelerator(cpu=True)
-    result = evaluate(loaded.model, batches, loaded.format, build_losses(loaded.recipe),
-                      build_metrics(loaded.recipe, loaded.format), accelerator, loaded.step)
+    accelerator = Accelerator(cpu=device.type == "cpu")
+    try:
+        with clip_progress(console, f"eval {args.split}", len(batches.clips)) as progress:
+            result = evaluate(loaded.model.to(accelerator.device), _counted(batches, progress), loaded.format,
+                              build_losses(loaded.recipe), build_metrics(loaded.recipe, loaded.format),
+                              accelerator, loaded.step)
+    finally:
+        AcceleratorState._reset_state()  # Accelerate's settings are process-wide
     result = {"split": args.split, "step": loaded.step, "clips": len(batches.clips), "skipped": batches.skipped,
               "codebook_size": loaded.model.quantizer.codebook_size, **result}
     out = loaded.run.path / f"eval_{args.split}.json"
@@ -42,3 +53,12 @@ def run(args) -> int:
     Console().print(table)
     print(out)
     return 0
+
+
+def _counted(batches, progress):
+    """The batches, reporting the clips handed out so far to ``progress``."""
+    done = 0
+    for batch in batches:
+        yield batch
+        done += len(batch["ids"])
+        progress(done)
