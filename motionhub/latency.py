@@ -73,12 +73,17 @@ def stream_windows(clips: Iterable[Clip], *, window: int, stride: int, limit: in
     return StreamWindows(ClipBank.from_clips(taken), starts, window, stride)
 
 
-def check_window(window: int, unit: int) -> None:
-    """``MotionhubError`` unless ``window`` is a positive multiple of the model's down-sampling ``unit``."""
+def check_window(window: int, unit: int, source: str = "--window") -> None:
+    """``MotionhubError`` unless ``window`` is a positive multiple of the model's down-sampling ``unit``.
+
+    ``source`` names where the window came from (an option or a recipe key), for the message.
+    """
     if window < unit or window % unit:
         suggestion = max(unit, window // unit * unit)
-        raise MotionhubError(f"a window of {window} frames is not a multiple of the model's down-sampling "
-                             f"({unit} frames); use --window {suggestion}")
+        fix = f"use --window {suggestion}" if source == "--window" else \
+            f"set {source} to {suggestion} or use --window {suggestion}"
+        raise MotionhubError(f"a window of {window} frames ({source}) is not a multiple of the model's "
+                             f"down-sampling ({unit} frames); {fix}")
 
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -124,8 +124,11 @@ def test_summary_percentiles_and_throughput():
 
 def test_bad_windows_devices_and_run_dirs_are_clear_errors(run_dir, tmp_path, capsys):
     assert main(["bench", str(run_dir), "--window", "7", "--out", str(tmp_path)]) == 2
-    assert "a window of 7 frames is not a multiple of the model's down-sampling (2 frames); use --window 6" \
-        in capsys.readouterr().err
+    assert "a window of 7 frames (--window) is not a multiple of the model's down-sampling (2 frames); " \
+           "use --window 6" in capsys.readouterr().err
+    assert main(["bench", str(run_dir), "bench.window=9", "--out", str(tmp_path)]) == 2
+    assert "a window of 9 frames (bench.window) is not a multiple of the model's down-sampling (2 frames); " \
+           "set bench.window to 8 or use --window 8" in capsys.readouterr().err
 
     assert main(["bench", str(run_dir), "--window", "10000", "--out", str(tmp_path)]) == 2
     assert "fewer than one window of 10000; lower --window" in capsys.readouterr().err

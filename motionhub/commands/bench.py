@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         if (value := getattr(args, key)) is not None})
     window = settings.window or loaded.recipe.data.window
     stride = settings.stride or window
-    check_window(window, model.downsample)
+    check_window(window, model.downsample, "--window" if args.window else
+                 "bench.window" if settings.window else "data.window")
     windows = stream_windows(loaded.dataset.clips(settings.split), window=window, stride=stride,
                              limit=settings.windows)
     if device.type == "cuda":
