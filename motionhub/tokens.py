@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -247,6 +249,43 @@ def write_tokens(path: str | Path, content: TokenFile) -> Path:
         f.attrs.update({**content.attrs, "motionhub_file": TOKENS, "version": FILE_VERSION,
                         "downsample": encoded.downsample})
     return Path(path)
+
+
+def check_new_folder(folder: Path) -> None:
+    """``MotionhubError`` unless ``folder`` is absent or empty (checked before any long work)."""
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise MotionhubError(f"'{folder}' already exists and is not an empty folder; name a new folder for "
+                             f"the token files, or remove the old one")
+
+
+def write_npy_folder(encoded: EncodedClips, folder: str | Path) -> Path:
+    """One ``<clip id>.npy`` per clip in ``folder``: int64 ids of shape (1, T'[, Q]).
+
+    The layout the text-to-motion stages of T2M-GPT and MotionMillion read (their
+    ``dataset/HumanML3D/<vq_name>/<id>.npy``, written there one clip at a time by
+    ``net.encode`` with a batch of one). Ids with ``/`` make sub-folders. ``folder`` must
+    not exist or be empty; it is filled beside itself and renamed into place once complete.
+    """
+    folder = Path(folder)
+    check_new_folder(folder)
+    for clip_id in encoded.ids:
+        parts = Path(clip_id).parts
+        if Path(clip_id).is_absolute() or ".." in parts or not parts:
+            raise MotionhubError(f"clip id {clip_id!r} cannot be a file name inside '{folder}'")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        for i, clip_id in enumerate(encoded.ids):
+            target = partial / f"{clip_id}.npy"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            np.save(target, encoded.clip_tokens(i).astype(np.int64)[None])
+        if folder.exists():
+            folder.rmdir()  # empty, checked above
+        partial.rename(folder)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return folder
 
 
 def read_tokens(path: str | Path) -> TokenFile:

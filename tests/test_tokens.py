@@ -10,10 +10,11 @@ from helpers import TINY_RECIPE
 
 from motionhub.cli import main
 from motionhub.dataset import Clip
+from motionhub.errors import MotionhubError
 from motionhub.recipe import recipe_from_tree
 from motionhub.runs import load_run
-from motionhub.tokens import (TokenFile, encode_clips, length_buckets, read_reconstruction, read_tokens,
-                              write_tokens)
+from motionhub.tokens import (EncodedClips, TokenFile, encode_clips, length_buckets, read_reconstruction,
+                              read_tokens, write_npy_folder, write_tokens)
 from motionhub.trainer import train
 from motionhub.windows import ClipBank
 
@@ -151,3 +152,33 @@ def test_missing_run_dir_tokens_file_and_wrong_files_are_clear_errors(run_dir, t
     assert main(["decode", str(run_dir), str(foreign), "--out", str(tmp_path / "r.h5")]) == 2
     err = capsys.readouterr().err
     assert "(codebook of 512 codes, down-sampling 2)" in err and "has 200 codes" in err
+
+
+def test_npy_folder_in_the_layout_t2m_gpt_reads(run_dir, tmp_path, capsys):
+    out, folder = tmp_path / "tokens.h5", tmp_path / "HumanML3D" / "VQVAE"
+    assert main(["encode", str(run_dir), "--out", str(out), "--npy-dir", str(folder)]) == 0
+    encoded = read_tokens(out).encoded
+    files = sorted(folder.rglob("*.npy"))
+    assert [f.stem for f in files] == sorted(encoded.ids)
+    for i, clip_id in enumerate(encoded.ids):
+        token_list = np.load(folder / f"{clip_id}.npy")  # T2M-GPT: m_token_list, one row per crop
+        assert token_list.dtype == np.int64 and token_list.shape == (1, encoded.token_lengths[i])
+        np.testing.assert_array_equal(token_list[0], encoded.clip_tokens(i))
+    assert not [p for p in tmp_path.rglob(".VQVAE*")]  # no partial folder left
+
+    # an existing folder with files is refused before anything is encoded
+    again = tmp_path / "again.h5"
+    assert main(["encode", str(run_dir), "--out", str(again), "--npy-dir", str(folder)]) == 2
+    assert "already exists and is not an empty folder" in capsys.readouterr().err and not again.exists()
+
+
+def test_npy_folder_ids_with_slashes_make_subfolders_and_unsafe_ids_are_refused(tmp_path):
+    encoded = EncodedClips(tokens=np.arange(5, dtype=np.int32), offsets=np.array([0, 2, 5]), clips=np.arange(2),
+                           ids=["humanml/000001", "aist/gBR_01"], frame_lengths=np.array([8, 12]),
+                           source_lengths=np.array([9, 12]), skipped_ids=[], downsample=4)
+    folder = write_npy_folder(encoded, tmp_path / "codes")
+    np.testing.assert_array_equal(np.load(folder / "aist" / "gBR_01.npy"), [[2, 3, 4]])
+    encoded.ids = ["../escape", "ok"]
+    with pytest.raises(MotionhubError, match="cannot be a file name"):
+        write_npy_folder(encoded, tmp_path / "other")
+    assert not (tmp_path / "other").exists() and not (tmp_path / "escape.npy").exists()

@@ -22,6 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=64, metavar="N",
                    help="clips per batch, at most (default: 64)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when there is a GPU, else cpu")
+    p.add_argument("--npy-dir", type=Path, metavar="DIR",
+                   help="also write one DIR/<clip id>.npy per clip, int64 of shape (1, tokens), the layout the "
+                        "text-to-motion stages of T2M-GPT and MotionMillion read (e.g. dataset/HumanML3D/VQVAE)")
     p.set_defaults(func=run)
 
 
@@ -29,10 +32,13 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from ..runs import load_run
-    from ..tokens import TokenFile, clip_progress, encode_clips, resolve_device, write_tokens
+    from ..tokens import (TokenFile, check_new_folder, clip_progress, encode_clips, resolve_device, write_npy_folder,
+                          write_tokens)
 
     console = Console(stderr=True)
     device = resolve_device(args.device)
+    if args.npy_dir is not None:
+        check_new_folder(args.npy_dir)
     loaded = load_run(args.run_dir, args.checkpoint, args.overrides)
     source = loaded.split(args.split, console)
     model = loaded.model.to(device)
@@ -47,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
              "feature_shape": list(fmt.feature_shape), "fps": float(fmt.fps)}
     texts = [source.texts[i] for i in encoded.clips]
     write_tokens(args.out, TokenFile(encoded, texts, attrs))
+    if args.npy_dir is not None:
+        write_npy_folder(encoded, args.npy_dir)
+        console.print(f"one .npy per clip in {args.npy_dir}")
 
     unit, cropped = encoded.downsample, encoded.source_lengths - encoded.frame_lengths
     console.print(f"encoded {len(encoded.ids):,} clips of split '{args.split}' into {len(encoded.tokens):,} tokens "
