@@ -251,12 +251,13 @@ class SkeletonCamera:
 
     def grid(self, xs: tuple[float, float], ys: tuple[float, float]) -> list[np.ndarray]:
         """Floor lines at multiples of ``spacing`` inside the window, as (2, 3) segments."""
-        lines = []
-        for value in np.arange(np.ceil(xs[0] / self.spacing), np.floor(xs[1] / self.spacing) + 1) * self.spacing:
-            lines.append(np.array([(value, ys[0], self.floor), (value, ys[1], self.floor)]))
-        for value in np.arange(np.ceil(ys[0] / self.spacing), np.floor(ys[1] / self.spacing) + 1) * self.spacing:
-            lines.append(np.array([(xs[0], value, self.floor), (xs[1], value, self.floor)]))
-        return lines
+        z = self.floor
+        return ([np.array([(x, ys[0], z), (x, ys[1], z)]) for x in self._multiples(*xs)]
+                + [np.array([(xs[0], y, z), (xs[1], y, z)]) for y in self._multiples(*ys)])
+
+    def _multiples(self, low: float, high: float) -> np.ndarray:
+        """Multiples of ``spacing`` in [low, high]."""
+        return np.arange(np.ceil(low / self.spacing), np.floor(high / self.spacing) + 1) * self.spacing
 
 
 def _nice_spacing(about: float) -> float:

@@ -102,11 +102,14 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
     cuda = state.get("cuda")
+    if cuda is None or not torch.cuda.is_available():
+        return
     if isinstance(cuda, list):  # older checkpoints: one state per visible GPU
-        cuda = cuda[torch.cuda.current_device()] if torch.cuda.is_available() and \
-            torch.cuda.current_device() < len(cuda) else None
-    if cuda is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state(cuda)
+        index = torch.cuda.current_device()
+        if index >= len(cuda):
+            return
+        cuda = cuda[index]
+    torch.cuda.set_rng_state(cuda)
 
 
 def train(recipe: Recipe, console: Console | None = None, resume: bool = False) -> Path:
@@ -374,10 +377,10 @@ def _improved(result: dict[str, float], key: str, state: dict) -> bool:
 
 
 def _nonfinite_message(step: int, loss: torch.Tensor, terms: dict, run: RunDir) -> str:
-    bad = [f"{name}={value.item():.4g}" for name, value in terms.items() if not torch.isfinite(value)]
     if torch.isfinite(loss):  # this process's loss is fine: another one's is not
         values = "on another process"
     else:
+        bad = [f"{name}={value.item():.4g}" for name, value in terms.items() if not torch.isfinite(value)]
         values = ", ".join(bad) or ", ".join(f"{n}={v.item():.4g}" for n, v in terms.items())
     kept = f"The last good checkpoint is {run.last}." if run.last.exists() else "No checkpoint was written yet."
     return (f"non-finite loss at step {step}: {values}. {kept} Lower train.lr, set train.grad_clip, check the data "
@@ -386,10 +389,13 @@ def _nonfinite_message(step: int, loss: torch.Tensor, terms: dict, run: RunDir) 
 
 def _report(recipe, run, data, model, losses, timer, state, last_eval, codebook, accelerator, samples_per_step):
     sample = data.example_window().to(accelerator.device)
+
+    def scalar(out):
+        return sum(v.float().mean() for k, v in out.items() if k in ("recon", "logits")) + out["aux_loss"].mean()
+
     # A copy: the parameters of the trained model carry data parallelism's gradient hooks, and a
     # backward through them on this process alone could start an all-reduce no other joins.
-    flops = flops_per_sample(copy.deepcopy(model), sample, lambda out: sum(v.float().mean() for k, v in out.items()
-                                                            if k in ("recon", "logits")) + out["aux_loss"].mean())
+    flops = flops_per_sample(copy.deepcopy(model), sample, scalar)
     steps = state["step"]
     step_s = statistics.median(state["recent_step_times"]) if state["recent_step_times"] else 0.0
     seconds = dict(timer.seconds)

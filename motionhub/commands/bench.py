@@ -58,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
     model, fmt = loaded.model.to(device), loaded.format
     # the command line wins over the recipe's bench section
     settings = dataclasses.replace(loaded.recipe.bench, **{
-        key: value for key in ("window", "stride", "windows", "warmup", "split", "precision")
-        if (value := getattr(args, key)) is not None})
+        field.name: value for field in dataclasses.fields(loaded.recipe.bench)
+        if (value := getattr(args, field.name)) is not None})
     window = settings.window or loaded.recipe.data.window
     stride = settings.stride or window
     check_window(window, model.downsample, "--window" if args.window else

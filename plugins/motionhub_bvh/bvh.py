@@ -192,14 +192,7 @@ def read_bvh_header(path: str | os.PathLike) -> BVHHeader:
                 break
     cursor = _Cursor(lines, os.fspath(path))
     skeleton, num_frames, frame_time = _parse_header(cursor)
-    return BVHHeader(
-        joint_names=tuple(skeleton.names),
-        parents=np.array(skeleton.parents, dtype=np.int64),
-        offsets=np.array(skeleton.offsets, dtype=np.float64).reshape(-1, 3),
-        channels=tuple(skeleton.channels),
-        frame_time=frame_time,
-        num_frames=num_frames,
-    )
+    return BVHHeader(**skeleton.joint_fields(), frame_time=frame_time, num_frames=num_frames)
 
 
 def parse_bvh(text: str, source: str = "<string>") -> BVHMotion:
@@ -209,10 +202,7 @@ def parse_bvh(text: str, source: str = "<string>") -> BVHMotion:
     values = _parse_frames(cursor, num_frames, sum(len(c) for c in skeleton.channels))
     rotations, positions = _local_transforms(skeleton, values)
     return BVHMotion(
-        joint_names=tuple(skeleton.names),
-        parents=np.array(skeleton.parents, dtype=np.int64),
-        offsets=np.array(skeleton.offsets, dtype=np.float64).reshape(-1, 3),
-        channels=tuple(skeleton.channels),
+        **skeleton.joint_fields(),
         frame_time=frame_time,
         local_rotations=rotations,
         local_positions=positions,
@@ -303,6 +293,11 @@ class _Skeleton:
         self.channels: list[tuple[str, ...]] = []
         self.end_site_parents: list[int] = []
         self.end_site_offsets: list[list[float]] = []
+
+    def joint_fields(self) -> dict:
+        """The joints as ``BVHHeader`` / ``BVHMotion`` hold them: names, parents, (J, 3) offsets, channels."""
+        return {"joint_names": tuple(self.names), "parents": np.array(self.parents, dtype=np.int64),
+                "offsets": np.array(self.offsets, dtype=np.float64).reshape(-1, 3), "channels": tuple(self.channels)}
 
 
 def _parse_joint(cursor: _Cursor, skeleton: _Skeleton, parent: int) -> None:

@@ -79,8 +79,9 @@ class CodebookEntropyLoss(Loss):
 
     It reads FSQ's input (B, N, G), G = len(levels): ``outputs["pre_quantized"]``, which the ``fsq``
     quantizer gives after its projection when the latent width differs from G, else
-    ``outputs["latents"]``. Each value goes through FSQ's own bound; dimension g is softly assigned to its L_g grid values with
-    softmax(-distance^2 / temperature), and a token's code distribution is the product over g.
+    ``outputs["latents"]``. Each value goes through FSQ's own bound; dimension g is softly
+    assigned to its L_g grid values with softmax(-distance^2 / temperature), and a token's
+    code distribution is the product over g.
     Both entropies are in nats and use only real tokens when the batch has a ``mask``; see
     ``entropy_terms`` for exactly what the batch term measures. Other quantizers are not supported:
     a loss sees the tokenizer's outputs only, not a VQ codebook (LFQ has this regulariser built in,
