@@ -33,6 +33,11 @@ class MotionFormat:
     mm_per_unit:   millimetres per joint-position unit (1000 for metres, 1 for KIT's mm).
     image_size:    point tracks: (height, width) in pixels of the frames the points were
                    normalised by, when every file shares one (losses and metrics count pixels).
+    track_labels:  point tracks: how a step's displacement becomes a class of the W x W grid
+                   that track decoders predict: ``"pixel"`` (AMPLIFY: the difference of the
+                   rounded pixel positions) or ``"velocity"`` (the velocity clamped to a
+                   radius of (W - 1) / 2 pixels, then rounded). Losses, metrics and decoders
+                   read it, so one data setting switches all of them.
     """
 
     name: str
@@ -45,6 +50,7 @@ class MotionFormat:
     joints_fn: Callable[[Array], Array] | None = dataclasses.field(default=None, repr=False, compare=False)
     mm_per_unit: float = 1000.0
     image_size: tuple[int, int] | None = None
+    track_labels: str = "pixel"
 
     @property
     def feature_dim(self) -> int:

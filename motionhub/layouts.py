@@ -59,12 +59,19 @@ def _unflatten_joints(features):
     return features.reshape(*features.shape[:-1], -1, 3)
 
 
-def point_tracks(views: int, tracks: int, fps: float, image_size: tuple[int, int] | None = None) -> MotionFormat:
-    """Point tracks (views, tracks, 2) in (row, col) order, normalised to [-1, 1] by image size."""
+def point_tracks(views: int, tracks: int, fps: float, image_size: tuple[int, int] | None = None,
+                 track_labels: str = "pixel") -> MotionFormat:
+    """Point tracks (views, tracks, 2) in (row, col) order, normalised to [-1, 1] by image size;
+    ``track_labels`` says how displacements become grid classes (see ``MotionFormat``)."""
+    if track_labels not in TRACK_LABELS:
+        raise ValueError(f"track labels must be one of {', '.join(TRACK_LABELS)}; got {track_labels!r}")
     return MotionFormat(
         name="point_tracks", feature_shape=(views, tracks, 2), fps=fps,
-        slices={"points": slice(0, views * tracks * 2)}, image_size=image_size,
+        slices={"points": slice(0, views * tracks * 2)}, image_size=image_size, track_labels=track_labels,
     )
+
+
+TRACK_LABELS = ("pixel", "velocity")
 
 
 def group_averaged_std(features: np.ndarray, fmt: MotionFormat, floor: float = 1e-3) -> np.ndarray:

@@ -24,6 +24,17 @@ def velocities(points: torch.Tensor) -> torch.Tensor:
     return points[:, 1:] - points[:, :-1]
 
 
+def radius_velocities(points: torch.Tensor, image_size: Size, radius: float = 7.0) -> torch.Tensor:
+    """Velocities in units of ``radius`` pixels, clamped to [-1, 1], in (x, y) order, as LAPS's
+    re-implementation feeds and labels them: (B, T, ..., 2) (row, col) points -> (B, T - 1, ..., 2).
+
+    ``radius`` is (W - 1) / 2 pixels for a W x W displacement grid (7 for 15 x 15); a step of
+    more than ``radius`` pixels along an axis saturates at +-1.
+    """
+    pixels = velocities(points) * _size(image_size, points) / 2  # (row, col) pixels per step
+    return (pixels.flip(-1) / radius).clamp(-1.0, 1.0)
+
+
 def _size(image_size: Size, points: torch.Tensor) -> torch.Tensor:
     """``image_size`` as a float tensor that broadcasts against ``points`` (..., 2)."""
     size = torch.as_tensor(image_size, dtype=points.dtype, device=points.device)
