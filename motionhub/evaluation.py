@@ -38,6 +38,7 @@ def evaluate(model, batches: Iterable[dict], fmt: MotionFormat, losses: LossSet,
     device = accelerator.device
     histogram = torch.zeros(codebook_size, dtype=torch.long, device=device)
     sums: dict[str, torch.Tensor] = {}
+    classes: torch.Tensor | None = None  # how often each class is predicted, for decoders that classify
 
     def add(key: str, value) -> None:
         value = torch.as_tensor(value, dtype=torch.float64, device=device)
@@ -58,6 +59,9 @@ def evaluate(model, batches: Iterable[dict], fmt: MotionFormat, losses: LossSet,
         for name, metric in metrics.items():
             for key, value in metric.update(batch, outputs, fmt).items():
                 add(f"{name}/{key}", value)
+        if "logits" in outputs:
+            predicted = torch.bincount(outputs["logits"].argmax(-1).reshape(-1), minlength=outputs["logits"].shape[-1])
+            classes = predicted if classes is None else classes + predicted
         indices = outputs["indices"]
         keep = token_mask(batch, indices, model.downsample)
         histogram += torch.bincount(indices[keep].reshape(-1).long(), minlength=codebook_size)
@@ -67,9 +71,13 @@ def evaluate(model, batches: Iterable[dict], fmt: MotionFormat, losses: LossSet,
     # travel as objects because their keys depend on which losses and metrics ran.
     histogram = accelerator.reduce(histogram, "sum")
     totals: dict[str, float] = {}
-    for part in gather_object([{k: float(v) for k, v in sums.items()}]):
+    predicted_classes: set[int] = set()
+    mine = {k: float(v) for k, v in sums.items()}
+    seen = [] if classes is None else classes.nonzero().flatten().tolist()
+    for part, part_seen in gather_object([(mine, seen)]):
         for key, value in part.items():
             totals[key] = totals.get(key, 0.0) + value
+        predicted_classes.update(part_seen)
     if not totals:
         return {}
     frames = max(totals.pop("frames"), 1.0)
@@ -78,6 +86,8 @@ def evaluate(model, batches: Iterable[dict], fmt: MotionFormat, losses: LossSet,
     for name, metric in metrics.items():
         prefix = f"{name}/"
         result.update(metric.compute({k[len(prefix):]: v for k, v in totals.items() if k.startswith(prefix)}))
+    if classes is not None or predicted_classes:
+        result["predicted_classes"] = len(predicted_classes)  # 1 means the decoder has collapsed
     usage = usage_from_histogram(histogram.cpu())
     result.update({f"codebook_{k}": v for k, v in usage.items()})
     return result

@@ -19,6 +19,10 @@ class Loss:
     real (not padded) frames; ``outputs`` is the tokenizer's dict (``recon``, ``indices``,
     ``aux_loss``, ...). Constructors take recipe keyword arguments only; ``weight``,
     ``every`` and ``schedule`` are handled by the framework.
+
+    A loss may also define ``figures() -> dict[str, Tensor]``: scalars of its last call worth
+    logging beside it (e.g. the share of elements a mask kept). They are logged and reported
+    as ``<term>_<key>`` and never enter the total.
     """
 
     def __call__(self, batch: dict, outputs: dict, format: MotionFormat) -> torch.Tensor:
@@ -46,11 +50,14 @@ class LossSet:
     A term is skipped on steps that are not a multiple of its ``every`` (its weight is scaled
     by ``every`` so its average contribution is unchanged) and when its weight is 0. Seconds
     spent in each term accumulate in ``seconds`` so an expensive loss shows in the report.
+    ``without_gradient`` names the terms whose training value carried no gradient: they change
+    the reported total but never the update, and the report says so.
     """
 
     def __init__(self, terms: list[LossTerm]):
         self.terms = terms
         self.seconds = {term.name: 0.0 for term in terms}
+        self.without_gradient: set[str] = set()
 
     def __call__(self, batch: dict, outputs: dict, fmt: MotionFormat, step: int, training: bool = True
                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -66,6 +73,14 @@ class LossSet:
             value = term.loss(batch, outputs, fmt)
             if training:
                 self.seconds[term.name] += time.perf_counter() - start
+            if training and torch.is_grad_enabled():
+                if value.requires_grad:
+                    self.without_gradient.discard(term.name)
+                else:
+                    self.without_gradient.add(term.name)
             values[term.name] = value.detach().float()  # summed over steps for the log: never in half precision
+            figures = getattr(term.loss, "figures", None)
+            if figures is not None:
+                values.update({f"{term.name}_{key}": figure.detach().float() for key, figure in figures().items()})
             total = total + weight * (term.every if training else 1) * value
         return total, values

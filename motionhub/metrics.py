@@ -13,7 +13,13 @@ from .formats import MotionFormat
 
 
 class Metric:
-    """Base class for metric plugins. Constructors take recipe keyword arguments only."""
+    """Base class for metric plugins. Constructors take recipe keyword arguments only.
+
+    ``higher_is_better`` names the figures of ``compute`` for which more is better (accuracy,
+    F1, ...); every other figure is an error, where less is better. ``eval.best`` reads it.
+    """
+
+    higher_is_better: frozenset[str] = frozenset()
 
     @classmethod
     def applies_to(cls, fmt: MotionFormat) -> bool:

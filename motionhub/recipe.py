@@ -282,6 +282,7 @@ def recipe_from_tree(tree: dict[str, Any], source: str, overrides: list[str] | N
     run = tree.get("run")
     if run is None or isinstance(run, dict):  # defaults first, so ${run.name} in run.out resolves
         tree["run"] = {**_defaults(RunConfig), **(run or {})}
+    names_in_file = {section: _component_name(tree.get(section)) for section in COMPONENT_SECTIONS}
     problems = apply_overrides(tree, overrides or [])
     problems += resolve_references(tree)
 
@@ -298,7 +299,11 @@ def recipe_from_tree(tree: dict[str, Any], source: str, overrides: list[str] | N
                                       f"(see 'motionhub list {kind}s')"))
             continue
         extra = DATA_KEYS if section == "data" else ()
+        first = len(problems)
         components[section] = _component(tree[section], kind, section, registry, problems, extra)
+        swapped_from = names_in_file[section]
+        if swapped_from not in (None, _component_name(tree[section])):
+            problems[first:] = _swap_problems(problems[first:], tree[section], section, kind, swapped_from)
     if components.get("data") is not None:
         node = tree["data"] if isinstance(tree["data"], dict) else {}
         components["data"] = _data_spec(components["data"], node, problems)
@@ -312,6 +317,29 @@ def recipe_from_tree(tree: dict[str, Any], source: str, overrides: list[str] | N
         raise RecipeError(source, problems)
     return Recipe(source=source, tree=tree, run=settings["run"], train=settings["train"], eval=settings["eval"],
                   bench=settings["bench"], losses=losses, **components)
+
+
+def _component_name(node: Any) -> Any:
+    """The ``name`` a component section gives (``quantizer: fsq`` or ``{name: fsq, ...}``), else None."""
+    return node if isinstance(node, str) else node.get("name") if isinstance(node, dict) else None
+
+
+def _swap_problems(problems: list[tuple[str, str]], node: Any, section: str, kind: str, old: str
+                   ) -> list[tuple[str, str]]:
+    """After an override renamed a section's component, fold the arguments it kept from the
+    recipe's own component (unknown to the new one) into one problem saying so."""
+    leftovers = [path.removeprefix(f"{section}.") for path, message in problems
+                 if path.startswith(f"{section}.") and message.startswith("unknown key")]
+    if not leftovers:
+        return problems
+    new = node["name"]
+    kept = [(path, message) for path, message in problems
+            if not (path.startswith(f"{section}.") and message.startswith("unknown key"))]
+    takes = next(message for path, message in problems if message.startswith("unknown key")).split(" takes: ")[-1]
+    return kept + [(section, f"the override {section}.name={new} replaces the recipe's {kind} '{old}', but the "
+                             f"section still holds its arguments {', '.join(leftovers)}, which '{new}' does not take "
+                             f"('{new}' takes: {takes}). Replace the whole section in one override instead, e.g. "
+                             f"'{section}={{name: {new}, ...}}', or use a recipe written for '{new}'.")]
 
 
 def _defaults(cls: type) -> dict[str, Any]:

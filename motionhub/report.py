@@ -96,11 +96,20 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
         sections.append(("Codebook", codebook))
     losses = report.get("losses", {})
     if losses:
-        sections.append(("Losses", [(name, f"final {losses['final'].get(name, float('nan')):.4f}, mean {value:.4f}")
+        inert = set(losses.get("without_gradient", ()))
+        sections.append(("Losses", [(name, f"final {losses['final'].get(name, float('nan')):.4f}, mean {value:.4f}"
+                                           + (" (no gradient: changes the total, never the update)"
+                                              if name in inert else ""))
                                     for name, value in losses["mean"].items()]))
     if report.get("eval"):
         sections.append(("Evaluation (val)", [(k, f"{v:.4f}" if isinstance(v, float) else str(v))
                                               for k, v in report["eval"].items() if not k.startswith("codebook_")]))
+    best = report.get("best")
+    if best and best.get("value") is not None:
+        rows = [("selected by", f"{best['figure']} = {best['value']:.4g} at step {best['step']}")]
+        if best.get("collapse_warning"):
+            rows.append(("warning", best["collapse_warning"]))
+        sections.append(("Best checkpoint", rows))
     sections.append(("Time breakdown", [(phase, f"{v['seconds']:.2f} s ({v['fraction']:.1%})")
                                         for phase, v in report["breakdown"].items()]))
     return sections

@@ -148,6 +148,7 @@ def _train(recipe: Recipe, console: Console | None, resume: bool) -> Path:
     model = build_tokenizer(recipe, fmt)
     losses = build_losses(recipe)
     metrics = build_metrics(recipe, fmt)
+    best_higher = any(recipe.eval.best in metric.higher_is_better for metric in metrics.values())
     optimizer = make_optimizer(model, cfg)
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
@@ -282,14 +283,16 @@ def _train(recipe: Recipe, console: Console | None, resume: bool) -> Path:
 
             if done < total_steps and cfg.eval_every and done % cfg.eval_every == 0:
                 last_eval = run_eval(done)
-                improved = _improved(last_eval, recipe.eval.best, state)
+                improved = _improved(last_eval, recipe.eval.best, state, best_higher)
                 save("best" if improved else "last")
             elif done < total_steps and cfg.checkpoint_every and done % cfg.checkpoint_every == 0:
                 save("last")
 
     # ---- final evaluation, checkpoint and report
     last_eval = run_eval(state["step"])
-    improved = _improved(last_eval, recipe.eval.best, state)
+    improved = _improved(last_eval, recipe.eval.best, state, best_higher)
+    if main and (warning := _collapse_warning(state, recipe.eval.best)):
+        console.print(f"[yellow]warning:[/] {warning}")
     codebook, histogram = {}, None
     if recipe.eval.train_codebook:
         with timer.phase("evaluation"):
@@ -367,13 +370,36 @@ def _status(row: dict, skipped: int) -> str:
     return text + (f"  [yellow]{skipped} non-finite steps skipped" if skipped else "")
 
 
-def _improved(result: dict[str, float], key: str, state: dict) -> bool:
+def _improved(result: dict[str, float], key: str, state: dict, higher_is_better: bool) -> bool:
+    """Whether ``result`` beats the best so far by ``key``; records it and the figures that show collapse."""
     if key not in result:
         return False
-    if state["best"] is None or result[key] < state["best"]:
-        state["best"] = result[key]
+    value = result[key]
+    if state["best"] is None or (value > state["best"] if higher_is_better else value < state["best"]):
+        state["best"] = value
+        state["best_step"] = result.get("step", state["step"])
+        state["best_collapse"] = _collapse(result)
         return True
     return False
+
+
+def _collapse(result: dict[str, float]) -> str | None:
+    """Why evaluation ``result`` shows a collapsed model (one code, one predicted class), or None."""
+    signs = []
+    if result.get("codebook_used") == 1:
+        signs.append("uses a single code")
+    if result.get("predicted_classes") == 1:
+        signs.append("predicts a single class everywhere")
+    return " and ".join(signs) or None
+
+
+def _collapse_warning(state: dict, best: str) -> str | None:
+    """The warning to print when checkpoints/best.pt holds a collapsed model."""
+    if not state.get("best_collapse"):
+        return None
+    return (f"checkpoints/best.pt (step {state.get('best_step', '?')}, best {best} {state['best']:.4g}) "
+            f"{state['best_collapse']}: the model has collapsed, and '{best}' rewarded it. Select by a figure "
+            f"a collapsed model cannot win (eval.best: loss, or an accuracy or F1), or use checkpoints/last.pt.")
 
 
 def _nonfinite_message(step: int, loss: torch.Tensor, terms: dict, run: RunDir) -> str:
@@ -420,8 +446,11 @@ def _report(recipe, run, data, model, losses, timer, state, last_eval, codebook,
         "checkpoint": {"path": str(run.last), "size_mib": run.last.stat().st_size / 2**20},
         "codebook": codebook,
         "losses": {"final": state.get("final_losses", {}),
-                   "mean": {k: v / logged for k, v in state["loss_sums"].items()}},
+                   "mean": {k: v / logged for k, v in state["loss_sums"].items()},
+                   "without_gradient": sorted(losses.without_gradient)},
         "eval": last_eval,
+        "best": {"figure": recipe.eval.best, "value": state["best"], "step": state.get("best_step"),
+                 "collapse_warning": _collapse_warning(state, recipe.eval.best)},
         "data": {"train_clips": data.train_clips, "dropped_short": data.dropped},
         "breakdown": breakdown,
     }

@@ -27,6 +27,8 @@ PIXEL_TOLERANCES = range(1, 11)  # delta-AUC thresholds, pixels
 class TrackMetrics(Metric):
     """AMPLIFY's track metrics: MSE, L1, cross-track L2, pixel accuracy, delta-AUC, non-zero F1."""
 
+    higher_is_better = frozenset({"pixel_accuracy", "delta_auc", "nonzero_f1", "nonzero_accuracy"})
+
     def __init__(self, image_size: Optional[list[int]] = None, grid: list[int] = [15, 15]):
         self.image_size, self.grid = image_size, tuple(grid)
 
