@@ -15,7 +15,7 @@ from .dataset import Dataset
 from .formats import MotionFormat
 from .layouts import group_averaged_std
 from .recipe import EvalConfig, Recipe
-from .store import EmptySplitError, Store, open_or_pack
+from .store import EmptySplitError, Store, open_or_pack, store_fingerprint
 from .windows import ClipBank, EvalBatches, WindowSampler
 
 
@@ -116,11 +116,9 @@ def prepare_data(recipe: Recipe, dataset: Dataset, accelerator, console) -> Trai
 def open_split(dataset: Dataset, split: str, recipe: Recipe, console, required: bool = True) -> Store | None:
     """The split's packed store; the fingerprint covers the recipe's data arguments and plugin."""
     spec = recipe.data
-    provider = spec.component.provider
-    extra = json.dumps([spec.name, provider, _plugin_version(provider), spec.kwargs], sort_keys=True, default=str)
     try:
-        store = open_or_pack(dataset, split, spec.cache_dir, extra_fingerprint=extra, dtype=spec.store_dtype,
-                             console=console)
+        store = open_or_pack(dataset, split, spec.cache_dir, extra_fingerprint=_data_arguments(recipe),
+                             dtype=spec.store_dtype, console=console)
     except EmptySplitError:
         if required:
             raise
@@ -135,6 +133,32 @@ def open_split(dataset: Dataset, split: str, recipe: Recipe, console, required: 
         for note in store.notes:
             log.warning("%s (recorded when %s was packed)", note, store.path)
     return store
+
+
+def split_fingerprint(dataset: Dataset, split: str, recipe: Recipe) -> str:
+    """The fingerprint a packed store of ``split`` has (whether or not the run packs it):
+    equal fingerprints mean the same clips, read the same way."""
+    return store_fingerprint(dataset, split, extra_fingerprint=_data_arguments(recipe), dtype=recipe.data.store_dtype)
+
+
+def data_record(recipe: Recipe, dataset: Dataset, data: TrainingData) -> dict:
+    """What a run trained and evaluated on, for its report: the data set, and each split's
+    size and fingerprint (``motionhub compare`` compares val figures only when they agree)."""
+    splits = {}
+    for split, source in (("train", data.train), ("val", data.val)):
+        if source is None:
+            continue
+        # a packed store knows its fingerprint; clips held in memory get the one a store would have
+        fingerprint = getattr(source, "fingerprint", None) or split_fingerprint(dataset, split, recipe)
+        splits[split] = {"clips": len(source), "frames": int(source.offsets[-1]), "fingerprint": fingerprint}
+    return {"dataset": recipe.data.name, "description": data.description, "splits": splits}
+
+
+def _data_arguments(recipe: Recipe) -> str:
+    """The recipe's side of a store fingerprint: the data plugin, its version and arguments."""
+    spec = recipe.data
+    provider = spec.component.provider
+    return json.dumps([spec.name, provider, _plugin_version(provider), spec.kwargs], sort_keys=True, default=str)
 
 
 def _plugin_version(provider: str) -> str:

@@ -87,6 +87,11 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
         ("Memory", [(k.replace("_mib", "").replace("_", " "), f"{v:,.0f} MiB") for k, v in m.items()]
          + [("checkpoint", f"{report['checkpoint']['size_mib']:.1f} MiB")]),
     ]
+    data = report.get("data", {})
+    if data.get("splits"):  # older reports do not say what they trained on
+        sections.append(("Data", [("data set", data["description"])] + [
+            (split, f"{s['clips']:,} clips, {s['frames']:,} frames (fingerprint {s['fingerprint'][:12]})")
+            for split, s in data["splits"].items()]))
     codebook = []
     for split, usage in report.get("codebook", {}).items():
         codebook.append((f"{split}: codes used", f"{usage['used']:,} / {usage['size']:,} ({usage['used'] / usage['size']:.1%})"))

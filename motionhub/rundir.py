@@ -10,7 +10,8 @@ from .errors import MotionhubError
 
 
 class RunDir:
-    """``recipe.yaml``, ``metrics.jsonl``, ``checkpoints/{last,best,step_N}.pt``, ``report.{json,md}``."""
+    """``recipe.yaml``, ``metrics.jsonl``, ``checkpoints/{last,best,step_N}.pt``, ``report.{json,md}``,
+    ``codebook_counts.json``."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -46,6 +47,14 @@ class RunDir:
     @property
     def best(self) -> Path:
         return self.path / "checkpoints" / "best.pt"
+
+    @property
+    def code_counts(self) -> Path:
+        """How often each code occurred on train and val at the end: ``{"train": [...], "val": [...]}``."""
+        return self.path / "codebook_counts.json"
+
+    def write_code_counts(self, counts: dict[str, list[int]]) -> None:
+        self.code_counts.write_text(json.dumps(counts) + "\n")
 
     def numbered(self, step: int) -> Path:
         return self.path / "checkpoints" / f"step_{step:08d}.pt"

@@ -30,7 +30,7 @@ from . import __version__
 from .build import build_dataset, build_losses, build_metrics, build_tokenizer
 from .checkpoint import load_checkpoint, save_atomic
 from .codebook import usage_from_histogram
-from .data import TrainingData, prepare_data
+from .data import TrainingData, data_record, prepare_data
 from .errors import MotionhubError
 from .evaluation import code_histogram_over, evaluate
 from .recipe import Recipe, TrainConfig
@@ -301,6 +301,10 @@ def _train(recipe: Recipe, console: Console | None, resume: bool) -> Path:
     if last_eval:
         codebook["val"] = {"size": unwrapped.quantizer.codebook_size,
                            **{k.removeprefix("codebook_"): v for k, v in last_eval.items() if k.startswith("codebook_")}}
+    val_histogram = None
+    if last_eval:  # the per-code counts behind codebook["val"] (evaluate keeps only their summary)
+        with timer.phase("evaluation"):
+            val_histogram = code_histogram_over(model, data.val_batches(), accelerator)
     save("best" if improved else "last")
     in_sync = replicas_identical(unwrapped, accelerator)
     accelerator.wait_for_everyone()
@@ -308,6 +312,9 @@ def _train(recipe: Recipe, console: Console | None, resume: bool) -> Path:
         report = _report(recipe, run, data, unwrapped, losses, timer, state, last_eval, codebook,
                          accelerator, samples_per_step)
         report["run"]["replicas_identical"] = in_sync
+        report["data"].update(data_record(recipe, dataset, data))
+        run.write_code_counts({split: counts.cpu().tolist() for split, counts in
+                               (("train", histogram), ("val", val_histogram)) if counts is not None})
         if has_matplotlib():  # figures first, so report.md can show them
             write_report_figures(run.path, histogram)
         write_report(run.path, report)

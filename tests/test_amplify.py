@@ -14,6 +14,7 @@ from motionhub.tokenizer import Tokenizer
 from motionhub_amplify import (
     AmplifyDecoder,
     AmplifyEncoder,
+    CodeHistogramEntropy,
     FocalLoss,
     RelativeCE,
     load_reference_state_dict,
@@ -368,5 +369,6 @@ def test_hooks_register_the_components():
     assert registered == {
         "register_encoders": {"amplify": AmplifyEncoder},
         "register_decoders": {"amplify": AmplifyDecoder},
-        "register_losses": {"relative_ce": RelativeCE, "focal": FocalLoss},
+        "register_losses": {"relative_ce": RelativeCE, "focal": FocalLoss,
+                            "code_histogram_entropy": CodeHistogramEntropy},
     }

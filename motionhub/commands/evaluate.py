@@ -17,33 +17,14 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
     from rich.console import Console
     from rich.table import Table
 
-    from ..build import build_losses, build_metrics
-    from ..evaluation import evaluate
     from ..runs import load_run
-    from ..tokens import clip_progress, resolve_device
-    from ..windows import EvalBatches
 
     console = Console(stderr=True)
-    device = resolve_device(args.device)
     loaded = load_run(args.run_dir, args.checkpoint, args.overrides)
-    ev = loaded.recipe.eval
-    batches = EvalBatches(loaded.split(args.split, console), loaded.format, unit=loaded.model.downsample,
-                          batch_size=ev.batch_size, min_length=ev.min_length, max_length=ev.max_length)
-    accelerator = Accelerator(cpu=device.type == "cpu")
-    try:
-        with clip_progress(console, f"eval {args.split}", len(batches.clips)) as progress:
-            result = evaluate(loaded.model.to(accelerator.device), _counted(batches, progress), loaded.format,
-                              build_losses(loaded.recipe), build_metrics(loaded.recipe, loaded.format),
-                              accelerator, loaded.step)
-    finally:
-        AcceleratorState._reset_state()  # Accelerate's settings are process-wide
-    result = {"split": args.split, "step": loaded.step, "clips": len(batches.clips), "skipped": batches.skipped,
-              "codebook_size": loaded.model.quantizer.codebook_size, **result}
+    result = evaluate_run(loaded, args.split, args.device, console)
     out = loaded.run.path / f"eval_{args.split}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
 
@@ -53,6 +34,41 @@ def run(args) -> int:
     Console().print(table)
     print(out)
     return 0
+
+
+def evaluate_run(loaded, split: str, device: str | None = None, console=None, *, clips=None,
+                 eval_config=None) -> dict:
+    """What ``motionhub eval`` reports for a loaded run on ``split``.
+
+    ``clips`` (a packed store or clip bank) evaluates on those clips instead of the run's own
+    split, e.g. another run's, in a format equal to this run's; ``eval_config`` then sets the
+    batch size and length bounds (default: the run's ``eval`` section).
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from rich.console import Console
+
+    from ..build import build_losses, build_metrics
+    from ..evaluation import evaluate
+    from ..tokens import clip_progress, resolve_device
+    from ..windows import EvalBatches
+
+    console = console or Console(stderr=True)
+    device = resolve_device(device)
+    ev = eval_config or loaded.recipe.eval
+    source = clips if clips is not None else loaded.split(split, console)
+    batches = EvalBatches(source, loaded.format, unit=loaded.model.downsample,
+                          batch_size=ev.batch_size, min_length=ev.min_length, max_length=ev.max_length)
+    accelerator = Accelerator(cpu=device.type == "cpu")
+    try:
+        with clip_progress(console, f"eval {split}", len(batches.clips)) as progress:
+            result = evaluate(loaded.model.to(accelerator.device), _counted(batches, progress), loaded.format,
+                              build_losses(loaded.recipe), build_metrics(loaded.recipe, loaded.format),
+                              accelerator, loaded.step)
+    finally:
+        AcceleratorState._reset_state()  # Accelerate's settings are process-wide
+    return {"split": split, "step": loaded.step, "clips": len(batches.clips), "skipped": batches.skipped,
+            "codebook_size": loaded.model.quantizer.codebook_size, **result}
 
 
 def _counted(batches, progress):

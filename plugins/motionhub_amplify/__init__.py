@@ -1,21 +1,24 @@
 """AMPLIFY motion tokenizer for point tracks: encoder, decoder, relative-displacement losses, track metrics.
 
-Recipe names: encoder ``amplify``, decoder ``amplify``, losses ``relative_ce`` and ``focal``,
-metric ``tracks``.
+Recipe names: encoder ``amplify``, decoder ``amplify``, losses ``relative_ce``, ``focal`` and
+``code_histogram_entropy``, metrics ``tracks`` and ``track_classes``.
 Pair them with FSQ levels [8, 8, 6, 5] (the reference's "2048" codebook, 1920 codes).
 """
 
 import motionhub
 
+from .codes import CodeHistogramEntropy
 from .losses import FocalLoss, RelativeCE
-from .metrics import TrackMetrics
+from .metrics import TrackClassMetrics, TrackMetrics
 from .model import AmplifyDecoder, AmplifyEncoder, load_reference_state_dict, reference_key_map
 
 __all__ = [
     "AmplifyDecoder",
     "AmplifyEncoder",
+    "CodeHistogramEntropy",
     "FocalLoss",
     "RelativeCE",
+    "TrackClassMetrics",
     "TrackMetrics",
     "load_reference_state_dict",
     "reference_key_map",
@@ -36,8 +39,10 @@ def register_decoders(register):
 def register_losses(register):
     register("relative_ce", RelativeCE)
     register("focal", FocalLoss)
+    register("code_histogram_entropy", CodeHistogramEntropy)
 
 
 @motionhub.hookimpl
 def register_metrics(register):
     register("tracks", TrackMetrics)
+    register("track_classes", TrackClassMetrics)

@@ -1,4 +1,7 @@
-"""AMPLIFY's trajectory metrics, summed over whole splits.
+"""Track metrics summed over whole splits: AMPLIFY's trajectory metrics (``tracks``) and the
+LAPS re-implementation's class accuracy and code figures (``track_classes``).
+
+``tracks``:
 
 Points are decoded from the relative-displacement logits (argmax, integrated from the true
 first frame) and compared with the ground truth in normalised [-1, 1] coordinates, as
@@ -11,7 +14,7 @@ AMPLIFY averages these per batch; here they are exact over the split.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 
@@ -19,13 +22,18 @@ from motionhub.errors import MotionhubError
 from motionhub.formats import MotionFormat
 from motionhub.metrics import Metric
 
-from .tracks import decode_points
+from .codes import batch_code_figures
+from .tracks import STATIC_METRICS, decode_points, displacement_labels, logits_grid, moving_points, velocity_radius
 
 PIXEL_TOLERANCES = range(1, 11)  # delta-AUC thresholds, pixels
 
 
 class TrackMetrics(Metric):
-    """AMPLIFY's track metrics: MSE, L1, cross-track L2, pixel accuracy, delta-AUC, non-zero F1."""
+    """AMPLIFY's track metrics: MSE, L1, cross-track L2, pixel accuracy, delta-AUC, non-zero F1.
+
+    Points are decoded the same way whichever label rule the data uses (``track_labels``):
+    a class is an integer-pixel displacement under both.
+    """
 
     higher_is_better = frozenset({"pixel_accuracy", "delta_auc", "nonzero_f1", "nonzero_accuracy"})
 
@@ -73,4 +81,85 @@ class TrackMetrics(Metric):
             "delta_auc": sums["within_pixels"] / (coords * len(PIXEL_TOLERANCES)),
             "nonzero_f1": tp / max(tp + 0.5 * (fp + fn), 1.0),
             "nonzero_accuracy": (tp + tn) / max(sums["velocity_components"], 1.0),
+        }
+
+
+class TrackClassMetrics(Metric):
+    """Displacement-class accuracy on all and on moving points, and codes per batch (LAPS re-implementation's figures).
+
+    Accuracy is that of the argmax of ``outputs["logits"]`` against the labels of the data's
+    rule (``fmt.track_labels``), over steps between two real frames, exact over the split:
+
+    * ``class_accuracy``: over every point.
+    * ``moving_class_accuracy``: over the points the static-point mask keeps
+      (``motionhub_amplify.tracks.moving_points``; by default the reference's d01 settings
+      p95 / 0.10 / 16), the reference's ``acc``.
+    * ``dynamic_point_ratio``: the share of elements that mask keeps (the reference's
+      ``dynamic_point_ratio``).
+
+    The reference logs its code figures per batch, so these are means over batches of each
+    batch's figure (``outputs["indices"]``, all tokens), not figures of the split:
+    ``unique_codes_per_batch``, ``code_entropy_nats_per_batch`` and
+    ``normalised_perplexity_per_batch`` (AMPLIFY's 2^H2 / min(K, codes in the batch), K =
+    ``codebook_size``; without it, divided by the codes in the batch). The split's own code
+    usage is in the ``codebook_*`` figures every evaluation reports.
+    """
+
+    def __init__(
+        self,
+        image_size: Optional[list[int]] = None,
+        grid: Optional[list[int]] = None,
+        static_threshold: float = 0.10,
+        static_metric: Literal["p95", "mean", "max"] = "p95",
+        static_min_keep: int = 16,
+        codebook_size: Optional[int] = None,
+    ):
+        """``image_size``: [height, width] pixels, None = the batch's or the format's; ``grid``:
+        (rows, cols) of the logits, None = the square they imply; ``static_*``: the mask of
+        ``moving_class_accuracy`` (see the ``relative_ce`` loss); ``codebook_size``: K of the
+        normalised perplexity."""
+        if static_metric not in STATIC_METRICS:
+            raise ValueError(f"static_metric must be one of {', '.join(STATIC_METRICS)}; got {static_metric!r}")
+        self.image_size = None if image_size is None else [int(s) for s in image_size]
+        self.grid = None if grid is None else (int(grid[0]), int(grid[1]))
+        self.static_threshold, self.static_metric = float(static_threshold), static_metric
+        self.static_min_keep = int(static_min_keep)
+        self.codebook_size = codebook_size
+
+    @classmethod
+    def applies_to(cls, fmt: MotionFormat) -> bool:
+        return fmt.name == "point_tracks"
+
+    def update(self, batch, outputs, fmt: MotionFormat):
+        size = batch.get("image_size", self.image_size)
+        if size is None:
+            size = fmt.image_size
+        if size is None:
+            raise MotionhubError("track class metrics need the frame size: the data's files differ in size, so set "
+                                 "image_size: [height, width] on the metric")
+        motion, logits = batch["motion"].float(), outputs["logits"]
+        grid = logits_grid(logits.shape[-1], self.grid)
+        correct = logits.argmax(dim=-1) == displacement_labels(motion, size, grid, fmt.track_labels)  # (B, T-1, V, N)
+        mask = batch.get("mask")
+        steps = None if mask is None else mask[:, 1:] & mask[:, :-1]
+        counted = torch.ones_like(correct) if steps is None else steps[:, :, None, None].expand_as(correct)
+        moving = moving_points(motion, size, velocity_radius(grid), self.static_threshold, self.static_metric,
+                               self.static_min_keep, steps)[:, None] & counted
+        codes = batch_code_figures(outputs["indices"], self.codebook_size)
+        return {
+            "elements": counted.sum().float(), "correct": (correct & counted).sum().float(),
+            "moving": moving.sum().float(), "moving_correct": (correct & moving).sum().float(),
+            "batches": torch.tensor(1.0), "unique_codes": codes["unique_codes"],
+            "code_entropy": codes["entropy"], "normalised_perplexity": codes["normalised_perplexity"],
+        }
+
+    def compute(self, sums):
+        elements, moving, batches = max(sums["elements"], 1.0), max(sums["moving"], 1.0), max(sums["batches"], 1.0)
+        return {
+            "class_accuracy": sums["correct"] / elements,
+            "moving_class_accuracy": sums["moving_correct"] / moving,
+            "dynamic_point_ratio": sums["moving"] / elements,
+            "unique_codes_per_batch": sums["unique_codes"] / batches,
+            "code_entropy_nats_per_batch": sums["code_entropy"] / batches,
+            "normalised_perplexity_per_batch": sums["normalised_perplexity"] / batches,
         }

@@ -17,7 +17,7 @@ from motionhub.formats import MotionFormat
 
 from .files import find_track_files, fingerprint, split_by_fraction, split_by_lists
 from .layout import EXPECTED, TrackFile, file_views, inspect_file, read_tracks
-from .points import NonFinite, normalised_row_col, replace_non_finite, resample
+from .points import NonFinite, TrackLabels, normalised_row_col, replace_non_finite, resample
 
 DEFAULT_VAL_FRACTION = 0.1
 _LISTED = 10  # files named in a non-finite summary before "…"
@@ -49,6 +49,11 @@ class GTEATracks(Dataset):
                      kept (frame k at old time k (H - 1) / (horizon - 1)), so the format's
                      frame rate becomes fps (horizon - 1) / (H - 1).
         fps:         frame rate of the tracked video (LAPS tracks at 10 fps).
+        labels:      how a step's displacement becomes a class of the decoder's W x W grid,
+                     for every loss, metric and decoder of the run (the format's
+                     ``track_labels``): ``pixel`` (AMPLIFY: the difference of the rounded
+                     pixel positions) or ``velocity`` (the LAPS re-implementation: the velocity
+                     clamped to (W - 1) / 2 pixels, then rounded).
         non_finite:  ``hold`` replaces a point with a NaN / Inf coordinate by the track's last
                      finite position, ``clamp`` does what the reference does (NaN is pixel 0,
                      infinities the border). Replaced points are counted per split in
@@ -72,6 +77,7 @@ class GTEATracks(Dataset):
         image_size: Optional[list[int]] = None,
         horizon: Optional[int] = None,
         fps: float = 10.0,
+        labels: TrackLabels = "pixel",
         non_finite: NonFinite = "hold",
         val_fraction: Optional[float] = None,
         test_fraction: Optional[float] = None,
@@ -88,6 +94,8 @@ class GTEATracks(Dataset):
             raise ValueError(f"horizon must be at least 2 frames; got {horizon}")
         if fps <= 0:
             raise ValueError(f"fps must be positive; got {fps}")
+        if labels not in layouts.TRACK_LABELS:
+            raise ValueError(f"labels must be one of {', '.join(layouts.TRACK_LABELS)}; got {labels!r}")
         if non_finite not in ("hold", "clamp"):
             raise ValueError(f"non_finite must be 'hold' or 'clamp'; got {non_finite!r}")
         self.file_lists = {"train": train_files, "val": val_files, "test": test_files}
@@ -103,7 +111,7 @@ class GTEATracks(Dataset):
         self.root = Path(root)
         self.views = None if views is None else list(views)
         self.image_size = None if image_size is None else [int(s) for s in image_size]
-        self.horizon, self.fps, self.non_finite = horizon, float(fps), non_finite
+        self.horizon, self.fps, self.non_finite, self.labels = horizon, float(fps), non_finite, labels
         self.fractions = (float(val_fraction), float(test_fraction))
         self.seed = seed
         self.non_finite_points: dict[str, int] = {}
@@ -162,7 +170,8 @@ class GTEATracks(Dataset):
         horizon = self.horizon or first.horizon
         sizes = {size for info in infos.values() for size in info.image_sizes}
         fmt = layouts.point_tracks(len(views), first.tracks, self.fps * (horizon - 1) / (first.horizon - 1),
-                                   image_size=next(iter(sizes)) if len(sizes) == 1 else None)
+                                   image_size=next(iter(sizes)) if len(sizes) == 1 else None,
+                                   track_labels=self.labels)
         return fmt.with_stats(np.zeros(fmt.feature_shape), np.ones(fmt.feature_shape))
 
     # ---- clips
@@ -218,7 +227,7 @@ class GTEATracks(Dataset):
         resampled = f" (resampled from {first.horizon})" if horizon != first.horizon else ""
         line = (f"gtea_tracks from {self.root}: {len(self.split_of)} files ({files}), views {', '.join(views)}, "
                 f"{first.tracks} tracks, horizon {horizon}{resampled}, "
-                f"frames {', '.join(f'{h}x{w}' for h, w in sizes)} (height x width)")
+                f"frames {', '.join(f'{h}x{w}' for h, w in sizes)} (height x width), {self.labels} labels")
         if self.non_finite_points:
             replaced = ", ".join(f"{split} {n}" for split, n in self.non_finite_points.items())
             line += f"; non-finite points replaced ({self.non_finite}): {replaced}"
