@@ -12,7 +12,7 @@ import pytest
 from motionhub.errors import DataError
 from motionhub.typecheck import annotations_of
 from motionhub_synthetic.tracks import query_grid, write_track_files
-from motionhub_tracks import GTEATracks, register_datasets
+from motionhub_tracks import GTEATracks, LapsVelocities, register_datasets
 
 SIZE = (64, 96)  # (height, width): not square, so rows and columns cannot be confused
 
@@ -310,7 +310,7 @@ def test_fingerprint_follows_names_sizes_and_times(synthetic):
 def test_plugin_registers_a_documented_typed_dataset():
     registered = {}
     register_datasets(lambda name, cls: registered.setdefault(name, cls))
-    assert registered == {"gtea_tracks": GTEATracks}
+    assert registered == {"gtea_tracks": GTEATracks, "laps_velocities": LapsVelocities}
     hints = annotations_of(GTEATracks)
-    assert {"root", "views", "image_size", "horizon", "val_fraction", "val_files", "non_finite"} <= set(hints)
+    assert {"root", "views", "image_size", "horizon", "val_fraction", "val_files", "non_finite", "labels"} <= set(hints)
     assert GTEATracks.__doc__.splitlines()[0].startswith("Point tracks from AMPLIFY / LAPS HDF5 files")

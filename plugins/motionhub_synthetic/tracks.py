@@ -1,4 +1,5 @@
-"""Synthetic point-track files in the AMPLIFY / LAPS HDF5 layout, deterministic from a seed.
+"""Synthetic point-track files in the AMPLIFY / LAPS HDF5 layout, and velocity windows in the LAPS
+re-implementation's ``.pt`` layout, deterministic from a seed.
 
 Each video is a scene under a smooth random similarity motion (rotation, zoom and drift
 about the image centre). As a tracker re-initialised at every frame reports it, start frame
@@ -11,6 +12,9 @@ about the image centre). As a tracker re-initialised at every frame reports it, 
 
 Frames past the end of a video repeat its last frame (the reference pads videos the same
 way). Points that drift out of the image keep their out-of-image positions and turn invisible.
+
+``write_velocity_files`` writes the same kind of scene as the LAPS re-implementation's training
+data: one ``<segment>_start<NNNNNN>.pt`` per window, velocities clamp(pixels / radius, -1, 1).
 """
 
 from __future__ import annotations
@@ -62,11 +66,14 @@ def _rotate(points: np.ndarray, angle: np.ndarray) -> np.ndarray:
 
 
 def view_tracks(rng: np.random.Generator, frames: int, tracks: int, horizon: int,
-                image_size: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """One view of one video: tracks (frames, horizon, N, 2) (x, y) pixels and vis (frames, horizon, N)."""
+                image_size: Sequence[int], queries: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One view of one video: tracks (frames, horizon, N, 2) (x, y) pixels and vis (frames, horizon, N).
+
+    ``queries``: the (N, 2) (x, y) pixels each window's points start at; None = ``query_grid``.
+    """
     angle, zoom, drift = _scene_motion(rng, frames, image_size)
     centre = np.array([image_size[1], image_size[0]], dtype=np.float64) / 2
-    grid = query_grid(tracks, image_size)
+    grid = query_grid(tracks, image_size) if queries is None else np.asarray(queries, dtype=np.float64)
     # scene coordinates of the queries placed at each start frame: (frames, N, 2)
     scene = _rotate(grid - centre - drift[:, None], -angle) / zoom[:, None, None]
     # frame of each window step, the last frame repeated past the end: (frames, horizon)
@@ -97,4 +104,35 @@ def write_track_files(root: str | Path, *, videos: int, frames: int, tracks: int
                 group.create_dataset("vis", data=vis)
                 group.attrs["height"], group.attrs["width"] = int(image_size[0]), int(image_size[1])
         paths.append(path)
+    return paths
+
+
+def write_velocity_files(root: str | Path, *, segments: int, frames: int, tracks: int = 400, horizon: int = 16,
+                         image_size: Sequence[int] = (480, 853), radius: float = 7.0, seed: int) -> list[Path]:
+    """Write ``segments`` synthetic segments of ``frames`` windows each as the LAPS re-implementation's
+    training files; returns their paths.
+
+    Segment ``i`` is a scene as in ``write_track_files``, tracked from CoTracker's query grid
+    (``motionhub_tracks.velocity_files.cotracker_grid``, so ``laps_velocities`` recovers the
+    positions wherever no step saturates); window ``t`` is ``root/segment_<i>_start<t:06d>.pt``
+    holding float32 (horizon - 1, tracks, 2) = clamp(step in (x, y) pixels / ``radius``, -1, 1),
+    computed in float32 as the reference's preprocessing does. ``image_size`` is (height, width).
+    """
+    import torch
+
+    from motionhub_tracks.velocity_files import cotracker_grid
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    queries = cotracker_grid(tracks, image_size)
+    paths = []
+    for segment in range(segments):
+        rng = np.random.default_rng([seed, segment])
+        points, _ = view_tracks(rng, frames, tracks, horizon, image_size, queries)
+        pixels = torch.from_numpy(points)  # float32 (frames, horizon, N, 2) (x, y)
+        velocity = ((pixels[:, 1:] - pixels[:, :-1]) / radius).clamp(-1.0, 1.0)
+        for start in range(frames):
+            path = root / f"segment_{segment:03d}_start{start:06d}.pt"
+            torch.save(velocity[start].clone(), path)
+            paths.append(path)
     return paths

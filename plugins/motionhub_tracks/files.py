@@ -61,16 +61,18 @@ def split_by_lists(keys: Sequence[str], lists: Mapping[str, Sequence[str] | None
     return {key: split_of[key] for key in keys if key in split_of}
 
 
-def split_by_fraction(keys: Sequence[str], val_fraction: float, test_fraction: float, seed: int) -> dict[str, str]:
+def split_by_fraction(keys: Sequence[str], val_fraction: float, test_fraction: float, seed: int,
+                      what: str = "track files") -> dict[str, str]:
     """{key: split}: files ranked by a seeded hash of their key; the first go to val, the next to test.
 
     Counts are ``round(n * fraction)``, at least one file for a fraction above zero. The rank of
-    a file depends only on its key and the seed, so adding files moves few others.
+    a file depends only on its key and the seed, so adding files moves few others. ``what``
+    names the keys in messages (another data set splits segments, not files).
     """
     ranked = sorted(keys, key=lambda key: hashlib.sha256(f"{seed}/{key}".encode()).hexdigest())
     n_val, n_test = _count(len(keys), val_fraction), _count(len(keys), test_fraction)
     if n_val + n_test >= len(keys):
-        raise DataError(f"only {len(keys)} track files: holding out {n_val} for val and {n_test} for test "
+        raise DataError(f"only {len(keys)} {what}: holding out {n_val} for val and {n_test} for test "
                         f"leaves none to train on; lower data.val_fraction / data.test_fraction")
     split_of = {key: "val" for key in ranked[:n_val]}
     split_of.update({key: "test" for key in ranked[n_val:n_val + n_test]})
