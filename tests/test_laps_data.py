@@ -233,6 +233,9 @@ def test_the_amplify_tokenizer_trains_on_the_velocity_windows(folder, tmp_path):
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "split" not in r]
     assert len(steps) == 3 and all(np.isfinite(r["focal"]) and -1 <= r["code_histogram_entropy"] < 0 for r in steps)
+    assert all(0 < r["focal_mask_ratio"] <= 1 for r in steps)  # the static-point mask's share, logged per term
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["losses"]["without_gradient"] == ["code_histogram_entropy"]
     final = rows[-1]
     assert final["split"] == "val"
     for figure in ("track_mse", "class_accuracy", "moving_class_accuracy", "dynamic_point_ratio",

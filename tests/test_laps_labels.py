@@ -384,6 +384,7 @@ def test_track_class_metrics_follow_the_format_frames_and_defaults():
     metric = TrackClassMetrics()
     assert (metric.static_threshold, metric.static_metric, metric.static_min_keep) == (0.10, "p95", 16)
     assert TrackClassMetrics.applies_to(pixel) and not TrackClassMetrics.applies_to(layouts.humanml3d_263())
+    assert {"class_accuracy", "moving_class_accuracy"} <= TrackClassMetrics.higher_is_better
     with pytest.raises(MotionhubError, match="frame size"):
         metric.update({"motion": points}, outputs, layouts.point_tracks(1, 1, 20.0))
 

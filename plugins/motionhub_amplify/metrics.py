@@ -105,6 +105,9 @@ class TrackClassMetrics(Metric):
     usage is in the ``codebook_*`` figures every evaluation reports.
     """
 
+    higher_is_better = frozenset({"class_accuracy", "moving_class_accuracy", "unique_codes_per_batch",
+                                  "code_entropy_nats_per_batch", "normalised_perplexity_per_batch"})
+
     def __init__(
         self,
         image_size: Optional[list[int]] = None,
