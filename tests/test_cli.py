@@ -22,7 +22,8 @@ def test_plugins_prints_json_with_registered_names(capsys):
     assert rows["motionhub_conv"]["hooks"] == ["register_decoders", "register_encoders"]
 
 
-def test_list_shows_name_provider_and_description(capsys):
+def test_list_shows_name_provider_and_description(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # descriptions on one line each, whatever the longest name
     assert main(["list", "losses"]) == 0
     out = capsys.readouterr().out
     assert "recon" in out and "motionhub_losses" in out and "named slice" in out
