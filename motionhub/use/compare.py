@@ -75,8 +75,8 @@ def compare(paths: Sequence[str | Path], out: str | Path, *, evaluate: str | Non
         data["evaluated"] = {"split": evaluate, "data_of": runs[0].label, "checkpoint": checkpoint,
                              "clips": next(iter(evaluated.values()))["clips"]}
     if not data["same"]:
-        notes.append(f"the runs' own val figures ({', '.join(p.rstrip('.') for p in VAL_FIGURES)}) and val curves are "
-                     f"left out: they were measured on different data")
+        notes.append(f"the runs' own val figures ({', '.join(p.rstrip('.') for p in VAL_FIGURES)}), val curves and "
+                     f"val codebook histograms are left out: they were measured on different data")
 
     pictures = write_figures(runs, out, include_val=data["same"], notes=notes)
     comparison = {
