@@ -51,12 +51,13 @@ def build_losses(recipe: Recipe) -> LossSet:
     return LossSet(terms)
 
 
-def build_metrics(recipe: Recipe, fmt: MotionFormat) -> dict[str, Metric]:
-    """The recipe's metrics, or every registered metric that applies to ``fmt``."""
+def build_metrics(recipe: Recipe, fmt: MotionFormat, codebook_size: int | None = None) -> dict[str, Metric]:
+    """The recipe's metrics with their arguments, or every registered metric that applies to
+    ``fmt``; a metric that asks for ``codebook_size`` gets the quantizer's real number of codes."""
     from .plugins import get_registry
 
-    registry = get_registry()
-    names = recipe.eval.metrics
-    if names is None:
-        names = [c.name for c in registry.components("metric") if c.cls.applies_to(fmt)]
-    return {name: registry.get("metric", name).cls() for name in names}
+    specs = recipe.metrics
+    if specs is None:
+        specs = [ComponentSpec(f"eval.metrics ({c.name})", c, {})
+                 for c in get_registry().components("metric") if c.cls.applies_to(fmt)]
+    return {spec.name: instantiate(spec, codebook_size=codebook_size) for spec in specs}

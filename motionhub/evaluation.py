@@ -23,10 +23,17 @@ def token_mask(batch: dict, indices: torch.Tensor, downsample: int) -> torch.Ten
     return steps[None, :] < valid[:, None]
 
 
-@torch.no_grad()
 def evaluate(model, batches: Iterable[dict], fmt: MotionFormat, losses: LossSet, metrics: dict[str, Metric],
              accelerator, step: int) -> dict[str, float]:
-    """Loss terms, metrics and codebook usage of ``model`` over every batch.
+    """Loss terms, metrics and codebook usage of ``model`` over every batch (see ``evaluate_split``)."""
+    return evaluate_split(model, batches, fmt, losses, metrics, accelerator, step)[0]
+
+
+@torch.no_grad()
+def evaluate_split(model, batches: Iterable[dict], fmt: MotionFormat, losses: LossSet, metrics: dict[str, Metric],
+                   accelerator, step: int) -> tuple[dict[str, float], torch.Tensor]:
+    """Loss terms, metrics and codebook usage of ``model`` over every batch, and the code
+    histogram (codebook_size,) behind the usage figures.
 
     Loss terms are averaged over batches weighted by their real frames; metrics get exact
     sums; the code histogram covers every real token. All three are summed across processes.
@@ -79,7 +86,7 @@ def evaluate(model, batches: Iterable[dict], fmt: MotionFormat, losses: LossSet,
             totals[key] = totals.get(key, 0.0) + value
         predicted_classes.update(part_seen)
     if not totals:
-        return {}
+        return {}, histogram
     frames = max(totals.pop("frames"), 1.0)
     result = {"loss": totals.pop("loss") / frames}
     result.update({k.removeprefix("loss/"): v / frames for k, v in totals.items() if k.startswith("loss/")})
@@ -90,7 +97,7 @@ def evaluate(model, batches: Iterable[dict], fmt: MotionFormat, losses: LossSet,
         result["predicted_classes"] = len(predicted_classes)  # 1 means the decoder has collapsed
     usage = usage_from_histogram(histogram.cpu())
     result.update({f"codebook_{k}": v for k, v in usage.items()})
-    return result
+    return result, histogram
 
 
 @torch.no_grad()

@@ -59,7 +59,8 @@ class EvalConfig:
     batch_size: int = 32
     min_length: int | None = None  # frames; shorter val clips are skipped
     max_length: int | None = None  # frames; longer val clips are skipped
-    metrics: list[str] | None = None  # metric plugins; null = every one that applies to the data
+    # metric plugins, each a name or {name: ..., its arguments}; null = every one that applies to the data
+    metrics: list[str | dict[str, Any]] | None = None
     best: str = "loss"  # val figure that selects checkpoints/best.pt (lower is better)
     train_codebook: bool = True  # codebook usage over the whole train split at the end
 
@@ -119,6 +120,7 @@ class Recipe:
     train: TrainConfig
     eval: EvalConfig
     bench: BenchConfig = dataclasses.field(default_factory=BenchConfig)
+    metrics: list[ComponentSpec] | None = None  # eval.metrics bound to their plugins; None = the defaults
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.tree, sort_keys=False)
@@ -137,7 +139,7 @@ INJECTED = {
     "quantizer": ("dim",),
     "decoder": ("format", "dim", "encoder"),
     "loss": (),
-    "metric": (),
+    "metric": ("codebook_size",),
     "exporter": (),
 }
 
@@ -308,15 +310,15 @@ def recipe_from_tree(tree: dict[str, Any], source: str, overrides: list[str] | N
         node = tree["data"] if isinstance(tree["data"], dict) else {}
         components["data"] = _data_spec(components["data"], node, problems)
     losses = _losses(tree.get("losses"), registry, problems)
-    if settings["eval"] is not None:
-        for i, name in enumerate(settings["eval"].metrics or []):
-            if name not in registry.names("metric"):
-                problems.append((f"eval.metrics[{i}]", registry.unknown_message("metric", name)))
+    metrics = None
+    if settings["eval"] is not None and settings["eval"].metrics is not None:
+        metrics = [_component(entry, "metric", f"eval.metrics[{i}]", registry, problems)
+                   for i, entry in enumerate(settings["eval"].metrics)]
 
     if problems:
         raise RecipeError(source, problems)
     return Recipe(source=source, tree=tree, run=settings["run"], train=settings["train"], eval=settings["eval"],
-                  bench=settings["bench"], losses=losses, **components)
+                  bench=settings["bench"], losses=losses, metrics=metrics, **components)
 
 
 def _component_name(node: Any) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib.util
+import logging
 import math
 import random
 import statistics
@@ -31,8 +32,8 @@ from .build import build_dataset, build_losses, build_metrics, build_tokenizer
 from .checkpoint import load_checkpoint, save_atomic
 from .codebook import usage_from_histogram
 from .data import TrainingData, data_record, prepare_data
-from .errors import MotionhubError
-from .evaluation import code_histogram_over, evaluate
+from .errors import MotionhubError, did_you_mean
+from .evaluation import code_histogram_over, evaluate_split
 from .recipe import Recipe, TrainConfig
 from .report import flops_per_sample, parameter_counts, peak_memory, print_report, write_report
 from .plugins import versions
@@ -147,7 +148,7 @@ def _train(recipe: Recipe, console: Console | None, resume: bool) -> Path:
     fmt = data.format
     model = build_tokenizer(recipe, fmt)
     losses = build_losses(recipe)
-    metrics = build_metrics(recipe, fmt)
+    metrics = build_metrics(recipe, fmt, model.quantizer.codebook_size)
     best_higher = any(recipe.eval.best in metric.higher_is_better for metric in metrics.values())
     optimizer = make_optimizer(model, cfg)
     if checkpoint is not None:
@@ -199,9 +200,11 @@ def _train(recipe: Recipe, console: Console | None, resume: bool) -> Path:
             if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0:
                 save_atomic(payload, run.numbered(state["step"]))
 
+    val_counts: dict[str, torch.Tensor] = {}  # the last evaluation's code histogram, kept for the report
+
     def run_eval(step: int) -> dict[str, float]:
         with timer.phase("evaluation"):
-            result = evaluate(model, data.val_batches(), fmt, losses, metrics, accelerator, step)
+            result, val_counts["val"] = evaluate_split(model, data.val_batches(), fmt, losses, metrics, accelerator, step)
         if main and result:
             run.log({"step": step, "split": "val", **result})
             console.print(f"[cyan]val[/] step {step}: " + "  ".join(
@@ -301,10 +304,7 @@ def _train(recipe: Recipe, console: Console | None, resume: bool) -> Path:
     if last_eval:
         codebook["val"] = {"size": unwrapped.quantizer.codebook_size,
                            **{k.removeprefix("codebook_"): v for k, v in last_eval.items() if k.startswith("codebook_")}}
-    val_histogram = None
-    if last_eval:  # the per-code counts behind codebook["val"] (evaluate keeps only their summary)
-        with timer.phase("evaluation"):
-            val_histogram = code_histogram_over(model, data.val_batches(), accelerator)
+    val_histogram = val_counts["val"] if last_eval else None  # the per-code counts behind codebook["val"]
     save("best" if improved else "last")
     in_sync = replicas_identical(unwrapped, accelerator)
     accelerator.wait_for_everyone()
@@ -377,9 +377,17 @@ def _status(row: dict, skipped: int) -> str:
     return text + (f"  [yellow]{skipped} non-finite steps skipped" if skipped else "")
 
 
+logger = logging.getLogger("motionhub.train")
+
+
 def _improved(result: dict[str, float], key: str, state: dict, higher_is_better: bool) -> bool:
     """Whether ``result`` beats the best so far by ``key``; records it and the figures that show collapse."""
     if key not in result:
+        if result and not state.get("best_missing_warned"):
+            state["best_missing_warned"] = True
+            figures = ", ".join(sorted(k for k in result if not k.startswith("codebook_")))
+            logger.warning(f"eval.best: evaluation gives no figure '{key}'{did_you_mean(key, list(result)) or '.'} "
+                           f"No best.pt is kept. Figures of this run: {figures}")
         return False
     value = result[key]
     if state["best"] is None or (value > state["best"] if higher_is_better else value < state["best"]):

@@ -150,3 +150,41 @@ def test_a_misspelled_argument_is_still_reported_as_such_after_a_swap():
     with pytest.raises(RecipeError) as info:
         recipe_from_tree(tree, "r.yaml", ["quantizer.name=lfq"])
     assert "replaces the recipe's quantizer 'fsq'" in dict(info.value.problems)["quantizer"]
+
+
+class Scaled(Metric):
+    """A metric with an argument and an injected codebook size."""
+
+    def __init__(self, scale: float = 1.0, codebook_size: int | None = None):
+        self.scale, self.codebook_size = scale, codebook_size
+
+    def update(self, batch, outputs, fmt):
+        return {"batches": torch.tensor(1.0)}
+
+    def compute(self, sums):
+        return {"scaled": self.scale * sums["batches"], "codes": float(self.codebook_size)}
+
+
+class ScaledPlugin:
+    @motionhub.hookimpl
+    def register_metrics(self, register):
+        register("scaled", Scaled)
+
+
+def test_metrics_take_arguments_in_the_recipe_and_get_the_real_codebook_size():
+    from motionhub.build import build_metrics
+    from motionhub_synthetic.dataset import SyntheticMotion
+
+    with registered_plugin(ScaledPlugin(), "scaled-plugin"):
+        tree = {**TINY_RECIPE, "eval": {"metrics": ["mpjpe", {"name": "scaled", "scale": 3.0}]}}
+        recipe = recipe_from_tree(tree, "m.yaml")
+        metrics = build_metrics(recipe, SyntheticMotion(**recipe.data.kwargs).format, codebook_size=200)
+        assert list(metrics) == ["mpjpe", "scaled"]
+        assert metrics["scaled"].scale == 3.0 and metrics["scaled"].codebook_size == 200
+
+        bad = {**TINY_RECIPE, "eval": {"metrics": [{"name": "scaled", "scael": 3.0}, "mpjpee"]}}
+        with pytest.raises(RecipeError) as info:
+            recipe_from_tree(bad, "m.yaml")
+    problems = dict(info.value.problems)
+    assert problems["eval.metrics[0].scael"].startswith("unknown key; did you mean 'scale'?")
+    assert "did you mean 'mpjpe'?" in problems["eval.metrics[1].name"]

@@ -63,7 +63,7 @@ def evaluate_run(loaded, split: str, device: str | None = None, console=None, *,
     try:
         with clip_progress(console, f"eval {split}", len(batches.clips)) as progress:
             result = evaluate(loaded.model.to(accelerator.device), _counted(batches, progress), loaded.format,
-                              build_losses(loaded.recipe), build_metrics(loaded.recipe, loaded.format),
+                              build_losses(loaded.recipe), build_metrics(loaded.recipe, loaded.format, loaded.model.quantizer.codebook_size),
                               accelerator, loaded.step)
     finally:
         AcceleratorState._reset_state()  # Accelerate's settings are process-wide
