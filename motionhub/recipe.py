@@ -61,7 +61,7 @@ class EvalConfig:
     max_length: int | None = None  # frames; longer val clips are skipped
     # metric plugins, each a name or {name: ..., its arguments}; null = every one that applies to the data
     metrics: list[str | dict[str, Any]] | None = None
-    best: str = "loss"  # val figure that selects checkpoints/best.pt (lower is better)
+    best: str = "loss"  # val figure that selects checkpoints/best.pt (its metric says whether higher is better)
     train_codebook: bool = True  # codebook usage over the whole train split at the end
 
 

@@ -412,9 +412,10 @@ def _collapse_warning(state: dict, best: str) -> str | None:
     """The warning to print when checkpoints/best.pt holds a collapsed model."""
     if not state.get("best_collapse"):
         return None
-    return (f"checkpoints/best.pt (step {state.get('best_step', '?')}, best {best} {state['best']:.4g}) "
-            f"{state['best_collapse']}: the model has collapsed, and '{best}' rewarded it. Select by a figure "
-            f"a collapsed model cannot win (eval.best: loss, or an accuracy or F1), or use checkpoints/last.pt.")
+    return (f"checkpoints/best.pt (step {state.get('best_step', '?')}, {best} {state['best']:.4g}) "
+            f"{state['best_collapse']}: the model had collapsed when it was selected. Train longer or add a "
+            f"codebook-usage loss; if the model recovers but best.pt stays here, select by a figure that a "
+            f"collapsed model cannot win (eval.best: loss, an accuracy or F1).")
 
 
 def _nonfinite_message(step: int, loss: torch.Tensor, terms: dict, run: RunDir) -> str:

@@ -15,7 +15,7 @@ from helpers import REPO
 from motionhub.recipe import load_recipe
 from motionhub.trainer import train
 from motionhub_synthetic.folders import write_humanml3d_folder, write_motionmillion_folder
-from motionhub_synthetic.tracks import write_track_files
+from motionhub_synthetic.tracks import write_track_files, write_velocity_files
 
 pytestmark = pytest.mark.slow
 RECIPES = sorted((REPO / "configs").rglob("*.yaml"))
@@ -23,8 +23,9 @@ SHORT = ["train.iters=2", "train.warmup_iters=0", "train.batch_size=2", "train.l
          "train.eval_every=0", "train.checkpoint_every=0", "eval.batch_size=4", "eval.train_codebook=false"]
 
 
-def data_overrides(data: dict, root: Path) -> list[str]:
-    """Write synthetic data for the recipe's data section under ``root``; the overrides that use it."""
+def data_overrides(data: dict, root: Path, tracks: int = 400) -> list[str]:
+    """Write synthetic data for the recipe's data section under ``root``; the overrides that use it.
+    ``tracks``: points per track window."""
     name = data["name"]
     if name in ("humanml3d", "kit"):
         folder = write_humanml3d_folder(root / name, clips=12, seed=0, kit=name == "kit")
@@ -40,15 +41,25 @@ def data_overrides(data: dict, root: Path) -> list[str]:
         folder = write_motionmillion_folder(root / name, clips=8, seed=0)
         return [f"data.root={folder}", "eval.min_length=null", "eval.max_length=null"]
     if name == "gtea_tracks":
-        write_track_files(root / "tracks", videos=3, frames=6, seed=0)
+        write_track_files(root / "tracks", videos=3, frames=6, tracks=tracks, seed=0)
         return [f"data.root={root / 'tracks'}", "data.val_fraction=0.34"]
+    if name == "laps_velocities":
+        write_velocity_files(root / "velocities", segments=3, frames=6, tracks=tracks, seed=0)
+        return [f"data.root={root / 'velocities'}", "data.val_fraction=0.34"]
     return []
+
+
+def track_count(tree: dict) -> int:
+    """Points per synthetic track window: the reference's 400, but 16 where a component makes one
+    token or query per point (LAPS's 6000-token attention is minutes per step on a CPU)."""
+    per_point = {tree["encoder"]["name"], tree["decoder"]["name"]} & {"laps"}
+    return 16 if per_point else 400
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: str(p.relative_to(REPO)))
 def test_recipe_trains_a_few_steps_on_synthetic_data_of_its_layout(path, tmp_path):
-    data = yaml.safe_load(path.read_text())["data"]
-    overrides = [*SHORT, *data_overrides(data, tmp_path), f"run.out={tmp_path / 'run'}"]
+    tree = yaml.safe_load(path.read_text())
+    overrides = [*SHORT, *data_overrides(tree["data"], tmp_path, track_count(tree)), f"run.out={tmp_path / 'run'}"]
     recipe = load_recipe(path, overrides)
     run_dir = train(recipe)
     report = json.loads((run_dir / "report.json").read_text())
@@ -66,8 +77,8 @@ def test_losses_offered_commented_out_train_when_uncommented(path, tmp_path):
     text = path.read_text().replace(COMMENTED_LOSS, "  - {")
     enabled = tmp_path / path.name
     enabled.write_text(text)
-    data = yaml.safe_load(text)["data"]
-    overrides = [*SHORT, *data_overrides(data, tmp_path), f"run.out={tmp_path / 'run'}"]
+    tree = yaml.safe_load(text)
+    overrides = [*SHORT, *data_overrides(tree["data"], tmp_path, track_count(tree)), f"run.out={tmp_path / 'run'}"]
     run_dir = train(load_recipe(enabled, overrides))
     report = json.loads((run_dir / "report.json").read_text())
     offered = [line for line in path.read_text().splitlines() if line.startswith(COMMENTED_LOSS)]
