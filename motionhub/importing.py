@@ -1,11 +1,16 @@
-"""Reference checkpoints (T2M-GPT, MotionMillion, AMPLIFY) -> motionhub run directories.
+"""Reference checkpoints (T2M-GPT, MotionMillion, AMPLIFY, LAPS) -> motionhub run directories.
 
 The recipe names the model; its encoder, decoder and quantizer are built and every tensor of
 the reference checkpoint is given its place by name. Conv1d encoders and decoders and FSQ
 describe their reference names with ``reference_key_map()``; the AMPLIFY names come from the
 plugin module that defines the AMPLIFY encoder (its ``reference_key_map(encoder_layers,
-decoder_layers)``). Every reference tensor must be used and every model tensor filled, with
-equal shapes; otherwise a ``MotionhubError`` lists what does not fit.
+decoder_layers)``); the LAPS encoder and decoder name theirs with ``laps_key_map()``. Every
+reference tensor must be used and every model tensor filled, with equal shapes; otherwise a
+``MotionhubError`` lists what does not fit.
+
+LAPS's re-implementation saves a bare state dict (``{'model': ...}`` is read too) that
+carries its encoder's (S, S) float attention mask, ``causal_mask``: it is checked against the
+recipe's ``encoder.causal`` and dropped.
 
 T2M-GPT's EMA codebook is the only part of its quantizer in the checkpoint: the EMA sums and
 counts live outside it. They are rebuilt as the reference's own initialisation sets them,
@@ -44,8 +49,9 @@ from .plugins import versions
 from .trainer import make_optimizer, rng_state, seed_everything, set_rng_state
 from .windows import ClipBank
 
-SOURCES = ("t2m-gpt", "motionmillion", "amplify")
-STATE_ENTRY = {"t2m-gpt": "net", "motionmillion": "net", "amplify": "model"}  # where each keeps its weights
+SOURCES = ("t2m-gpt", "motionmillion", "amplify", "laps")
+# where each keeps its weights (a LAPS checkpoint is usually the bare state dict itself)
+STATE_ENTRY = {"t2m-gpt": "net", "motionmillion": "net", "amplify": "model", "laps": "model"}
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
 EMA_BUFFERS = frozenset({"codebook", "code_sum", "code_count", "initialised"})
 LISTED = 10  # unmatched keys shown in an error
@@ -134,6 +140,8 @@ def key_map(source: str, model: Tokenizer, reference: Mapping[str, torch.Tensor]
     check_source(source)
     if source == "amplify":
         return amplify_keys(model)
+    if source == "laps":
+        return laps_keys(model)
     return vqvae_keys(model, patcher="vqvae.encoder.model.0.wavelets" in reference)
 
 
@@ -176,10 +184,23 @@ def amplify_keys(model: Tokenizer) -> dict[str, str]:
     return keys | quantizer_keys(model.quantizer, "quantize.")
 
 
+def laps_keys(model: Tokenizer) -> dict[str, str]:
+    """LAPS ``MotionTokenizer`` names, from the LAPS encoder's and decoder's ``laps_key_map()``."""
+    for part in ("encoder", "decoder"):
+        if not hasattr(getattr(model, part), "laps_key_map"):
+            raise MotionhubError(f"the recipe's {part} ({type(getattr(model, part)).__name__}) is not LAPS's; "
+                                 f"use {part}: {{name: laps}}")
+    keys = {f"encoder.{ours}": ref for ours, ref in model.encoder.laps_key_map().items()}
+    keys |= {f"decoder.{ours}": ref for ours, ref in model.decoder.laps_key_map().items()}
+    return keys | quantizer_keys(model.quantizer, "quantizer.")
+
+
 def not_state(source: str) -> Callable[[str], bool]:
     """Reference buffers that hold no trained state: wavelet filters, attention masks, an unused table."""
     if source == "amplify":
         return lambda key: key.endswith((".attn_mask", "fixed_positional_emb.inv_freq"))
+    if source == "laps":
+        return lambda key: key == LAPS_MASK
     return lambda key: key.startswith(("vqvae.encoder.", "vqvae.decoder.")) and key.endswith((".wavelets", "._arange"))
 
 
@@ -198,6 +219,8 @@ def convert_state_dict(source: str, model: Tokenizer, reference: Mapping[str, to
                              + likely_cause(source, reference, config or {}))
     if source == "amplify":
         check_amplify_masks(reference, bool(getattr(model.encoder, "causal", True)))
+    if source == "laps" and LAPS_MASK in reference:
+        check_laps_mask(reference[LAPS_MASK], bool(model.encoder.causal), model.encoder.positions.shape[1])
     state = {ours: reference[ref] for ours, ref in keys.items()}
     if derived:
         state |= ema_statistics(state["quantizer.codebook"])
@@ -228,6 +251,11 @@ def fit_problems(ours: Mapping[str, torch.Tensor], reference: Mapping[str, torch
 
 
 def likely_cause(source: str, reference: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> str:
+    if source == "laps":
+        return (f"The checkpoint holds: {describe_laps(reference)}. Most likely the recipe does not describe its "
+                f"model: make encoder hidden_dim / num_layers / codes / horizon, decoder num_layers / grid / "
+                f"queries: points, the FSQ levels (their count) and the data's views and tracks match it "
+                f"(key=value overrides work).")
     if source == "amplify":
         held = ", ".join(f"{k} {config[k]}" for k in AMPLIFY_SETTINGS if k in config) or "no configuration saved"
         return (f"The checkpoint was trained with: {held}. Most likely the recipe does not describe its model: "
@@ -268,6 +296,26 @@ def describe_vqvae(reference: Mapping[str, torch.Tensor]) -> str:
     return ", ".join(parts)
 
 
+def describe_laps(reference: Mapping[str, torch.Tensor]) -> str:
+    """The hyper-parameters a LAPS state dict reveals, as recipe settings."""
+    parts = []
+    if "pos_embed" in reference:
+        parts.append(f"{reference['pos_embed'].shape[1]} tokens ((horizon - 1) x views x tracks) of width "
+                     f"{reference['pos_embed'].shape[-1]} (hidden_dim)")
+    if "encoder_output_projection.weight" in reference:
+        parts.append(f"codes {reference['encoder_output_projection.weight'].shape[0]}")
+    if "decoder_queries" in reference:
+        parts.append(f"{reference['decoder_queries'].shape[1]} decoder queries (views x tracks)")
+    for side in ("encoder.transformer_encoder", "decoder.transformer_decoder"):
+        layers = {key.split(".")[3] for key in reference if key.startswith(f"{side}.layers.")}
+        parts.append(f"{side.split('.')[0]} num_layers {len(layers)}")
+    if "output_projection.weight" in reference:
+        parts.append(f"{reference['output_projection.weight'].shape[0]} classes (grid rows x cols)")
+    if "quantizer.project_in.weight" in reference:
+        parts.append(f"FSQ with {reference['quantizer.project_in.weight'].shape[0]} levels")
+    return ", ".join(parts) or "none of the LAPS tensors"
+
+
 def ema_statistics(codebook: torch.Tensor) -> dict[str, torch.Tensor]:
     """EMA state the reference keeps outside its checkpoint, as its initialisation sets it."""
     trained = bool(codebook.any())
@@ -287,6 +335,34 @@ def check_amplify_masks(reference: Mapping[str, torch.Tensor], causal: bool) -> 
             if not torch.equal(square, full.tril() if causal else full):
                 raise MotionhubError(f"{key}: the checkpoint's encoder attention is "
                                      f"{'not causal' if causal else 'causal'}; set encoder.causal={not causal}")
+
+
+LAPS_MASK = "causal_mask"  # the LAPS encoder's (S, S) additive attention mask, a persistent buffer
+
+
+def check_laps_mask(mask: torch.Tensor, causal: bool, tokens: int) -> None:
+    """Refuse a LAPS ``causal_mask`` that is not an (S, S) mask of the attention ``causal`` names.
+
+    The mask is additive (0 where a token may attend, -inf where not) or boolean (True where not).
+    """
+    if mask.shape != (tokens, tokens):
+        raise MotionhubError(f"{LAPS_MASK} is {tuple(mask.shape)} in the checkpoint, the recipe's encoder has "
+                             f"{tokens} tokens; make the horizon and the data's views and tracks match it")
+    blocked = mask if mask.dtype == torch.bool else mask.isneginf()
+    if mask.dtype != torch.bool and not torch.all((mask == 0) | blocked):
+        raise MotionhubError(f"{LAPS_MASK} holds values other than 0 and -inf; motionhub's LAPS encoder only "
+                             f"attends causally or fully")
+    later = torch.ones_like(blocked).triu_(1)
+    if torch.equal(blocked, later):
+        found = "causal"
+    elif not blocked.any():
+        found = "full"
+    else:
+        raise MotionhubError(f"{LAPS_MASK} is neither causal nor full attention; motionhub's LAPS encoder only "
+                             f"attends causally or fully")
+    if (found == "causal") != causal:
+        raise MotionhubError(f"{LAPS_MASK}: the checkpoint's encoder attention is {found}, the recipe's "
+                             f"encoder.causal is {str(causal).lower()}; set encoder.causal={str(not causal).lower()}")
 
 
 # ---------------------------------------------------------------------------- formats

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from . import add_overrides
 
-SOURCES = ("t2m-gpt", "motionmillion", "amplify")  # as motionhub.importing.SOURCES, kept here for a fast --help
+SOURCES = ("t2m-gpt", "motionmillion", "amplify", "laps")  # as motionhub.importing.SOURCES, kept here for a fast --help
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("import", help="turn a T2M-GPT / MotionMillion / AMPLIFY checkpoint into a run directory",
+    p = sub.add_parser("import", help="turn a T2M-GPT / MotionMillion / AMPLIFY / LAPS checkpoint into a run directory",
                        description="Build the recipe's tokenizer, give every tensor of the reference checkpoint "
                                    "its place, and write RUN_DIR (recipe.yaml, checkpoints/last.pt) for "
                                    "'motionhub eval', 'encode' and 'train RUN_DIR' (continue training).")
     p.add_argument("source", choices=SOURCES, help="which code base wrote the checkpoint")
-    p.add_argument("checkpoint", help="the reference checkpoint, e.g. net_last.pth")
+    p.add_argument("checkpoint", help="the reference checkpoint, e.g. net_last.pth or best.pth")
     p.add_argument("--recipe", required=True, help="recipe describing the checkpoint's model and data")
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--no-data", action="store_true",

@@ -3,11 +3,13 @@
 Recipe names: encoder ``amplify``, decoder ``amplify``, losses ``relative_ce``, ``focal`` and
 ``code_histogram_entropy``, metrics ``tracks`` and ``track_classes``.
 Pair them with FSQ levels [8, 8, 6, 5] (the reference's "2048" codebook, 1920 codes).
+LAPS's re-implementation of the tokenizer: encoder ``laps`` and decoder ``laps`` (FSQ [8, 8, 4, 4]).
 """
 
 import motionhub
 
 from .codes import CodeHistogramEntropy
+from .laps import LapsDecoder, LapsEncoder
 from .losses import FocalLoss, RelativeCE
 from .metrics import TrackClassMetrics, TrackMetrics
 from .model import AmplifyDecoder, AmplifyEncoder, load_reference_state_dict, reference_key_map
@@ -17,6 +19,8 @@ __all__ = [
     "AmplifyEncoder",
     "CodeHistogramEntropy",
     "FocalLoss",
+    "LapsDecoder",
+    "LapsEncoder",
     "RelativeCE",
     "TrackClassMetrics",
     "TrackMetrics",
@@ -28,11 +32,13 @@ __all__ = [
 @motionhub.hookimpl
 def register_encoders(register):
     register("amplify", AmplifyEncoder)
+    register("laps", LapsEncoder)
 
 
 @motionhub.hookimpl
 def register_decoders(register):
     register("amplify", AmplifyDecoder)
+    register("laps", LapsDecoder)
 
 
 @motionhub.hookimpl
