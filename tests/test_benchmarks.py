@@ -1,5 +1,6 @@
 """The benchmark scripts still run, and the batched-encoding one still finds the ids equal."""
 
+import os
 import re
 import subprocess
 import sys
@@ -10,6 +11,9 @@ import torch
 from helpers import REPO
 
 ENCODE = [sys.executable, str(REPO / "benchmarks" / "encode_batched.py")]
+LAPS = [sys.executable, str(REPO / "benchmarks" / "laps_step.py")]
+# the folder holding the LAPS re-implementation's package amplify_motion_tokenizer/, when at hand
+LAPS_REFERENCE = os.environ.get("MOTIONHUB_LAPS_REFERENCE")
 
 
 def test_encode_benchmark_reports_rates_and_equal_ids():
@@ -28,3 +32,21 @@ def test_encode_benchmark_without_gpu_says_so():
     result = subprocess.run(ENCODE + ["--device", "cuda"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "torch finds no CUDA GPU here" in result.stderr
+
+
+def test_laps_benchmark_describes_itself():
+    result = subprocess.run(LAPS + ["--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "--reference" in result.stdout and "--points" in result.stdout
+
+
+@pytest.mark.skipif(not LAPS_REFERENCE, reason="set MOTIONHUB_LAPS_REFERENCE to the folder holding the LAPS "
+                                               "re-implementation's amplify_motion_tokenizer/")
+def test_laps_benchmark_matches_the_reference_and_times_both():
+    result = subprocess.run(LAPS + ["--reference", LAPS_REFERENCE, "--points", "16", "--batch", "2", "--reps", "1",
+                                    "--warmup", "0"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "parity: OK (logits within 1e-5, indices equal)" in result.stdout
+    losses = re.search(r"focal loss ([\d.]+) \(reference\) vs ([\d.]+) \(motionhub\)", result.stdout)
+    assert losses and abs(float(losses.group(1)) - float(losses.group(2))) < 1e-5
+    assert re.search(r"ratio +[\d.]+x +[\d.]+x +[\d.]+x", result.stdout)

@@ -161,7 +161,8 @@ ENCODER_LAYER = {  # torch's nn.TransformerEncoderLayer name -> PostNormLayer na
     "self_attn.out_proj.weight": "self_attn.out.weight", "self_attn.out_proj.bias": "self_attn.out.bias",
     "linear1.weight": "ff_in.weight", "linear1.bias": "ff_in.bias",
     "linear2.weight": "ff_out.weight", "linear2.bias": "ff_out.bias",
-    "norm1.weight": "norm1.weight", "norm1.bias": "norm1.bias", "norm2.weight": "norm2.weight", "norm2.bias": "norm2.bias",
+    "norm1.weight": "norm1.weight", "norm1.bias": "norm1.bias",
+    "norm2.weight": "norm2.weight", "norm2.bias": "norm2.bias",
 }
 DECODER_LAYER = {
     **ENCODER_LAYER,
@@ -228,7 +229,8 @@ def test_blocked_attention_without_dropout_is_sdpa(causal, monkeypatch):
     theirs = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12)
     upstream = torch.randn_like(ours)
-    for have, want in zip(torch.autograd.grad(ours, (q, k, v), upstream), torch.autograd.grad(theirs, (q, k, v), upstream)):
+    got, expected = torch.autograd.grad(ours, (q, k, v), upstream), torch.autograd.grad(theirs, (q, k, v), upstream)
+    for have, want in zip(got, expected):
         torch.testing.assert_close(have, want, rtol=0, atol=1e-12)
 
 

@@ -32,8 +32,8 @@ from .tracks import decode_points, radius_velocities
 
 Queries = Literal["points", "steps_points"]
 
-# Scores held at once by the blocked CPU attention: 2^22 floats (16 MiB) per block of query rows.
-BLOCK_SCORES = 1 << 22
+# Scores held at once by the blocked CPU attention: 2^23 floats (32 MiB) per block of query rows.
+BLOCK_SCORES = 1 << 23
 
 
 # ---------------------------------------------------------------------------- attention
@@ -73,32 +73,27 @@ def _block_scores(q: torch.Tensor, k: torch.Tensor, start: int, causal: bool) ->
     """(B, H, rows, keys) scaled scores of the query rows ``q`` (starting at row ``start``), in
     ``_statistics_type``; under ``causal`` the keys after each row are -inf."""
     scores = torch.matmul(q, k.transpose(-1, -2)).to(_statistics_type(q)).mul_(q.shape[-1] ** -0.5)
-    if causal:
-        after = torch.ones(scores.shape[-2:], dtype=torch.bool, device=q.device).triu_(start + 1)
-        scores.masked_fill_(after, -math.inf)
+    if causal:  # only the block's last rows x rows square holds keys after a row
+        square = scores[..., start:]
+        square.masked_fill_(torch.ones(square.shape[-2:], dtype=torch.bool, device=q.device).triu_(1), -math.inf)
     return scores
-
-
-def _dropout_keep(shape: torch.Size, p: float, generator: torch.Generator) -> torch.Tensor:
-    """bool mask, each entry True with probability 1 - ``p``."""
-    return torch.rand(shape, generator=generator, device=generator.device) >= p
 
 
 class _BlockedAttention(torch.autograd.Function):
     """``attend`` with dropout, a block of query rows at a time.
 
-    Only q, k, v, the output and each row's log-sum-exp are kept for the backward pass, which
-    recomputes each block's weights and draws the same dropout masks again from a generator
-    seeded once per call (the seed comes from torch's default generator, so seeded runs
-    repeat). Causal blocks stop at their last row's key, skipping the masked half.
-    Softmax statistics and gradient sums are at least float32 whatever the input type.
+    The backward pass keeps q, k, v, the output, each row's log-sum-exp and the dropout masks
+    (one byte per visible weight), and recomputes each block's weights from them. Drawing
+    the masks again instead would halve that memory but costs as much time as the rest of
+    the attention: torch's CPU generator is the bottleneck. Causal blocks stop at their last
+    row's key, skipping the masked half. Softmax statistics and gradient sums are at least
+    float32 whatever the input type.
     """
 
     @staticmethod
     def forward(ctx, q, k, v, p: float, causal: bool):
-        seed = int(torch.randint(0, 2**62, ()))
-        generator = torch.Generator(device=q.device).manual_seed(seed)
         out = torch.empty_like(q)
+        keeps = []
         logsumexp = q.new_empty(q.shape[:-1], dtype=_statistics_type(q))
         for start, end, keys in _row_blocks(q, k.shape[-2], causal):
             weights = _block_scores(q[..., start:end, :], k[..., :keys, :], start, causal)
@@ -107,17 +102,17 @@ class _BlockedAttention(torch.autograd.Function):
             logsumexp[..., start:end] = (peak + total.log()).squeeze(-1)
             weights.div_(total)
             if p > 0:
-                weights.mul_(_dropout_keep(weights.shape, p, generator)).div_(1 - p)
+                keeps.append(torch.rand(weights.shape, device=q.device) >= p)  # kept with probability 1 - p
+                weights.mul_(keeps[-1]).div_(1 - p)
             out[..., start:end, :] = torch.matmul(weights.to(v.dtype), v[..., :keys, :])
-        ctx.save_for_backward(q, k, v, out, logsumexp)
-        ctx.p, ctx.causal, ctx.seed = p, causal, seed
+        ctx.save_for_backward(q, k, v, out, logsumexp, *keeps)
+        ctx.p, ctx.causal = p, causal
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        q, k, v, out, logsumexp = ctx.saved_tensors
+        q, k, v, out, logsumexp, *keeps = ctx.saved_tensors
         p, causal = ctx.p, ctx.causal
-        generator = torch.Generator(device=q.device).manual_seed(ctx.seed)
         grad = grad.contiguous()
         # rowsum(dO * O) = rowsum(P * dP): the softmax backward without keeping P
         acc = _statistics_type(q)
@@ -126,13 +121,13 @@ class _BlockedAttention(torch.autograd.Function):
         dk = torch.zeros_like(k, dtype=acc)
         dv = torch.zeros_like(v, dtype=acc)
         scale = q.shape[-1] ** -0.5
-        for start, end, keys in _row_blocks(q, k.shape[-2], causal):
+        for block, (start, end, keys) in enumerate(_row_blocks(q, k.shape[-2], causal)):
             weights = _block_scores(q[..., start:end, :], k[..., :keys, :], start, causal)
             weights.sub_(logsumexp[..., start:end, None]).exp_()  # the softmax, before dropout
             rows_grad = grad[..., start:end, :]
             d_weights = torch.matmul(rows_grad, v[..., :keys, :].transpose(-1, -2)).to(acc)
             if p > 0:
-                keep = _dropout_keep(weights.shape, p, generator)
+                keep = keeps[block]
                 dropped = weights * keep / (1 - p)
                 d_weights.mul_(keep).div_(1 - p)
             else:
@@ -323,7 +318,7 @@ class LapsEncoder(Encoder):
 
 
 class LapsDecoder(Decoder):
-    """LAPS track decoder: learned point queries cross-attend to the codes; one displacement class per point and step."""
+    """LAPS track decoder: point queries cross-attend to the codes; a displacement class per point and step."""
 
     def __init__(
         self,
