@@ -83,11 +83,11 @@ class _BlockedAttention(torch.autograd.Function):
     """``attend`` with dropout, a block of query rows at a time.
 
     The backward pass keeps q, k, v, the output, each row's log-sum-exp and the dropout masks
-    (one byte per visible weight), and recomputes each block's weights from them. Drawing
-    the masks again instead would halve that memory but costs as much time as the rest of
-    the attention: torch's CPU generator is the bottleneck. Causal blocks stop at their last
-    row's key, skipping the masked half. Softmax statistics and gradient sums are at least
-    float32 whatever the input type.
+    (one byte per visible weight, a quarter of the float32 weights), and recomputes each
+    block's weights from them. Drawing the masks again from a stored seed would save that
+    memory, but torch's CPU generator is slow: a second draw adds about a sixth to the time.
+    Causal blocks stop at their last row's key, skipping the masked half. Softmax statistics
+    and gradient sums are at least float32 whatever the input type.
     """
 
     @staticmethod
