@@ -15,6 +15,8 @@ from motionhub_amplify import (
     AmplifyDecoder,
     AmplifyEncoder,
     CodeHistogramEntropy,
+    LapsDecoder,
+    LapsEncoder,
     FocalLoss,
     RelativeCE,
     load_reference_state_dict,
@@ -367,8 +369,8 @@ def test_hooks_register_the_components():
     for hook in (register_encoders, register_decoders, register_losses):
         hook(lambda name, cls, kind=hook.__name__: registered.setdefault(kind, {}).update({name: cls}))
     assert registered == {
-        "register_encoders": {"amplify": AmplifyEncoder},
-        "register_decoders": {"amplify": AmplifyDecoder},
+        "register_encoders": {"amplify": AmplifyEncoder, "laps": LapsEncoder},
+        "register_decoders": {"amplify": AmplifyDecoder, "laps": LapsDecoder},
         "register_losses": {"relative_ce": RelativeCE, "focal": FocalLoss,
                             "code_histogram_entropy": CodeHistogramEntropy},
     }
