@@ -167,6 +167,30 @@ class _Sampler(threading.Thread):
             self.peak = max(self.peak, _status_kib("VmRSS"))
 
 
+def race(steps: dict, reps: int, warmup: int, setting: str) -> None:
+    """Time ``steps`` {"reference": f, "motionhub": g} alternately, ``reps`` times after ``warmup``
+    untimed rounds, and print the medians and their ratios (reference / motionhub)."""
+    reset_peak = _can_reset_peak()
+    print(f"{setting}, float32, {torch.get_num_threads()} threads, {reps} repetitions after {warmup} warm-up "
+          f"step(s); peak RSS by {'VmHWM reset' if reset_peak else '1 ms VmRSS sampling'}; "
+          f"load average {os.getloadavg()[0]:.2f}")
+    for _ in range(warmup):
+        for step in steps.values():
+            step()
+    results = {name: [] for name in steps}
+    for rep in range(reps):
+        order = list(steps) if rep % 2 == 0 else list(reversed(steps))  # neither always runs first
+        for name in order:
+            results[name].append(measure(steps[name], reset_peak))
+    medians = {name: [statistics.median(r[i] for r in runs) for i in range(3)] for name, runs in results.items()}
+    print(f"{'':10} {'wall s':>8} {'CPU s':>8} {'added MiB':>10}")
+    for name, (wall, cpu, mem) in medians.items():
+        print(f"{name:10} {wall:8.3f} {cpu:8.3f} {mem:10.1f}")
+    wall, cpu, mem = (r / m for r, m in zip(medians["reference"], medians["motionhub"]))
+    print(f"{'ratio':10} {wall:7.2f}x {cpu:7.2f}x {mem:9.2f}x  (reference / motionhub)")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
 def measure(step, reset_peak: bool) -> tuple[float, float, float]:
     """(wall s, CPU s, MiB added above the resting RSS) of one call of ``step``."""
     gc.collect()
@@ -227,26 +251,7 @@ def main() -> None:
         "reference": lambda: reference_step(reference, ref_opt, traj),
         "motionhub": lambda: our_step(ours, our_opt, points, loss_fn),
     }
-    reset_peak = _can_reset_peak()
-    print(f"batch {args.batch}, float32, {torch.get_num_threads()} threads, {args.reps} repetitions after "
-          f"{args.warmup} warm-up steps; peak RSS by {'VmHWM reset' if reset_peak else '1 ms VmRSS sampling'}; "
-          f"load average {os.getloadavg()[0]:.2f}")
-    for _ in range(args.warmup):
-        for step in steps.values():
-            step()
-    results = {name: [] for name in steps}
-    for rep in range(args.reps):
-        order = list(steps) if rep % 2 == 0 else list(reversed(steps))  # neither always runs first
-        for name in order:
-            results[name].append(measure(steps[name], reset_peak))
-
-    medians = {name: [statistics.median(r[i] for r in runs) for i in range(3)] for name, runs in results.items()}
-    print(f"{'':10} {'wall s':>8} {'CPU s':>8} {'added MiB':>10}")
-    for name, (wall, cpu, mem) in medians.items():
-        print(f"{name:10} {wall:8.3f} {cpu:8.3f} {mem:10.1f}")
-    wall, cpu, mem = (r / m for r, m in zip(medians["reference"], medians["motionhub"]))
-    print(f"{'ratio':10} {wall:7.2f}x {cpu:7.2f}x {mem:9.2f}x  (reference / motionhub)")
-
+    race(steps, args.reps, args.warmup, f"batch {args.batch}")
 
 if __name__ == "__main__":
     main()

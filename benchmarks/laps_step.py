@@ -32,8 +32,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import os
-import statistics
 import sys
 import tempfile
 import types
@@ -49,7 +47,7 @@ from motionhub_amplify.tracks import radius_velocities
 from motionhub_quantizers import FSQ
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from amplify_step import _can_reset_peak, measure  # noqa: E402  (the shared memory measurement)
+from amplify_step import race  # noqa: E402  (the shared timing and memory measurement)
 
 IMAGE_SIZE = (480, 853)  # the reference's frames: shorter side 480, 16:9
 GAMMA, CENTRE_ALPHA = 2.0, 0.25
@@ -204,27 +202,8 @@ def main() -> None:
         our_loss({"motion": points}, ours(points), fmt).backward()
         our_opt.step()
 
-    steps = {"reference": reference_step, "motionhub": our_step}
-    reset_peak = _can_reset_peak()
-    print(f"float32, {torch.get_num_threads()} threads, {args.reps} repetitions after {args.warmup} warm-up "
-          f"step(s); peak RSS by {'VmHWM reset' if reset_peak else '1 ms VmRSS sampling'}; "
-          f"load average {os.getloadavg()[0]:.2f}")
-    for _ in range(args.warmup):
-        for step in steps.values():
-            step()
-    results = {name: [] for name in steps}
-    for rep in range(args.reps):
-        order = list(steps) if rep % 2 == 0 else list(reversed(steps))  # neither always runs first
-        for name in order:
-            results[name].append(measure(steps[name], reset_peak))
-    medians = {name: [statistics.median(r[i] for r in runs) for i in range(3)] for name, runs in results.items()}
-    print(f"{'':10} {'wall s':>8} {'CPU s':>8} {'added MiB':>10}")
-    for name, (wall, cpu, mem) in medians.items():
-        print(f"{name:10} {wall:8.3f} {cpu:8.3f} {mem:10.1f}")
-    wall, cpu, mem = (r / m for r, m in zip(medians["reference"], medians["motionhub"]))
-    print(f"{'ratio':10} {wall:7.2f}x {cpu:7.2f}x {mem:9.2f}x  (reference / motionhub)")
-    print(f"load average after: {os.getloadavg()[0]:.2f}")
-
+    race({"reference": reference_step, "motionhub": our_step}, args.reps, args.warmup,
+         f"{args.points} points, batch {args.batch}")
 
 if __name__ == "__main__":
     main()

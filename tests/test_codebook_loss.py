@@ -190,3 +190,17 @@ def test_recipe_arguments_are_type_checked():
     assert bind_arguments(component, dict(levels=[8, 5, 5, 5], temperature=0.5, diversity_weight=2), "losses[0]") == []
     problems = dict(bind_arguments(component, dict(levels=8, temperature="low"), "losses[0]"))
     assert set(problems) == {"losses[0].levels", "losses[0].temperature"}
+
+
+def test_token_weights_follow_the_frames_each_token_covers_when_tokens_do_not_divide_frames():
+    from motionhub_losses.codebook import _token_weights
+
+    mask = torch.zeros(2, 16, dtype=torch.bool)
+    mask[0, :12] = True  # 12 real frames of 16
+    mask[1] = True
+    weights = _token_weights(mask, 2, 15).view(2, 15)  # 15 tokens for 16 frames, as a track encoder gives
+    # token k covers frames floor(16 k / 15) .. ceil(16 (k + 1) / 15) - 1: tokens 0..11 touch a real frame
+    assert (weights[0] > 0).tolist() == [True] * 12 + [False] * 3
+    assert (weights[1] > 0).all() and weights.sum().item() == pytest.approx(1.0)
+    assert torch.equal(_token_weights(mask, 2, 4).view(2, 4) > 0,
+                       torch.tensor([[True, True, True, False], [True] * 4]))

@@ -138,12 +138,14 @@ def test_shapes_and_downsampling():
     fmt = tracks_format()
     halved = LapsEncoder(fmt, **{**SMALL, "horizon": 6, "codes": 3})
     assert halved(random_points(2, frames=6)).shape == (2, 3, 32) and halved.downsample == 2
+    uneven = LapsEncoder(fmt, **{**SMALL, "codes": 4})  # 4 codes of a 5-frame window, as AMPLIFY's T - 1
+    assert uneven(random_points(2)).shape == (2, 4, 32) and uneven.downsample == 1
 
 
 def test_settings_that_cannot_work_are_refused():
     fmt = tracks_format()
-    with pytest.raises(ValueError, match=r"codes \(3\) must divide horizon \(5\)"):
-        LapsEncoder(fmt, **{**SMALL, "codes": 3})
+    with pytest.raises(ValueError, match=r"codes must be 1 to horizon \(5\).*got codes 6"):
+        LapsEncoder(fmt, **{**SMALL, "codes": 6})
     with pytest.raises(ValueError, match="image_size"):
         LapsEncoder(tracks_format(image_size=None), **SMALL)
     assert LapsEncoder(tracks_format(image_size=None), image_size=[48, 64], **SMALL).image_size == (48, 64)

@@ -28,7 +28,7 @@ from motionhub.errors import MotionhubError
 from motionhub.formats import MotionFormat
 from motionhub.tokenizer import Decoder, Encoder, mirrored_settings
 
-from .tracks import decode_points, radius_velocities
+from .tracks import decode_points, radius_velocities, track_layout
 
 Queries = Literal["points", "steps_points"]
 
@@ -230,15 +230,6 @@ def _layer_keys(layers: nn.ModuleList, ours: str, theirs: str) -> dict[str, str]
 # ---------------------------------------------------------------------------- encoder and decoder
 
 
-def _track_layout(format: MotionFormat) -> tuple[int, int]:
-    """(views, tracks) of a ``(views, tracks, 2)`` track format."""
-    shape = tuple(format.feature_shape)
-    if len(shape) != 3 or shape[2] != 2:
-        raise ValueError(f"the LAPS tokenizer needs point tracks shaped (views, tracks, 2); "
-                         f"format '{format.name}' has {shape}")
-    return shape[0], shape[1]
-
-
 class LapsEncoder(Encoder):
     """LAPS track encoder: one causal post-LN token per point and step, projected along the sequence to the codes."""
 
@@ -259,24 +250,24 @@ class LapsEncoder(Encoder):
 
         Velocities are clamp(pixels per step / ``radius``, -1, 1) in (x, y), pixels counted in
         ``image_size`` [height, width] (default: the data format's). ``causal``: token s sees
-        tokens s' <= s, s = (step * views + view) * tracks + point. ``codes`` must divide
-        ``horizon``: the framework counts horizon / codes frames per token.
+        tokens s' <= s, s = (step * views + view) * tracks + point. Every code depends on the
+        whole window; ``downsample`` (the frames the framework counts per code) is
+        horizon / codes where that is whole, else 1 (as for AMPLIFY's 15 codes of 16 frames).
         """
         super().__init__()
-        views, tracks = _track_layout(format)
+        views, tracks = track_layout(format, "the LAPS tokenizer")
         size = image_size if image_size is not None else format.image_size
         if size is None:
             raise ValueError("the LAPS encoder measures velocities in pixels, and the data's files differ in frame "
                              "size; set the encoder's image_size: [height, width]")
-        if horizon < 2 or codes < 1 or horizon % codes:
-            raise ValueError(f"codes ({codes}) must divide horizon ({horizon}), horizon at least 2: the framework "
-                             f"counts horizon / codes frames per token")
+        if horizon < 2 or not 1 <= codes <= horizon:
+            raise ValueError(f"codes must be 1 to horizon ({horizon}) and horizon at least 2; got codes {codes}")
         if radius <= 0:
             raise ValueError(f"radius must be positive (pixels per unit of velocity); got {radius}")
         self.image_size = (int(size[0]), int(size[1]))
         self.out_dim, self.hidden_dim, self.num_heads, self.num_layers = hidden_dim, hidden_dim, num_heads, num_layers
         self.dropout, self.codes, self.horizon, self.radius, self.causal = dropout, codes, horizon, radius, causal
-        self.downsample = horizon // codes
+        self.downsample = horizon // codes if horizon % codes == 0 else 1
         tokens = (horizon - 1) * views * tracks
         self.embed = nn.Linear(2, hidden_dim)
         self.positions = nn.Parameter(torch.randn(1, tokens, hidden_dim))
@@ -346,7 +337,7 @@ class LapsDecoder(Decoder):
           encoder layer, against 400 for ``points``.
         """
         super().__init__()
-        views, tracks = _track_layout(format)
+        views, tracks = track_layout(format, "the LAPS tokenizer")
         settings = mirrored_settings(encoder, LapsEncoder, dict(
             num_heads=num_heads, num_layers=num_layers, dropout=dropout, horizon=horizon),
             {"num_heads": 8, "num_layers": 2, "dropout": 0.1, "horizon": 16})

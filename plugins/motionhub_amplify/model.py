@@ -19,7 +19,7 @@ from motionhub.errors import MotionhubError
 from motionhub.formats import MotionFormat
 from motionhub.tokenizer import Decoder, Encoder
 
-from .tracks import decode_points, velocities
+from .tracks import decode_points, track_layout, velocities
 
 
 def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -134,14 +134,6 @@ def _init_transformer(positions: nn.Parameter, blocks: nn.ModuleList) -> None:
             nn.init.normal_(param, std=0.02)
 
 
-def _track_layout(format: MotionFormat) -> tuple[int, int]:
-    """(views, tracks) of a ``(views, tracks, 2)`` track format."""
-    shape = tuple(format.feature_shape)
-    if len(shape) != 3 or shape[2] != 2:
-        raise ValueError(f"AMPLIFY needs point tracks shaped (views, tracks, 2); format '{format.name}' has {shape}")
-    return shape[0], shape[1]
-
-
 class AmplifyEncoder(Encoder):
     """AMPLIFY track encoder: one causal transformer token per frame-to-frame velocity."""
 
@@ -157,7 +149,7 @@ class AmplifyEncoder(Encoder):
     ):
         """``horizon`` frames per window give ``horizon - 1`` velocity tokens."""
         super().__init__()
-        views, tracks = _track_layout(format)
+        views, tracks = track_layout(format, "AMPLIFY")
         self.out_dim, self.causal = hidden_dim, causal
         self.proj = nn.Linear(views * tracks * 2, hidden_dim)
         self.pos_emb = nn.Parameter(torch.empty(horizon - 1, hidden_dim))
@@ -193,7 +185,7 @@ class AmplifyDecoder(Decoder):
     ):
         """Logits over a ``grid`` (rows, cols) window of integer-pixel displacements per track step."""
         super().__init__()
-        views, tracks = _track_layout(format)
+        views, tracks = track_layout(format, "AMPLIFY")
         self.grid = (int(grid[0]), int(grid[1]))
         self.image_size = format.image_size
         self.queries = nn.Parameter(torch.empty(horizon - 1, dim))

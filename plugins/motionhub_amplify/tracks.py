@@ -32,6 +32,14 @@ from motionhub.errors import MotionhubError
 Size = Sequence[int] | Sequence[float] | torch.Tensor
 
 
+def track_layout(format, model: str) -> tuple[int, int]:
+    """(views, tracks) of a ``(views, tracks, 2)`` point-track ``format``; ``model`` names who asks."""
+    shape = tuple(format.feature_shape)
+    if len(shape) != 3 or shape[2] != 2:
+        raise ValueError(f"{model} needs point tracks shaped (views, tracks, 2); format '{format.name}' has {shape}")
+    return shape[0], shape[1]
+
+
 def velocities(points: torch.Tensor) -> torch.Tensor:
     """Frame differences: (B, T, ...) -> (B, T - 1, ...)."""
     return points[:, 1:] - points[:, :-1]

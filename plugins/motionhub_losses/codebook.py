@@ -120,5 +120,12 @@ def _token_weights(mask: torch.Tensor | None, b: int, n: int) -> torch.Tensor:
     """(B * N,) weights summing to 1 over tokens that cover at least one real frame of the (B, T) mask."""
     if mask is None:
         return torch.full((b * n,), 1.0 / (b * n))
-    real = mask.reshape(b, n, -1).any(-1).reshape(-1).float()
+    # token k covers frames [floor(k T / n), ceil((k + 1) T / n)): T need not be a multiple of n
+    # (a track encoder gives T - 1 velocity tokens for T frames)
+    frames = mask.shape[1]
+    k = torch.arange(n + 1, device=mask.device)
+    starts = (k[:-1] * frames) // n
+    ends = torch.maximum(-((-k[1:] * frames) // n), starts + 1).clamp(max=frames)
+    counts = torch.nn.functional.pad(mask.long().cumsum(1), (1, 0))  # (B, T + 1) real frames before each
+    real = ((counts[:, ends] - counts[:, starts]) > 0).reshape(-1).float()
     return real / real.sum().clamp_min(1.0)
