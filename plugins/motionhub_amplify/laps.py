@@ -12,6 +12,14 @@ score, weight and dropout mask of a 6000-token window for the backward pass.
 
 ``LapsEncoder.laps_key_map`` / ``LapsDecoder.laps_key_map`` name the reference's state-dict
 key of every tensor (``motionhub import laps`` reads them).
+
+What the reference's architecture does, kept for fidelity and worth knowing when reading its
+results: the causal mask does not make the tokenizer causal, since the sequence projection
+gives every code a weighted sum of all tokens, the last of which has seen the whole window;
+within a step the mask's order over points is arbitrary; the decoder's memory has no positions,
+so it sees the codes as an unordered set; and with ``queries: points`` every step of a window
+gets the same logits, so at best the decoder learns each point's label marginal over the
+window (``queries: steps_points`` lifts that).
 """
 
 from __future__ import annotations
