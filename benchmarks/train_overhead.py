@@ -208,7 +208,8 @@ def motionhub_recipe(steps: int, threads: int, out: Path, seed: int):
                     "max_frames": 160, "window": WINDOW}
     overrides = [f"run.out={out}", f"run.seed={seed}", f"train.batch_size={BATCH}", "train.warmup_iters=0",
                  f"train.iters={steps}", f"train.log_every={min(200, steps)}", "train.eval_every=0",
-                 "train.checkpoint_every=0", f"train.threads={threads}", "eval.train_codebook=false"]
+                 "train.checkpoint_every=0", f"train.threads={threads}", "eval.train_codebook=false",
+                 "train.milestones=[]"]
     return recipe_from_tree(tree, str(RECIPE), overrides)
 
 

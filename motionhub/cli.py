@@ -150,6 +150,9 @@ def _train(args) -> int:
 
     path, overrides, resume = Path(args.recipe), list(args.overrides), args.resume
     if path.is_dir():  # a run directory: resume it with the recipe it was started with
+        if not (path / "recipe.yaml").is_file():
+            raise MotionhubError(f"{path} is a directory, not a recipe file, and not a run directory either "
+                                 f"(it holds no recipe.yaml): pass a recipe's YAML file, or a run directory to resume")
         overrides, resume = [*overrides, f"run.out={path}"], True
         path = path / "recipe.yaml"
     recipe = load_recipe(path, overrides)

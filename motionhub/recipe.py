@@ -14,13 +14,13 @@ import dataclasses
 import inspect
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
 from .errors import MotionhubError, RecipeError, UnknownComponentError, did_you_mean
 from .registry import Component, Registry
-from .typecheck import annotations_of, type_problem
+from .typecheck import Bounds, annotations_of, bounds_of, type_problem
 
 
 # ---------------------------------------------------------------------------- sections
@@ -28,37 +28,44 @@ from .typecheck import annotations_of, type_problem
 class RunConfig:
     name: str = "run"  # names the run directory
     out: str = "runs/${run.name}"  # where checkpoints, metrics and reports go
-    seed: int = 0  # seeds data sampling, initialisation and every RNG the loop uses
+    # seeds data sampling, initialisation and every RNG the loop uses
+    seed: Annotated[int, Bounds(low=0, high=2**32 - 1)] = 0
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    batch_size: int = 32  # per process
-    iters: int = 1000  # optimizer steps after warm-up
-    lr: float = 2e-4
-    betas: list[float] = dataclasses.field(default_factory=lambda: [0.9, 0.99])
-    weight_decay: float = 0.0
-    warmup_iters: int = 0  # linear warm-up steps, taken before ``iters``
+    batch_size: Annotated[int, Bounds(low=1)] = 32  # per process
+    iters: Annotated[int, Bounds(low=1)] = 1000  # optimizer steps after warm-up
+    lr: Annotated[float, Bounds(low=0, low_open=True)] = 2e-4
+    betas: Annotated[list[float], Bounds(low=0, high=1, high_open=True, length=2, hint="AdamW's [beta1, beta2], "
+                                         "e.g. [0.9, 0.99]")] = dataclasses.field(default_factory=lambda: [0.9, 0.99])
+    weight_decay: Annotated[float, Bounds(low=0)] = 0.0
+    warmup_iters: Annotated[int, Bounds(low=0)] = 0  # linear warm-up steps, taken before ``iters``
     schedule: Literal["multistep", "cosine"] = "multistep"  # after warm-up
-    milestones: list[int] = dataclasses.field(default_factory=list)  # multistep: steps after warm-up
-    gamma: float = 0.05  # multistep: lr factor at each milestone
-    grad_clip: float | None = None  # max gradient norm; null = no clipping
+    # multistep: steps after warm-up, each within the run (below ``iters``)
+    milestones: Annotated[list[int], Bounds(low=1)] = dataclasses.field(default_factory=list)
+    gamma: Annotated[float, Bounds(low=0, low_open=True)] = 0.05  # multistep: lr factor at each milestone
+    # max gradient norm; null = no clipping
+    grad_clip: Annotated[float | None, Bounds(low=0, low_open=True, hint="the largest gradient norm; null turns "
+                                                                       "clipping off")] = None
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    grad_accum: int = 1  # micro-batches per optimizer step
+    grad_accum: Annotated[int, Bounds(low=1)] = 1  # micro-batches per optimizer step
     on_nonfinite: Literal["stop", "skip"] = "stop"  # a NaN/Inf loss stops the run, or skips the step
     compile: bool = False  # torch.compile the model (slower start, faster steps on GPU)
-    log_every: int = 10  # steps between metrics.jsonl rows
-    eval_every: int = 0  # steps between evaluations on the val split; 0 = only at the end
-    checkpoint_every: int = 0  # steps between checkpoints (last.pt and step_N.pt); 0 = only at the end
+    log_every: Annotated[int, Bounds(low=1)] = 10  # steps between metrics.jsonl rows
+    # steps between evaluations on the val split; 0 = only at the end
+    eval_every: Annotated[int, Bounds(low=0, hint="0 evaluates only at the end")] = 0
+    # steps between checkpoints (last.pt and step_N.pt); 0 = only at the end
+    checkpoint_every: Annotated[int, Bounds(low=0, hint="0 checkpoints only at the end")] = 0
     trackers: list[Literal["tensorboard", "wandb"]] = dataclasses.field(default_factory=list)
-    threads: int | None = None  # torch CPU threads; fixed for bit-exact resumes on CPU
+    threads: Annotated[int | None, Bounds(low=1)] = None  # torch CPU threads; fixed for bit-exact resumes on CPU
 
 
 @dataclasses.dataclass
 class EvalConfig:
-    batch_size: int = 32
-    min_length: int | None = None  # frames; shorter val clips are skipped
-    max_length: int | None = None  # frames; longer val clips are skipped
+    batch_size: Annotated[int, Bounds(low=1)] = 32
+    min_length: Annotated[int | None, Bounds(low=1)] = None  # frames; shorter val clips are skipped
+    max_length: Annotated[int | None, Bounds(low=1)] = None  # frames; longer val clips are skipped
     # metric plugins, each a name or {name: ..., its arguments}; null = every one that applies to the data
     metrics: list[str | dict[str, Any]] | None = None
     best: str = "loss"  # val figure that selects checkpoints/best.pt (its metric says whether higher is better)
@@ -69,10 +76,11 @@ class EvalConfig:
 class BenchConfig:
     """How ``motionhub bench`` streams: each value can also be given on its command line."""
 
-    window: int | None = None  # frames per streaming window; null = data.window
-    stride: int | None = None  # frames between window starts (a new window every S frames); null = window
-    windows: int = 1000  # windows timed, at most
-    warmup: int = 10  # untimed encodes first
+    window: Annotated[int | None, Bounds(low=1)] = None  # frames per streaming window; null = data.window
+    # frames between window starts (a new window every S frames); null = window
+    stride: Annotated[int | None, Bounds(low=1)] = None
+    windows: Annotated[int, Bounds(low=1)] = 1000  # windows timed, at most
+    warmup: Annotated[int, Bounds(low=0)] = 10  # untimed encodes first
     split: Literal["train", "val", "test"] = "val"  # clips played back to back as the stream
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16 / fp16: autocast, as mixed-precision inference
 
@@ -92,7 +100,7 @@ class ComponentSpec:
 
 @dataclasses.dataclass
 class DataSpec(ComponentSpec):
-    window: int = 64  # frames per training window (T2M-GPT 64, MotionMillion 96)
+    window: Annotated[int, Bounds(low=1)] = 64  # frames per training window (T2M-GPT 64, MotionMillion 96)
     short: Literal["drop", "pad"] = "drop"  # clips shorter than the window: dropped, or padded and masked
     weighting: Literal["uniform", "length"] = "uniform"  # clip choice: uniform, or by number of windows
     store: Literal["packed", "memory"] = "packed"  # packed HDF5 store in the cache, or clips held in memory
@@ -102,8 +110,8 @@ class DataSpec(ComponentSpec):
 
 @dataclasses.dataclass
 class LossSpec(ComponentSpec):
-    weight: float = 1.0
-    every: int = 1  # compute every N steps (expensive losses)
+    weight: Annotated[float, Bounds(low=0)] = 1.0
+    every: Annotated[int, Bounds(low=1)] = 1  # compute every N steps (expensive losses)
     schedule: list[list[float]] | None = None  # [[step, weight], ...], linear in between
 
 
@@ -170,9 +178,26 @@ def parse_yaml(text: str, source: str) -> Any:
 def read_tree(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        hint = " (it is a directory)" if path.is_dir() else ""
-        raise MotionhubError(f"recipe file not found: {path}{hint}")
-    tree = parse_yaml(path.read_text(), str(path))
+        if path.is_dir():
+            inside = path / "recipe.yaml"
+            hint = f", e.g. {inside}" if inside.is_file() else ""
+            raise MotionhubError(f"{path} is a directory, not a recipe file: pass a recipe's YAML file{hint}")
+        raise MotionhubError(f"recipe file not found: {path}")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except PermissionError:
+        raise MotionhubError(f"{path}: cannot read the recipe file: permission denied. "
+                             f"Make it readable (chmod u+r {path}) or pass another recipe") from None
+    except OSError as exc:
+        raise MotionhubError(f"{path}: cannot read the recipe file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise MotionhubError(f"{path}: not a text recipe: byte {exc.start} is not UTF-8 "
+                             f"(0x{exc.object[exc.start]:02x}). A recipe is a YAML text file saved as UTF-8; "
+                             f"is this the right file?") from None
+    if "\x00" in text:
+        raise MotionhubError(f"{path}: not a text recipe: it holds NUL bytes (a binary file?). "
+                             f"A recipe is a YAML text file saved as UTF-8; is this the right file?")
+    tree = parse_yaml(text, str(path))
     if tree is None:
         tree = {}
     if not isinstance(tree, dict):
@@ -292,8 +317,7 @@ def recipe_from_tree(tree: dict[str, Any], source: str, overrides: list[str] | N
         if key not in SECTIONS:
             problems.append((key, f"unknown section{did_you_mean(key, SECTIONS) or '.'} Sections: {', '.join(SECTIONS)}"))
     settings = {name: _settings(tree.get(name), cls, name, problems) for name, cls in SETTING_SECTIONS.items()}
-    if settings["bench"] is not None:
-        problems += _bench_problems(settings["bench"])
+    problems += _between_settings(settings["train"], settings["eval"])
     components = {}
     for section, kind in COMPONENT_SECTIONS.items():
         if section not in tree:
@@ -355,18 +379,42 @@ def _settings(node: Any, cls: type, path: str, problems: list) -> Any:
     if not isinstance(node, dict):
         problems.append((path, f"expected a mapping of settings, got {type(node).__name__}"))
         return None
-    hints = annotations_of(cls)
+    hints, bounds = annotations_of(cls), bounds_of(cls)
     fields = [f.name for f in dataclasses.fields(cls)]
     values = {}
     for key, value in node.items():
         if key not in fields:
             problems.append((f"{path}.{key}", f"unknown key{did_you_mean(key, fields) or '.'} "
                                               f"Keys of '{path}': {', '.join(fields)}"))
-        elif (problem := type_problem(value, hints.get(key))) is not None:
+        elif (problem := value_problem(value, hints.get(key), bounds.get(key))) is not None:
             problems.append((f"{path}.{key}", problem))
         else:
             values[key] = value
     return cls(**values)
+
+
+def value_problem(value: Any, annotation: Any, bounds: Bounds | None) -> str | None:
+    """What is wrong with ``value`` for a field or argument of this type and these bounds, or None."""
+    problem = type_problem(value, annotation)
+    if problem is None and bounds is not None:
+        problem = bounds.problem(value)
+    return problem
+
+
+def _between_settings(train: TrainConfig | None, ev: EvalConfig | None) -> list[tuple[str, str]]:
+    """Problems between settings that are each valid alone."""
+    problems = []
+    if train is not None and train.schedule == "multistep":
+        late = [m for m in train.milestones if m >= train.iters]
+        if late:
+            problems.append(("train.milestones", f"{late[0]} is not within the run: milestones count steps after "
+                                                 f"warm-up, and the run is train.iters={train.iters} steps long. Use "
+                                                 f"milestones below {train.iters}, raise train.iters, or drop them "
+                                                 f"with train.milestones=[]"))
+    if ev is not None and ev.min_length is not None and ev.max_length is not None and ev.min_length > ev.max_length:
+        problems.append(("eval.min_length", f"{ev.min_length} is above eval.max_length={ev.max_length}, so every val "
+                                            f"clip would be skipped. Lower eval.min_length or raise eval.max_length"))
+    return problems
 
 
 def _component(node: Any, kind: str, path: str, registry: Registry, problems: list,
@@ -399,7 +447,7 @@ def bind_arguments(component: Component, kwargs: dict[str, Any], path: str) -> l
         return []
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     named = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    hints = annotations_of(component.cls)
+    hints, bounds = annotations_of(component.cls), bounds_of(component.cls)
     problems = []
     for key, value in kwargs.items():
         if key not in named:
@@ -408,7 +456,7 @@ def bind_arguments(component: Component, kwargs: dict[str, Any], path: str) -> l
                 problems.append((f"{path}.{key}", f"unknown key{hint} {component.kind} '{component.name}' takes: "
                                                   f"{', '.join(named) or 'no arguments'}"))
             continue
-        if (problem := type_problem(value, hints.get(key))) is not None:
+        if (problem := value_problem(value, hints.get(key), bounds.get(key))) is not None:
             problems.append((f"{path}.{key}", problem))
     for name in named:
         param = params[name]
@@ -417,20 +465,13 @@ def bind_arguments(component: Component, kwargs: dict[str, Any], path: str) -> l
     return problems
 
 
-def _bench_problems(bench: BenchConfig) -> list[tuple[str, str]]:
-    lowest = {"window": 1, "stride": 1, "windows": 1, "warmup": 0}
-    return [(f"bench.{key}", f"must be at least {low}") for key, low in lowest.items()
-            if isinstance(getattr(bench, key), int) and getattr(bench, key) < low]
-
-
 def _data_spec(spec: ComponentSpec, node: dict[str, Any], problems: list) -> DataSpec:
     extras = {k: node[k] for k in DATA_KEYS if k in node}
-    hints = annotations_of(DataSpec)
-    for key, value in extras.items():
-        if (problem := type_problem(value, hints.get(key))) is not None:
+    hints, bounds = annotations_of(DataSpec), bounds_of(DataSpec)
+    for key, value in list(extras.items()):
+        if (problem := value_problem(value, hints.get(key), bounds.get(key))) is not None:
             problems.append((f"data.{key}", problem))
-    if isinstance(extras.get("window"), int) and extras["window"] < 1:
-        problems.append(("data.window", "must be at least 1 frame"))
+            del extras[key]
     return DataSpec(spec.path, spec.component, spec.kwargs, **extras)
 
 
@@ -449,10 +490,10 @@ def _losses(node: Any, registry: Registry, problems: list) -> list[LossSpec]:
         if spec is None:
             continue
         extras = {k: item[k] for k in LOSS_KEYS if isinstance(item, dict) and k in item}
-        for key, annotation in (("weight", float), ("every", int), ("schedule", list[list[float]])):
-            if key in extras and (problem := type_problem(extras[key], annotation)) is not None:
+        hints, bounds = annotations_of(LossSpec), bounds_of(LossSpec)
+        for key in list(extras):
+            if (problem := value_problem(extras[key], hints.get(key), bounds.get(key))) is not None:
                 problems.append((f"{path}.{key}", problem))
-        if isinstance(extras.get("every"), int) and extras["every"] < 1:
-            problems.append((f"{path}.every", "must be at least 1"))
+                del extras[key]
         specs.append(LossSpec(spec.path, spec.component, spec.kwargs, **extras))
     return specs

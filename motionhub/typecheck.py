@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections.abc
+import dataclasses
 import inspect
 import types
 import typing
@@ -79,3 +80,81 @@ def describe(annotation: Any) -> str:
     if annotation is float:
         return "number"
     return getattr(annotation, "__name__", str(annotation))
+
+
+# ---------------------------------------------------------------------------- value bounds
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """Allowed values of a number (or of every number in a list), declared with its type:
+    ``batch_size: Annotated[int, Bounds(low=1)]``; ``None`` always passes (it means "unset").
+
+    ``low`` / ``high`` are inclusive unless ``low_open`` / ``high_open``; ``length`` fixes the
+    number of items of a list; ``hint`` says what the value means, after the message.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    length: int | None = None
+    hint: str = ""
+
+    def allowed(self) -> str:
+        if self.low is not None and self.high is not None:
+            return (f"{'greater than' if self.low_open else 'at least'} {self.low} and "
+                    f"{'below' if self.high_open else 'at most'} {self.high}")
+        if self.low is not None:
+            return f"{'greater than' if self.low_open else 'at least'} {self.low}"
+        if self.high is not None:
+            return f"{'below' if self.high_open else 'at most'} {self.high}"
+        return "any number"
+
+    def fits(self, number: Any) -> bool:
+        if not isinstance(number, (int, float)) or isinstance(number, bool):
+            return True  # the type check reports it
+        if number != number:  # NaN fits no range
+            return False
+        if self.low is not None and (number <= self.low if self.low_open else number < self.low):
+            return False
+        if self.high is not None and (number >= self.high if self.high_open else number > self.high):
+            return False
+        return True
+
+    def problem(self, value: Any) -> str | None:
+        """None if ``value`` is within these bounds, else ``"must be ..., got V"``."""
+        hint = f" ({self.hint})" if self.hint else ""
+        if value is None:
+            return None
+        if isinstance(value, (list, tuple)):
+            if self.length is not None and len(value) != self.length:
+                return f"must hold {self.length} numbers, got {len(value)}: {list(value)!r}{hint}"
+            bad = [v for v in value if not self.fits(v)]
+            if bad:
+                return f"each item must be {self.allowed()}, got {bad[0]!r} in {list(value)!r}{hint}"
+            return None
+        if not self.fits(value):
+            return f"must be {self.allowed()}, got {value!r}{hint}"
+        return None
+
+
+def bounds_of(cls: type) -> dict[str, Bounds]:
+    """The ``Bounds`` each parameter of ``cls.__init__`` declares in an ``Annotated`` type."""
+    try:
+        hints = typing.get_type_hints(cls.__init__, include_extras=True)
+    except Exception:
+        return {}
+    found = {}
+    for name, hint in hints.items():
+        for meta in _annotated_metadata(hint):
+            if isinstance(meta, Bounds):
+                found[name] = meta
+    return found
+
+
+def _annotated_metadata(hint: Any) -> tuple:
+    """Metadata of ``Annotated[...]``, also inside ``Optional[Annotated[...]]``."""
+    if typing.get_origin(hint) is typing.Annotated:
+        return hint.__metadata__
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return tuple(m for arg in typing.get_args(hint) for m in _annotated_metadata(arg))
+    return ()

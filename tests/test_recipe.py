@@ -56,7 +56,8 @@ def test_bench_section_defaults_values_and_mistakes():
     problems, message = problems_of({**TINY_RECIPE, "bench": {"stride": 0, "strde": 4, "precision": "int8",
                                                               "warmup": -1}})
     assert message.startswith("recipe.yaml: 4 problems:")
-    assert problems["bench.stride"] == "must be at least 1" and problems["bench.warmup"] == "must be at least 0"
+    assert problems["bench.stride"] == "must be at least 1, got 0"
+    assert problems["bench.warmup"] == "must be at least 0, got -1"
     assert problems["bench.strde"].startswith("unknown key; did you mean 'stride'?")
     assert "fp32" in problems["bench.precision"]
 
@@ -77,7 +78,7 @@ def test_types_are_checked_against_constructor_annotations():
     assert problems["encoder.activation"].startswith("expected one of 'relu', 'silu', 'gelu'")
     assert problems["quantizer.levels"].startswith("expected list of int")
     assert problems["losses[0].kind"].startswith("expected one of 'l1', 'l2', 'smooth_l1'")
-    assert problems["losses[0].every"] == "must be at least 1"
+    assert problems["losses[0].every"] == "must be at least 1, got 0"
 
 
 def test_overrides_use_dotted_paths_and_yaml_values():

@@ -19,8 +19,9 @@ from motionhub_synthetic.tracks import write_track_files, write_velocity_files
 
 pytestmark = pytest.mark.slow
 RECIPES = sorted((REPO / "configs").rglob("*.yaml"))
-SHORT = ["train.iters=2", "train.warmup_iters=0", "train.batch_size=2", "train.log_every=1",
-         "train.eval_every=0", "train.checkpoint_every=0", "eval.batch_size=4", "eval.train_codebook=false"]
+SHORT = ["train.iters=2", "train.warmup_iters=0", "train.milestones=[]", "train.batch_size=2",
+         "train.log_every=1", "train.eval_every=0", "train.checkpoint_every=0", "eval.batch_size=4",
+         "eval.train_codebook=false"]
 
 
 def data_overrides(data: dict, root: Path, tracks: int = 400) -> list[str]:

@@ -19,12 +19,14 @@ rank 0's, so every process keeps the same codebook and the update equals one on 
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
 from motionhub.quantizer import Quantizer, QuantizerOutput
+from motionhub.typecheck import Bounds
 
 
 def _distributed() -> bool:
@@ -44,10 +46,14 @@ class EMAResetVQ(Quantizer):
     forward: (B, N, C) -> quantized (B, N, C), indices (B, N).
     """
 
-    def __init__(self, dim: int = 512, codebook_size: int = 512, decay: float = 0.99):
+    def __init__(self, dim: Annotated[int, Bounds(low=1)] = 512, codebook_size: Annotated[int, Bounds(low=2)] = 512,
+                 decay: Annotated[float, Bounds(low=0, high=1, high_open=True)] = 0.99):
         super().__init__()
-        if dim < 1 or codebook_size < 1:
-            raise ValueError(f"dim and codebook_size must be positive, got dim={dim}, codebook_size={codebook_size}")
+        if dim < 1:
+            raise ValueError(f"dim must be at least 1, got {dim}")
+        if codebook_size < 2:
+            raise ValueError(f"codebook_size must be at least 2, got {codebook_size}: one code carries no information "
+                             f"(every token would be the same); use e.g. 512")
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must lie in [0, 1), got {decay}")
         self.dim, self.num_codes, self.decay = dim, codebook_size, decay

@@ -7,12 +7,13 @@ indices) and exposes the options that matter most for codebook usage. Defaults a
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Annotated, Optional
 
 import torch
 import vector_quantize_pytorch as vqp
 
 from motionhub.quantizer import Quantizer, QuantizerOutput
+from motionhub.typecheck import Bounds
 
 
 class _Codebooks(Quantizer):
@@ -36,6 +37,12 @@ class _Codebooks(Quantizer):
         return self.codebooks.get_output_from_indices(indices)
 
 
+def _check_codebook_size(codebook_size: int) -> None:
+    if codebook_size < 2:
+        raise ValueError(f"codebook_size must be at least 2, got {codebook_size}: one code carries no information "
+                             f"(every token would be the same); use e.g. 512")
+
+
 class VQ(_Codebooks):
     """Vector quantizer from vector-quantize-pytorch: EMA codebook, optional k-means init and dead-code expiry.
 
@@ -54,7 +61,7 @@ class VQ(_Codebooks):
     def __init__(
         self,
         dim: int = 512,
-        codebook_size: int = 512,
+        codebook_size: Annotated[int, Bounds(low=2)] = 512,
         decay: float = 0.8,
         commitment_weight: float = 1.0,
         kmeans_init: bool = False,
@@ -64,6 +71,7 @@ class VQ(_Codebooks):
         rotation_trick: Optional[bool] = None,
     ):
         super().__init__()
+        _check_codebook_size(codebook_size)
         self.dim = dim
         self.codebooks = vqp.VectorQuantize(
             dim=dim, codebook_size=codebook_size, decay=decay, commitment_weight=commitment_weight,
@@ -91,7 +99,7 @@ class RVQ(_Codebooks):
         self,
         dim: int = 512,
         num_quantizers: int = 8,
-        codebook_size: int = 1024,
+        codebook_size: Annotated[int, Bounds(low=2)] = 1024,
         quantize_dropout: bool = False,
         shared_codebook: bool = False,
         decay: float = 0.8,
@@ -103,6 +111,7 @@ class RVQ(_Codebooks):
         rotation_trick: Optional[bool] = None,
     ):
         super().__init__()
+        _check_codebook_size(codebook_size)
         self.dim = dim
         self.codebooks = vqp.ResidualVQ(
             dim=dim, num_quantizers=num_quantizers, codebook_size=codebook_size,
