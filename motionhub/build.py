@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections import Counter
 from typing import Any
+
+import torch
 
 from .dataset import Dataset
 from .errors import MotionhubError
@@ -61,3 +64,45 @@ def build_metrics(recipe: Recipe, fmt: MotionFormat, codebook_size: int | None =
         specs = [ComponentSpec(f"eval.metrics ({c.name})", c, {})
                  for c in get_registry().components("metric") if c.cls.applies_to(fmt)]
     return {spec.name: instantiate(spec, codebook_size=codebook_size) for spec in specs}
+
+
+def check_shapes(model: Tokenizer, window: torch.Tensor, recipe: Recipe) -> None:
+    """Run one ``window`` (1, T, *F) of the data through a copy of ``model`` before training:
+    parts whose sizes do not fit become one ``MotionhubError`` naming both, instead of an error
+    from inside the model minutes later. Leaves ``model`` and every RNG as they were."""
+    enc, quant, dec = (f"{spec.path} '{spec.name}'" for spec in (recipe.encoder, recipe.quantizer, recipe.decoder))
+    frames, down = window.shape[1], model.downsample
+    if down > frames:
+        raise MotionhubError(f"{enc} down-samples time x{down}, more than the {frames}-frame window of "
+                             f"data.window={recipe.data.window}: not one token would come out of a window. "
+                             f"Raise data.window to at least {down}, or lower the encoder's down-sampling")
+    probe = copy.deepcopy(model).eval()
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        try:
+            latents = probe.encoder(window)
+        except MotionhubError:
+            raise
+        except Exception as exc:
+            raise MotionhubError(f"{enc} fails on one window of the data, shape {tuple(window.shape)} "
+                                 f"(data.window={recipe.data.window}): {type(exc).__name__}: {exc}") from exc
+        width = latents.shape[-1]
+        dim = getattr(probe.quantizer, "dim", None)
+        try:
+            quantized = probe.quantizer(latents).quantized
+        except MotionhubError:
+            raise
+        except Exception as exc:
+            if isinstance(dim, int) and dim != width:
+                raise MotionhubError(f"{enc} outputs {width}-wide latents, but {quant} takes dim={dim}: the "
+                                     f"sizes must match. Set {recipe.quantizer.path}.dim to {width} (or leave it "
+                                     f"out to take the encoder's width), or change the encoder's output "
+                                     f"width to {dim}") from exc
+            raise MotionhubError(f"{quant} fails on the {tuple(latents.shape)} latents of {enc}: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+        try:
+            probe.decoder(quantized)
+        except MotionhubError:
+            raise
+        except Exception as exc:
+            raise MotionhubError(f"{dec} fails on the {tuple(quantized.shape)} output of {quant}: "
+                                 f"{type(exc).__name__}: {exc}") from exc

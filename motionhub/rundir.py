@@ -18,15 +18,43 @@ class RunDir:
 
     @classmethod
     def create(cls, out: str | Path, main: bool = True) -> RunDir:
-        """``out`` if it holds no earlier run, else ``out-2``, ``out-3``... (never overwrite a run)."""
+        """``out`` if it holds no earlier run, else ``out-2``, ``out-3``... (never overwrite a run).
+
+        The main process claims a folder by creating its ``checkpoints/`` (``os.mkdir`` fails when it
+        exists), so two runs started at the same instant never share one."""
         out = Path(out)
         candidate, n = out, 1
-        while (candidate / "checkpoints").exists():
+        while True:
+            if not main:
+                if not (candidate / "checkpoints").exists():
+                    return cls(candidate)
+            else:
+                try:
+                    candidate.mkdir(parents=True, exist_ok=True)
+                    os.mkdir(candidate / "checkpoints")
+                    return cls(candidate)
+                except FileExistsError:
+                    pass
+                except NotADirectoryError:
+                    raise MotionhubError(f"run.out={out}: {candidate} cannot hold a run: it, or a folder above it, "
+                                         f"is a file. Choose another run.out") from None
+                except PermissionError:
+                    raise MotionhubError(f"run.out={out}: cannot create {candidate}: permission denied. "
+                                         f"Choose another run.out") from None
             n += 1
             candidate = out.with_name(f"{out.name}-{n}")
-        if main:
-            (candidate / "checkpoints").mkdir(parents=True, exist_ok=True)
-        return cls(candidate)
+
+    def discard_if_unused(self) -> None:
+        """Remove what starting this run wrote (``recipe.yaml``, an empty ``checkpoints/``) when it
+        stopped before a checkpoint or a metrics row; the folder goes too when nothing else is in it."""
+        checkpoints = self.path / "checkpoints"
+        if self.metrics.exists() or (checkpoints.is_dir() and any(checkpoints.iterdir())):
+            return
+        for path in (checkpoints, self.path / "recipe.yaml", self.path):
+            try:
+                path.rmdir() if path.is_dir() else path.unlink()
+            except OSError:  # not empty (something else lives there) or gone already
+                pass
 
     @classmethod
     def resume(cls, out: str | Path) -> RunDir:

@@ -28,11 +28,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import __version__
-from .build import build_dataset, build_losses, build_metrics, build_tokenizer
+from .build import build_dataset, build_losses, build_metrics, build_tokenizer, check_shapes
 from .checkpoint import load_checkpoint, save_atomic
 from .codebook import usage_from_histogram
 from .data import TrainingData, data_record, prepare_data
-from .errors import MotionhubError, did_you_mean
+from .errors import DataError, MotionhubError, did_you_mean
 from .evaluation import code_histogram_over, evaluate_split
 from .recipe import Recipe, TrainConfig
 from .report import flops_per_sample, parameter_counts, peak_memory, print_report, write_report
@@ -115,15 +115,20 @@ def set_rng_state(state: dict) -> None:
 
 def train(recipe: Recipe, console: Console | None = None, resume: bool = False) -> Path:
     """Train what ``recipe`` names; returns the run directory."""
+    created: list[RunDir] = []  # the run directory this call claimed, if any
     try:
-        return _train(recipe, console, resume)
+        return _train(recipe, console, resume, created)
+    except BaseException:
+        for run in created:  # a start that failed leaves no empty run directory behind
+            run.discard_if_unused()
+        raise
     finally:
         # Accelerate keeps its settings process-wide; forget them so another run in this
         # process (a notebook, a test) may choose another precision.
         AcceleratorState._reset_state()
 
 
-def _train(recipe: Recipe, console: Console | None, resume: bool) -> Path:
+def _train(recipe: Recipe, console: Console | None, resume: bool, created: list[RunDir] | None = None) -> Path:
     console = console or Console(stderr=True)
     cfg = recipe.train
     check_trackers(cfg.trackers)
@@ -137,8 +142,8 @@ def _train(recipe: Recipe, console: Console | None, resume: bool) -> Path:
     main = accelerator.is_main_process
     seed_everything(recipe.run.seed)  # identical initial weights on every process
 
-    # ---- run directory: a new one, or the one being resumed (every process agrees on it)
-    run = RunDir.resume(recipe.run.out) if resume else RunDir.create(recipe.run.out, main)
+    # ---- run directory: the one being resumed (a new one is claimed once the model works)
+    run = RunDir.resume(recipe.run.out) if resume else RunDir(Path(recipe.run.out))
     run = RunDir(Path(broadcast_object_list([str(run.path)])[0]))
     checkpoint = load_checkpoint(run.last) if resume else None
 
@@ -147,10 +152,23 @@ def _train(recipe: Recipe, console: Console | None, resume: bool) -> Path:
     data: TrainingData = prepare_data(recipe, dataset, accelerator, console)
     fmt = data.format
     model = build_tokenizer(recipe, fmt)
+    check_shapes(model, data.example_window(), recipe)
+    data.unit = model.downsample
+    try:  # settings used only at the end (the val clips' length bounds) are checked now
+        data.val_batches()
+    except DataError as exc:
+        bounds = ", ".join(f"eval.{key}={getattr(recipe.eval, key)}" for key in ("min_length", "max_length")
+                           if getattr(recipe.eval, key) is not None)
+        raise DataError(f"val split{f' ({bounds})' if bounds else ''}: {exc}") from None
     losses = build_losses(recipe)
     metrics = build_metrics(recipe, fmt, model.quantizer.codebook_size)
     best_higher = any(recipe.eval.best in metric.higher_is_better for metric in metrics.values())
     optimizer = make_optimizer(model, cfg)
+    if not resume:  # a new run directory, claimed by the main process (every process agrees on it)
+        run = RunDir.create(recipe.run.out, main)
+        run = RunDir(Path(broadcast_object_list([str(run.path)])[0]))
+        if main and created is not None:
+            created.append(run)
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
     if cfg.compile:

@@ -5,6 +5,7 @@ Each case goes through the command line (in this process, for speed; a few also 
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from helpers import TINY_RECIPE, run_cli, write_recipe
 
 from motionhub import recipe as recipe_module
 from motionhub.cli import main
+from motionhub.rundir import RunDir
 
 # (overrides of the tiny recipe, the YAML path the message must name, text the message must hold)
 BAD_VALUES = [
@@ -126,6 +128,56 @@ def test_an_unreadable_recipe_is_named(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(Path, "read_bytes", denied)  # the tests may run as root, who reads anything
     code = main(["validate", str(path)])
     assert_one_clear_error(code, capsys.readouterr().err, str(path), "permission denied")
+
+
+# ---------------------------------------------------------------------------- the start of a run
+BAD_STARTS = [
+    (["quantizer.dim=8"], ["encoder 'conv1d' outputs 16-wide latents", "quantizer 'fsq' takes dim=8"]),
+    (["quantizer={name: vq, codebook_size: 16, dim: 12}"], ["16-wide latents", "quantizer 'vq' takes dim=12"]),
+    (["encoder.down_t=6"], ["encoder 'conv1d' down-samples time x64", "32-frame window", "data.window"]),
+    (["eval.min_length=1000"], ["val split (eval.min_length=1000): no clip is at least 1000 frames long"]),
+]
+
+
+@pytest.mark.parametrize("overrides,texts", BAD_STARTS, ids=[" ".join(case[0]) for case in BAD_STARTS])
+def test_what_would_fail_later_fails_before_a_run_folder_exists(tmp_path, capsys, overrides, texts):
+    recipe = write_recipe(tmp_path / "r.yaml")
+    out = tmp_path / "runs" / "bad"
+    code = main(["train", str(recipe), f"run.out={out}", *overrides])
+    assert_one_clear_error(code, capsys.readouterr().err, *texts)
+    assert not out.exists() and not out.with_name("bad-2").exists()
+
+
+def test_a_failed_start_leaves_no_folder_and_the_next_run_gets_the_name(tmp_path, capsys, monkeypatch):
+    from motionhub import trainer
+    from motionhub.errors import MotionhubError
+
+    def fail(*args, **kwargs):
+        raise MotionhubError("train.trackers: the tracker would not start")
+
+    recipe = write_recipe(tmp_path / "r.yaml")
+    out = tmp_path / "run"
+    monkeypatch.setattr(trainer, "_print_plan", fail)  # fails after the run folder was claimed
+    assert main(["train", str(recipe), f"run.out={out}", "train.iters=1"]) != 0
+    assert not out.exists()
+    monkeypatch.undo()
+    assert main(["train", str(recipe), f"run.out={out}", "train.iters=1", "eval.train_codebook=false"]) == 0
+    assert (out / "checkpoints" / "last.pt").is_file() and not out.with_name("run-2").exists()
+
+
+def test_runs_started_at_the_same_instant_never_share_a_folder(tmp_path):
+    barrier, claimed = threading.Barrier(8), []
+
+    def start():
+        barrier.wait()
+        claimed.append(RunDir.create(tmp_path / "run").path)
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(claimed) == sorted([tmp_path / "run", *(tmp_path / f"run-{n}" for n in range(2, 9))])
 
 
 # ---------------------------------------------------------------------------- the real command line
