@@ -38,7 +38,8 @@ import torch
 from torch import nn
 
 from .build import build_dataset, build_tokenizer
-from .checkpoint import save_atomic
+from .checkpoint import (UnsafeCheckpoint, is_motionhub_checkpoint, read_torch_file, save_checkpoint,
+                         unsafe_globals)
 from .data import with_train_statistics
 from .errors import MotionhubError
 from .formats import MotionFormat
@@ -86,12 +87,18 @@ def read_reference(path: str | Path, source: str) -> Reference:
     """The weights and training counters of a reference checkpoint (``{'net': ...}`` or ``{'model': ...}``)."""
     check_source(source)
     path = Path(path)
-    if not path.is_file():
-        raise MotionhubError(f"checkpoint not found: {path}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise MotionhubError(f"cannot read checkpoint {path}: {exc}") from None
+        checkpoint = read_torch_file(path)
+    except UnsafeCheckpoint as exc:
+        if unsafe_globals(path) and all(name.startswith("numpy") for name in unsafe_globals(path)):
+            raise UnsafeCheckpoint(f"{exc}\nIf it is a checkpoint of an older motionhub version, it needs no import: "
+                                   f"its run directory works with 'motionhub eval' / 'train RUN_DIR' as it is.") from None
+        raise
+    if is_motionhub_checkpoint(checkpoint):
+        raise MotionhubError(f"{path} is a motionhub checkpoint (written by 'motionhub train' or 'import'), not a "
+                             f"{source} one: it needs no import. Use the run directory that holds it "
+                             f"({path.parent.parent}) directly: 'motionhub eval RUN_DIR', 'motionhub train RUN_DIR' "
+                             f"to continue it.")
     if not isinstance(checkpoint, dict):
         raise MotionhubError(f"{path}: expected a dict, got {type(checkpoint).__name__}")
     entry = STATE_ENTRY[source]
@@ -412,7 +419,7 @@ def import_checkpoint(source: str, checkpoint: str | Path, recipe_path: str | Pa
     model.load_state_dict(state)
     step = completed_steps(reference, recipe.train.warmup_iters)
     payload = checkpoint_payload(recipe, model, fmt, step, reference)
-    save_atomic(payload, run.last)
+    save_checkpoint(payload, run.last)
     (run.path / "recipe.yaml").write_text(recipe.to_yaml())
     tensors = sum(1 for key in reference.state_dict if not not_state(source)(key))
     return Imported(run.path, step, tensors)

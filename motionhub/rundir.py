@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
 from .errors import MotionhubError
+
+logger = logging.getLogger("motionhub.run")
 
 
 class RunDir:
@@ -59,7 +62,7 @@ class RunDir:
     @classmethod
     def resume(cls, out: str | Path) -> RunDir:
         run = cls(Path(out))
-        if not run.last.is_file():
+        if not run.last.is_file() and not any((run.path / "checkpoints").glob("*.pt")):
             raise MotionhubError(f"nothing to resume in {run.path}: no checkpoints/last.pt. "
                                  f"Train without --resume to start a new run.")
         return run
@@ -91,21 +94,46 @@ class RunDir:
         with self.metrics.open("a") as f:
             f.write(json.dumps(row) + "\n")
 
-    def rows(self) -> list[dict]:
-        """Logged rows; a line cut short by a killed process is ignored."""
+    def rows(self, problems: list[str] | None = None) -> list[dict]:
+        """Logged rows; a damaged line (cut short by a killed process, not JSON, not UTF-8, not an
+        object with an integer ``step``) is skipped, and described in ``problems`` when given."""
         if not self.metrics.exists():
             return []
         rows = []
-        for line in self.metrics.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
+        data = self.metrics.read_bytes()
+        lines = data.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        for number, raw in enumerate(lines, 1):
+            if not raw.strip():
                 continue
+            why = None
+            try:
+                row = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                why = "not UTF-8 text"
+            except ValueError:
+                why = ("cut short (a process killed while writing it)" if number == len(lines)
+                       and not data.endswith(b"\n") else "not JSON")
+            else:
+                if not isinstance(row, dict):
+                    why = f"a JSON {type(row).__name__}, not an object"
+                elif "step" in row and (not isinstance(row["step"], int) or isinstance(row["step"], bool)):
+                    why = f"its step is {row['step']!r}, not an integer"
+                else:
+                    rows.append(row)
+            if why and problems is not None:
+                problems.append(f"{self.metrics}:{number}: {why}; skipped")
         return rows
 
-    def truncate_metrics(self, after_step: int) -> None:
-        """Drop rows logged after ``after_step`` (by a run killed after its last checkpoint)."""
-        keep = [row for row in self.rows() if row.get("step", 0) <= after_step]
+    def truncate_metrics(self, after_step: int) -> list[str]:
+        """Drop rows logged after ``after_step`` (by a run killed after its last checkpoint) and damaged
+        lines; returns a description of each damaged line."""
+        problems: list[str] = []
+        keep = [row for row in self.rows(problems) if row.get("step", 0) <= after_step]
+        for problem in problems:
+            logger.warning(problem)
         tmp = self.metrics.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(json.dumps(row) + "\n" for row in keep))
         os.replace(tmp, self.metrics)
+        return problems

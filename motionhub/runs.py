@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
+import numpy as np
+
 from .build import build_dataset, build_tokenizer
-from .checkpoint import load_checkpoint
+from .checkpoint import CheckpointError, check_model_fits, load_checkpoint
 from .data import open_split
 from .dataset import Dataset
 from .errors import MotionhubError
@@ -57,9 +60,19 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", overrides: list[str]
     dataset = build_dataset(recipe)
     fmt = dataset.format
     stats = state.get("stats") or {}
+    changed = f" (overrides: {' '.join(overrides)})" if overrides else ""
     if stats.get("mean") is not None:
-        fmt = fmt.with_stats(stats["mean"], stats["std"])
+        mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
+        if mean.size != math.prod(fmt.feature_shape) or std.shape != mean.shape:
+            raise CheckpointError(
+                f"{path} was trained on frames of shape {tuple(mean.shape)} (its normalisation statistics), "
+                f"but the recipe's data{changed}, {dataset.describe()}, has frames of shape "
+                f"{tuple(fmt.feature_shape)}; use the data layout the run was trained with.")
+        fmt = fmt.with_stats(mean, std)
     model = build_tokenizer(recipe, fmt)
+    check_model_fits(state["model"], model, path,
+                     f"The run's recipe{changed} builds another model than the one trained"
+                     + ("; drop the overrides that change its shape or the data layout." if overrides else "."))
     model.load_state_dict(state["model"])
     model.eval()
     return LoadedRun(run, recipe, dataset, fmt, model, state["state"]["step"] if "state" in state else 0)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -251,6 +252,21 @@ def write_tokens(path: str | Path, content: TokenFile) -> Path:
     return Path(path)
 
 
+def check_output_file(path: Path) -> None:
+    """``MotionhubError`` unless a file can be written at ``path`` (checked before any long work)."""
+    path = Path(path)
+    if path.is_dir():
+        raise MotionhubError(f"--out '{path}' is a directory; name a file to write, e.g. {path / 'tokens.h5'}")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise MotionhubError(f"--out '{path}' cannot be written: '{parent}' is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise MotionhubError(f"--out '{path}' cannot be written: no permission to write in '{parent}'; "
+                             f"name a file in a folder you can write to")
+
+
 def check_new_folder(folder: Path) -> None:
     """``MotionhubError`` unless ``folder`` is absent or empty (checked before any long work)."""
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
@@ -336,6 +352,43 @@ def check_tokens_match(tokens: TokenFile, model: Tokenizer, run_dir: Path) -> No
             f"the tokens were encoded by the run in {attrs.get('run_dir')} (codebook of {made[0]} codes, "
             f"down-sampling {made[1]}), but {run_dir} has {here[0]} codes and down-sampling {here[1]}; "
             f"decode them with the run that encoded them")
+
+
+def check_token_ids(tokens: TokenFile, model: Tokenizer, path: str | Path) -> None:
+    """``MotionhubError`` naming the clip unless every id is in ``model``'s codebook and the tokens are
+    shaped as its quantizer reads them (checked before decoding: an id out of range decodes to garbage
+    or fails deep inside the decoder)."""
+    encoded = tokens.encoded
+    ids, offsets, size = encoded.tokens, encoded.offsets, model.quantizer.codebook_size
+    if ids.ndim == 0 or not np.issubdtype(ids.dtype, np.integer):
+        raise MotionhubError(f"{path}: tokens are {ids.dtype} of shape {ids.shape}, not integer ids of shape "
+                             f"(tokens, ...); the file is damaged, or not written by 'motionhub encode'")
+    if (len(offsets) != len(encoded.ids) + 1 or (len(offsets) and (offsets[0] != 0 or offsets[-1] != len(ids)))
+            or np.any(np.diff(offsets) < 0)):
+        raise MotionhubError(f"{path}: offsets do not divide the {len(ids)} tokens into the {len(encoded.ids)} clips "
+                             f"the file lists; the file is damaged")
+    bad = np.flatnonzero(((ids < 0) | (ids >= size)).reshape(len(ids), -1).any(axis=1))
+    if len(bad):
+        first = int(bad[0])
+        clip = int(np.searchsorted(offsets, first, side="right") - 1)
+        value = ids[first].reshape(-1)
+        value = int(value[(value < 0) | (value >= size)][0])
+        raise MotionhubError(f"{path}: clip '{encoded.ids[clip]}' holds token id {value} (its token "
+                             f"{first - int(offsets[clip])}), outside the codebook of {size} codes (ids 0..{size - 1}); "
+                             f"{len(bad)} token(s) are out of range. The file is damaged or was made by another model: "
+                             f"decode it with the run that encoded it")
+    if len(ids):
+        # the quantizer maps ids (B, N[, Q]) to codes (B, N, C): one position must give (1, 1, C)
+        try:
+            with torch.no_grad():
+                codes = model.quantizer.indices_to_codes(torch.from_numpy(ids[:1][None].astype(np.int64)))
+            problem = None if codes.ndim == 3 and tuple(codes.shape[:2]) == (1, 1) else f"codes of shape {tuple(codes.shape)}"
+        except Exception as exc:  # noqa: BLE001 - any failure means the shape does not fit
+            problem = f"{type(exc).__name__}: {exc}"
+        if problem:
+            raise MotionhubError(f"{path}: tokens of shape {tuple(ids.shape[1:])} per position do not fit the run's "
+                                 f"quantizer {type(model.quantizer).__name__} ({problem}, not (1, 1, C) for one "
+                                 f"position); decode them with the run that encoded them")
 
 
 def _strings(f: h5py.File, name: str, values: Sequence[str]) -> None:

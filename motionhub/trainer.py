@@ -29,7 +29,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from . import __version__
 from .build import build_dataset, build_losses, build_metrics, build_tokenizer, check_shapes
-from .checkpoint import load_checkpoint, save_atomic
+from .checkpoint import check_model_fits, remove_debris, resume_checkpoint, save_checkpoint
 from .codebook import usage_from_histogram
 from .data import TrainingData, data_record, prepare_data
 from .errors import DataError, MotionhubError, did_you_mean
@@ -145,7 +145,13 @@ def _train(recipe: Recipe, console: Console | None, resume: bool, created: list[
     # ---- run directory: the one being resumed (a new one is claimed once the model works)
     run = RunDir.resume(recipe.run.out) if resume else RunDir(Path(recipe.run.out))
     run = RunDir(Path(broadcast_object_list([str(run.path)])[0]))
-    checkpoint = load_checkpoint(run.last) if resume else None
+    checkpoint = resumed_from = None
+    if resume:
+        if main:
+            for path in remove_debris(run.last.parent):
+                console.print(f"[yellow]removed[/] {path.name}, a partial checkpoint left by a killed process")
+        checkpoint, resumed_from = resume_checkpoint(
+            run.last.parent, (lambda text: console.print(f"[yellow]warning:[/] {text}")) if main else None)
 
     # ---- data, model, losses, metrics, optimizer
     dataset = build_dataset(recipe)
@@ -170,6 +176,7 @@ def _train(recipe: Recipe, console: Console | None, resume: bool, created: list[
         if main and created is not None:
             created.append(run)
     if checkpoint is not None:
+        check_model_fits(checkpoint["model"], model, resumed_from)
         model.load_state_dict(checkpoint["model"])
     if cfg.compile:
         model = torch.compile(model)
@@ -196,7 +203,7 @@ def _train(recipe: Recipe, console: Console | None, resume: bool, created: list[
 
     if main:
         (run.path / "recipe.yaml").write_text(recipe.to_yaml())
-        _print_plan(console, recipe, data, unwrapped, accelerator, total_steps, run.path, state["step"])
+        _print_plan(console, recipe, data, unwrapped, accelerator, total_steps, run.path, state["step"], resumed_from)
     if cfg.trackers:
         accelerator.project_configuration.set_directories(str(run.path))
         accelerator.init_trackers(recipe.run.name, config=_flat(recipe.tree))
@@ -212,11 +219,11 @@ def _train(recipe: Recipe, console: Console | None, resume: bool, created: list[
                        "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
                        "state": state, "rng": rngs, "recipe": recipe.tree, "versions": versions(),
                        "stats": {"mean": fmt.mean, "std": fmt.std}}
-            save_atomic(payload, run.last)
-            if kind == "best":
-                save_atomic(payload, run.best)
-            if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0:
-                save_atomic(payload, run.numbered(state["step"]))
+            # last.pt goes last: a process killed before it resumes from the previous last.pt and
+            # writes this step's step_N.pt / best.pt again, so none is ever skipped.
+            numbered = cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0
+            save_checkpoint(payload, *([run.numbered(state["step"])] if numbered else []),
+                            *([run.best] if kind == "best" else []), run.last)
 
     val_counts: dict[str, torch.Tensor] = {}  # the last evaluation's code histogram, kept for the report
 
@@ -501,7 +508,7 @@ def _flat(tree: dict, prefix: str = "") -> dict:
     return out
 
 
-def _print_plan(console, recipe, data, model, accelerator, total_steps, run_dir, start_step) -> None:
+def _print_plan(console, recipe, data, model, accelerator, total_steps, run_dir, start_step, resumed_from=None) -> None:
     """Derived numbers up front, so a wrong setting is visible before minutes are spent."""
     cfg = recipe.train
     window, down = recipe.data.window, model.downsample
@@ -518,4 +525,4 @@ def _print_plan(console, recipe, data, model, accelerator, total_steps, run_dir,
                   f"{accelerator.num_processes} process(es) on {accelerator.device}, precision {cfg.precision}; "
                   f"{data.batches_per_epoch:,} steps per epoch")
     if start_step:
-        console.print(f"[yellow]resuming[/] at step {start_step:,} from {run_dir / 'checkpoints' / 'last.pt'}")
+        console.print(f"[yellow]resuming[/] at step {start_step:,} from {resumed_from or run_dir / 'checkpoints' / 'last.pt'}")

@@ -32,15 +32,17 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from ..runs import load_run
-    from ..tokens import (check_tokens_match, clip_progress, decode_tokens, read_tokens, resolve_device,
-                          write_reconstruction)
+    from ..tokens import (check_output_file, check_token_ids, check_tokens_match, clip_progress, decode_tokens,
+                          read_tokens, resolve_device, write_reconstruction)
 
     console = Console(stderr=True)
     device = resolve_device(args.device)
+    check_output_file(args.out)
     tokens = read_tokens(args.tokens)
     checkpoint = args.checkpoint or tokens.attrs["checkpoint"]
     loaded = load_run(args.run_dir, checkpoint, args.overrides)
     check_tokens_match(tokens, loaded.model, loaded.run.path)
+    check_token_ids(tokens, loaded.model, args.tokens)
     if (tokens.attrs["run_dir"], tokens.attrs["step"]) != (str(loaded.run.path.resolve()), loaded.step):
         logging.getLogger(__name__).warning(
             "%s was encoded by %s at step %s; decoding with %s at step %s", args.tokens,

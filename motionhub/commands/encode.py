@@ -32,11 +32,12 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from ..runs import load_run
-    from ..tokens import (TokenFile, check_new_folder, clip_progress, encode_clips, resolve_device, write_npy_folder,
-                          write_tokens)
+    from ..tokens import (TokenFile, check_new_folder, check_output_file, clip_progress, encode_clips, resolve_device,
+                          write_npy_folder, write_tokens)
 
     console = Console(stderr=True)
     device = resolve_device(args.device)
+    check_output_file(args.out)
     if args.npy_dir is not None:
         check_new_folder(args.npy_dir)
     loaded = load_run(args.run_dir, args.checkpoint, args.overrides)
