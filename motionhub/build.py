@@ -78,31 +78,28 @@ def check_shapes(model: Tokenizer, window: torch.Tensor, recipe: Recipe) -> None
                              f"Raise data.window to at least {down}, or lower the encoder's down-sampling")
     probe = copy.deepcopy(model).eval()
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        try:
-            latents = probe.encoder(window)
-        except MotionhubError:
-            raise
-        except Exception as exc:
-            raise MotionhubError(f"{enc} fails on one window of the data, shape {tuple(window.shape)} "
-                                 f"(data.window={recipe.data.window}): {type(exc).__name__}: {exc}") from exc
-        width = latents.shape[-1]
-        dim = getattr(probe.quantizer, "dim", None)
-        try:
-            quantized = probe.quantizer(latents).quantized
-        except MotionhubError:
-            raise
-        except Exception as exc:
+        latents = _probe(lambda: probe.encoder(window), lambda: f"{enc} fails on one window of the data, shape "
+                         f"{tuple(window.shape)} (data.window={recipe.data.window})")
+        width, dim = latents.shape[-1], getattr(probe.quantizer, "dim", None)
+
+        def quantizer_failure() -> str | None:
             if isinstance(dim, int) and dim != width:
-                raise MotionhubError(f"{enc} outputs {width}-wide latents, but {quant} takes dim={dim}: the "
-                                     f"sizes must match. Set {recipe.quantizer.path}.dim to {width} (or leave it "
-                                     f"out to take the encoder's width), or change the encoder's output "
-                                     f"width to {dim}") from exc
-            raise MotionhubError(f"{quant} fails on the {tuple(latents.shape)} latents of {enc}: "
-                                 f"{type(exc).__name__}: {exc}") from exc
-        try:
-            probe.decoder(quantized)
-        except MotionhubError:
-            raise
-        except Exception as exc:
-            raise MotionhubError(f"{dec} fails on the {tuple(quantized.shape)} output of {quant}: "
-                                 f"{type(exc).__name__}: {exc}") from exc
+                return (f"{enc} outputs {width}-wide latents, but {quant} takes dim={dim}: the sizes must match. "
+                        f"Set {recipe.quantizer.path}.dim to {width} (or leave it out to take the encoder's "
+                        f"width), or change the encoder's output width to {dim}")
+            return None
+
+        quantized = _probe(lambda: probe.quantizer(latents).quantized,
+                           lambda: f"{quant} fails on the {tuple(latents.shape)} latents of {enc}", quantizer_failure)
+        _probe(lambda: probe.decoder(quantized), lambda: f"{dec} fails on the {tuple(quantized.shape)} output of {quant}")
+
+
+def _probe(call, failure, explanation=lambda: None):
+    """``call()``; an error from inside a part becomes a MotionhubError: ``explanation()`` when it
+    knows the cause, else ``failure()`` followed by the error."""
+    try:
+        return call()
+    except MotionhubError:
+        raise
+    except Exception as exc:
+        raise MotionhubError(explanation() or f"{failure()}: {type(exc).__name__}: {exc}") from exc

@@ -41,6 +41,8 @@ from .render import has_matplotlib, write_report_figures
 from .rundir import RunDir
 from .timing import PhaseTimer
 
+logger = logging.getLogger("motionhub.train")
+
 
 RECENT_STEPS = 2000  # step times kept for the median in the report
 # How long a process waits in a collective. The others wait for the main process while it
@@ -182,7 +184,6 @@ def _train(recipe: Recipe, console: Console | None, resume: bool, created: list[
         model = torch.compile(model)
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)  # plain keys in checkpoints
-    data.unit = unwrapped.downsample
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])
         if accelerator.scaler is not None and checkpoint.get("scaler"):
@@ -400,9 +401,6 @@ def _log_row(step, lr, sums, count, start, samples_per_step, accelerator) -> dic
 def _status(row: dict, skipped: int) -> str:
     text = f"loss {row.get('loss', float('nan')):.4f}  lr {row['lr']:.2e}  {row['samples_per_s']:.0f} samples/s"
     return text + (f"  [yellow]{skipped} non-finite steps skipped" if skipped else "")
-
-
-logger = logging.getLogger("motionhub.train")
 
 
 def _improved(result: dict[str, float], key: str, state: dict, higher_is_better: bool) -> bool:
