@@ -45,8 +45,8 @@ from pathlib import Path
 
 import torch
 
-from motionhub.layouts import point_tracks
-from motionhub.tokenizer import Tokenizer
+from motionhub.data.layouts import point_tracks
+from motionhub.model.tokenizer import Tokenizer
 from motionhub_amplify import AmplifyDecoder, AmplifyEncoder, RelativeCE, load_reference_state_dict
 from motionhub_quantizers import FSQ
 

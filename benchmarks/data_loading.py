@@ -42,12 +42,12 @@ import numpy as np
 import torch
 from torch.utils import data
 
-from motionhub import layouts
-from motionhub.dataset import Clip, Dataset
+from motionhub.data import layouts
+from motionhub.data.dataset import Clip, Dataset
 from motionhub.errors import DataError
-from motionhub.formats import MotionFormat
-from motionhub.store import Store, open_or_pack, pack_arrays
-from motionhub.windows import WindowSampler
+from motionhub.data.formats import MotionFormat
+from motionhub.data.store import Store, open_or_pack, pack_arrays
+from motionhub.data.windows import WindowSampler
 
 FEATURES = 263
 

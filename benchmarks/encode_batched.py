@@ -36,13 +36,13 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from motionhub import layouts
-from motionhub.build import build_tokenizer
-from motionhub.dataset import Clip
-from motionhub.formats import MotionFormat
-from motionhub.recipe import recipe_from_tree
-from motionhub.tokens import encode_clips, length_buckets
-from motionhub.windows import ClipBank
+from motionhub.data import layouts
+from motionhub.model.build import build_tokenizer
+from motionhub.data.dataset import Clip
+from motionhub.data.formats import MotionFormat
+from motionhub.recipes.recipe import recipe_from_tree
+from motionhub.use.encoding import encode_clips, length_buckets
+from motionhub.data.windows import ClipBank
 
 FEATURES = 263
 

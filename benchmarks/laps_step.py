@@ -39,9 +39,9 @@ from pathlib import Path
 
 import torch
 
-from motionhub.importing import convert_state_dict, strip_wrappers
-from motionhub.layouts import point_tracks
-from motionhub.tokenizer import Tokenizer
+from motionhub.use.importing import convert_state_dict, strip_wrappers
+from motionhub.data.layouts import point_tracks
+from motionhub.model.tokenizer import Tokenizer
 from motionhub_amplify import FocalLoss, LapsDecoder, LapsEncoder
 from motionhub_amplify.tracks import radius_velocities
 from motionhub_quantizers import FSQ

@@ -10,7 +10,7 @@ float32, on the CPU with T torch threads (default 2):
                README recipe, its ``ReConsLoss`` (smooth L1) + 0.5 x the "velocity" (positions)
                term + 0.02 x commitment, AdamW (lr 2e-4, betas 0.9/0.99), on pre-made random
                normalised batches: forward, loss, zero_grad, backward, step, nothing else;
-  B motionhub  ``motionhub.trainer.train`` on configs/humanml3d/t2m_gpt_vq.yaml with the data
+  B motionhub  ``motionhub.train.trainer.train`` on configs/humanml3d/t2m_gpt_vq.yaml with the data
                swapped for the synthetic data set, batch 32, no warm-up, N steps, logging every
                min(200, N) steps and evaluation only after the last step (then a checkpoint and
                the report, which are not per-step costs). Its wall time per step is the
@@ -56,10 +56,10 @@ import torch
 from rich.console import Console
 from rich.progress import Progress
 
-import motionhub.data
-import motionhub.trainer
-from motionhub.recipe import read_tree, recipe_from_tree
-from motionhub.report import load_report
+import motionhub.data.batches
+import motionhub.train.trainer
+from motionhub.recipes.recipe import read_tree, recipe_from_tree
+from motionhub.train.report import load_report
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "configs" / "humanml3d" / "t2m_gpt_vq.yaml"
@@ -181,7 +181,7 @@ def clocked_steps():
     """
     steps: list[Clocks] = []
     started: list[Clocks] = []
-    draw = motionhub.data.TrainingData.train_batch
+    draw = motionhub.data.batches.TrainingData.train_batch
 
     def train_batch(data, index, device):
         started.append(Clocks.now())
@@ -193,13 +193,13 @@ def clocked_steps():
                 steps.append(Clocks.now() - started.pop())
             super().update(task_id, completed=completed, **kwargs)
 
-    motionhub.data.TrainingData.train_batch = train_batch
-    motionhub.trainer.Progress = ClockedProgress
+    motionhub.data.batches.TrainingData.train_batch = train_batch
+    motionhub.train.trainer.Progress = ClockedProgress
     try:
         yield steps
     finally:
-        motionhub.data.TrainingData.train_batch = draw
-        motionhub.trainer.Progress = Progress
+        motionhub.data.batches.TrainingData.train_batch = draw
+        motionhub.train.trainer.Progress = Progress
 
 
 def motionhub_recipe(steps: int, threads: int, out: Path, seed: int):
@@ -218,7 +218,7 @@ def run_motionhub(steps: int, threads: int, workdir: Path, seed: int) -> dict:
     recipe = motionhub_recipe(steps, threads, workdir / "run", seed)
     with open(os.devnull, "w") as devnull, clocked_steps() as clocks:
         # A terminal that discards what it is sent: the progress bar renders as it would for a user.
-        run_dir = motionhub.trainer.train(recipe, console=Console(file=devnull, force_terminal=True, width=120))
+        run_dir = motionhub.train.trainer.train(recipe, console=Console(file=devnull, force_terminal=True, width=120))
     report = load_report(run_dir)
     shutil.rmtree(run_dir)  # its checkpoint is ~230 MB
 

@@ -13,9 +13,9 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from . import __version__, commands
-from .errors import MotionhubError
-from .registry import KINDS, plural
+from motionhub import __version__, commands
+from motionhub.errors import MotionhubError
+from motionhub.plugins.registry import KINDS, plural
 
 console = Console(stderr=True)
 KIND_NAMES = {**{plural(k): k for k in KINDS}, **{k: k for k in KINDS}}
@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _version() -> int:
-    from .plugins import load_failures, plugin_infos
+    from motionhub.plugins.manager import load_failures, plugin_infos
 
     print(f"motionhub {__version__}")
     for info in plugin_infos():
@@ -99,7 +99,7 @@ def _version() -> int:
 
 
 def _plugins(args) -> int:
-    from .plugins import hooks_of, load_failures, plugin_infos, registered_by
+    from motionhub.plugins.manager import hooks_of, load_failures, plugin_infos, registered_by
 
     rows = []
     for info in plugin_infos():
@@ -115,8 +115,8 @@ def _plugins(args) -> int:
 
 
 def _list(args) -> int:
-    from .errors import did_you_mean
-    from .plugins import get_registry
+    from motionhub.errors import did_you_mean
+    from motionhub.plugins.manager import get_registry
 
     kind = KIND_NAMES.get(args.kind)
     if kind is None:
@@ -133,7 +133,7 @@ def _list(args) -> int:
 
 
 def _validate(args) -> int:
-    from .recipe import load_recipe
+    from motionhub.recipes.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
     parts = [f"{s}={getattr(recipe, s).name}" for s in ("data", "encoder", "quantizer", "decoder")]
@@ -145,8 +145,8 @@ def _validate(args) -> int:
 def _train(args) -> int:
     from pathlib import Path
 
-    from .recipe import load_recipe
-    from .trainer import train
+    from motionhub.recipes.recipe import load_recipe
+    from motionhub.train.trainer import train
 
     path, overrides, resume = Path(args.recipe), list(args.overrides), args.resume
     if path.is_dir():  # a run directory: resume it with the recipe it was started with
@@ -164,7 +164,7 @@ def _train(args) -> int:
 def _report(args) -> int:
     from pathlib import Path
 
-    from .report import load_report, print_report, render_markdown
+    from motionhub.train.report import load_report, print_report, render_markdown
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "report.json").is_file():

@@ -8,8 +8,8 @@ import sys
 
 import motionhub
 from motionhub.cli import main
-from motionhub.losses import Loss
-from motionhub.plugins import pm
+from motionhub.model.losses import Loss
+from motionhub.plugins.manager import pm
 
 
 class NaNOnce(Loss):

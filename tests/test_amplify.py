@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from vector_quantize_pytorch import FSQ
 
 from motionhub.errors import MotionhubError
-from motionhub.formats import MotionFormat
-from motionhub.quantizer import Quantizer, QuantizerOutput
-from motionhub.tokenizer import Tokenizer
+from motionhub.data.formats import MotionFormat
+from motionhub.model.quantizer import Quantizer, QuantizerOutput
+from motionhub.model.tokenizer import Tokenizer
 from motionhub_amplify import (
     AmplifyDecoder,
     AmplifyEncoder,

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from helpers import TINY_RECIPE, run_cli, write_recipe
 
-from motionhub import recipe as recipe_module
+from motionhub.recipes import recipe as recipe_module
 from motionhub.cli import main
-from motionhub.rundir import RunDir
+from motionhub.train.rundir import RunDir
 
 # (overrides of the tiny recipe, the YAML path the message must name, text the message must hold)
 BAD_VALUES = [
@@ -149,7 +149,7 @@ def test_what_would_fail_later_fails_before_a_run_folder_exists(tmp_path, capsys
 
 
 def test_a_failed_start_leaves_no_folder_and_the_next_run_gets_the_name(tmp_path, capsys, monkeypatch):
-    from motionhub import trainer
+    from motionhub.train import trainer
     from motionhub.errors import MotionhubError
 
     def fail(*args, **kwargs):

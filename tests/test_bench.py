@@ -8,11 +8,11 @@ import torch
 from helpers import TINY_RECIPE
 
 from motionhub.cli import main
-from motionhub.dataset import Clip
-from motionhub.latency import latency_summary, stream_windows, time_windows
-from motionhub.recipe import recipe_from_tree
-from motionhub.runs import load_run
-from motionhub.trainer import train
+from motionhub.data.dataset import Clip
+from motionhub.use.bench import latency_summary, stream_windows, time_windows
+from motionhub.recipes.recipe import recipe_from_tree
+from motionhub.use.trained_run import load_run
+from motionhub.train.trainer import train
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from helpers import REAL_DATA
 from motionhub_bvh.bvh import BVHError, euler_to_matrix, forward_kinematics, parse_bvh, read_bvh, read_bvh_header
 from motionhub_bvh.dataset import BVHFolder
 
-from motionhub.datafiles import ClipError
+from motionhub.data.files import ClipError
 
 PFNN_ANIMATIONS = REAL_DATA / "sreyafrancis-PFNN" / "data" / "animations"
 

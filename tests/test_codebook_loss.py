@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from motionhub.errors import MotionhubError
-from motionhub.formats import MotionFormat
-from motionhub.recipe import bind_arguments
-from motionhub.registry import Component
-from motionhub.tokenizer import Tokenizer
+from motionhub.data.formats import MotionFormat
+from motionhub.recipes.recipe import bind_arguments
+from motionhub.plugins.registry import Component
+from motionhub.model.tokenizer import Tokenizer
 from motionhub_losses.codebook import CodebookEntropyLoss, entropy_terms, fsq_bound, level_log_probs
 from motionhub_quantizers import FSQ
 from motionhub_transformer import TransformerDecoder, TransformerEncoder

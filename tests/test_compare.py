@@ -10,11 +10,11 @@ import torch
 from helpers import TINY_RECIPE
 
 from motionhub.cli import main
-from motionhub.codebook import usage_from_histogram
+from motionhub.model.codebook import usage_from_histogram
 from motionhub.errors import MotionhubError
-from motionhub.recipe import recipe_from_tree
-from motionhub.report import load_report, render_markdown
-from motionhub.trainer import train
+from motionhub.recipes.recipe import recipe_from_tree
+from motionhub.train.report import load_report, render_markdown
+from motionhub.train.trainer import train
 from motionhub.use import compare as compare_module
 from motionhub.use.compare import compare, figures, flatten, format_mismatch, versus
 
@@ -147,7 +147,7 @@ def test_evaluate_compares_every_run_on_the_first_runs_split(runs, tmp_path, no_
 
 
 def test_formats_a_model_cannot_share_are_named():
-    from motionhub import layouts
+    from motionhub.data import layouts
 
     assert format_mismatch(layouts.humanml3d_263(), layouts.humanml3d_263()) == ""
     assert "format humanml3d_263 vs kit_251" in format_mismatch(layouts.humanml3d_263(), layouts.kit_251())

@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from motionhub import hookspecs
-from motionhub.formats import MotionFormat
+from motionhub.plugins import hookspecs
+from motionhub.data.formats import MotionFormat
 from motionhub_conv import Conv1dDecoder, Conv1dEncoder
 from motionhub_conv.conv1d import ChannelLayerNorm, ResBlock
 

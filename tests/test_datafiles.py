@@ -1,4 +1,4 @@
-"""motionhub.datafiles: every way a motion, split, caption or statistics file can be bad."""
+"""motionhub.data.files: every way a motion, split, caption or statistics file can be bad."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 
-from motionhub.datafiles import (
+from motionhub.data.files import (
     BadDataPolicy,
     CaptionRecord,
     ClipError,
@@ -268,7 +268,7 @@ def test_policy_skip_summary_lists_ten_then_ellipsis(caplog):
     policy.begin("train")
     for i in range(12):
         policy.handle("train", _clip_error(f"{i:03d}"))
-    with caplog.at_level(logging.WARNING, logger="motionhub.data"):
+    with caplog.at_level(logging.WARNING, logger="motionhub.data.batches"):
         summary = policy.finish("train", total=40)
     listed = ", ".join(f"{i:03d} (missing file)" for i in range(10))
     assert summary == f"humanml3d train: skipped 12 of 40 clips: {listed}, …"

@@ -15,13 +15,13 @@ from test_pfnn import PFNN_CLIP, released_clip_database, released_network_table,
 
 import motionhub_bvh
 import motionhub_pfnn
-from motionhub import layouts
+from motionhub.data import layouts
 from motionhub.cli import main
-from motionhub.kinematics.humanml3d import recover_root
-from motionhub.kinematics.rotations import cont6d_to_matrix, quat_to_matrix
-from motionhub.kinematics.skeletons import T2M_SKELETON
-from motionhub.plugins import get_registry, load_plugins, pm
-from motionhub.testing import registered_plugin
+from motionhub.motion.humanml3d import recover_root
+from motionhub.motion.rotations import cont6d_to_matrix, quat_to_matrix
+from motionhub.motion.skeletons import T2M_SKELETON
+from motionhub.plugins.manager import get_registry, load_plugins, pm
+from motionhub.plugins.testing import registered_plugin
 from motionhub_pfnn.database import PFNNConfig, layouts as pfnn_layouts, load_database, read_bin, x_layout, y_layout
 from motionhub_pfnn.exporter import swing_rotations
 

@@ -11,7 +11,7 @@ import pytest
 from motionhub_humanml3d import KIT, HumanML3D, register_datasets
 from motionhub_synthetic.folders import write_humanml3d_folder
 
-from motionhub.datafiles import CaptionRecord, ClipError, SkippedClip
+from motionhub.data.files import CaptionRecord, ClipError, SkippedClip
 from motionhub.errors import DataError
 
 CLIPS = 10  # 8 train, 1 val, 1 test
@@ -205,7 +205,7 @@ def test_id_without_file_skips_with_summary(folder, caplog):
     _add_to_train(folder, "999999")
     _add_to_train(folder, "999998")
     data = HumanML3D(str(folder), stats="dataset", on_bad="skip")
-    with caplog.at_level(logging.WARNING, logger="motionhub.data"):
+    with caplog.at_level(logging.WARNING, logger="motionhub.data.batches"):
         clips = list(data.clips("train"))
     assert len(clips) == 8
     summary = "humanml3d train: skipped 2 of 10 clips: 999999 (missing file), 999998 (missing file)"
@@ -247,7 +247,7 @@ def test_too_short_clip_stops_or_skips(folder, caplog):
     with pytest.raises(ClipError, match=rf"clip '{short[0]}': .* fewer than min_frames={limit}"):
         list(HumanML3D(str(folder), stats="train", min_frames=limit).clips("train"))
     data = HumanML3D(str(folder), stats="train", min_frames=limit, on_bad="skip")
-    with caplog.at_level(logging.WARNING, logger="motionhub.data"):
+    with caplog.at_level(logging.WARNING, logger="motionhub.data.batches"):
         kept = [c.id for c in data.clips("train")]
     assert kept == [i for i in lengths if i not in short]
     assert caplog.messages == [
@@ -332,8 +332,8 @@ def test_real_012314_with_dataset_and_evaluator_stats(real_data, tmp_path):
 
 
 def test_skipped_clips_are_reported_again_when_a_packed_store_is_reused(folder, tmp_path, caplog):
-    from motionhub.data import open_split
-    from motionhub.recipe import recipe_from_tree
+    from motionhub.data.batches import open_split
+    from motionhub.recipes.recipe import recipe_from_tree
 
     (folder / "new_joint_vecs" / "000001.npy").unlink()
     tree = {"data": {"name": "humanml3d", "root": str(folder), "stats": "dataset", "on_bad": "skip",
@@ -344,7 +344,7 @@ def test_skipped_clips_are_reported_again_when_a_packed_store_is_reused(folder, 
     first = open_split(HumanML3D(**recipe.data.kwargs), "train", recipe, None)
     assert len(first.notes) == 1 and "000001 (missing file)" in first.notes[0]
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="motionhub.data"):
+    with caplog.at_level(logging.WARNING, logger="motionhub.data.batches"):
         again = open_split(HumanML3D(**recipe.data.kwargs), "train", recipe, None)  # reused, not packed
     assert again.path == first.path and len(again.notes) == 1
     assert any("000001 (missing file)" in r.message and "recorded when" in r.message for r in caplog.records)

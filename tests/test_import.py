@@ -14,16 +14,17 @@ import pytest
 import torch
 import yaml
 
-from motionhub import importing, layouts
-from motionhub.build import build_tokenizer
-from motionhub.checkpoint import load_checkpoint
+from motionhub.data import layouts
+from motionhub.use import importing
+from motionhub.model.build import build_tokenizer
+from motionhub.train.checkpoint import load_checkpoint
 from motionhub.cli import main
 from motionhub.commands import import_checkpoint as import_command
 from motionhub.errors import MotionhubError
-from motionhub.formats import MotionFormat
-from motionhub.recipe import recipe_from_tree
-from motionhub.runs import load_run
-from motionhub.tokenizer import Tokenizer
+from motionhub.data.formats import MotionFormat
+from motionhub.recipes.recipe import recipe_from_tree
+from motionhub.use.trained_run import load_run
+from motionhub.model.tokenizer import Tokenizer
 from motionhub_conv import Conv1dDecoder, Conv1dEncoder
 from motionhub_quantizers import FSQ, EMAResetVQ
 

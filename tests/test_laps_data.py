@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from motionhub.errors import DataError
-from motionhub.recipe import recipe_from_tree
-from motionhub.trainer import train
-from motionhub.typecheck import annotations_of
+from motionhub.recipes.recipe import recipe_from_tree
+from motionhub.train.trainer import train
+from motionhub.recipes.types import annotations_of
 from motionhub_amplify.tracks import radius_velocities, velocity_labels
 from motionhub_synthetic.tracks import view_tracks, write_velocity_files
 from motionhub_tracks import LapsVelocities
@@ -194,7 +194,7 @@ def test_bad_files_can_be_skipped_and_are_reported(tmp_path, caplog):
     velocity_file(tmp_path / "a_start000001.pt", good() * 3)
     velocity_file(tmp_path / "a_start000002.pt", torch.zeros(15, 16))
     dataset = LapsVelocities(str(tmp_path), val_fraction=0.0, on_bad="skip")
-    with caplog.at_level(logging.WARNING, logger="motionhub.data"):
+    with caplog.at_level(logging.WARNING, logger="motionhub.data.batches"):
         assert [c.id for c in dataset.clips("train")] == ["a_start000000"]
     note = ("laps_velocities train: skipped 2 of 3 clips: a_start000001 (values outside [-1, 1]), "
             "a_start000002 (wrong shape)")

@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from motionhub import layouts
+from motionhub.data import layouts
 from motionhub.errors import MotionhubError
-from motionhub.losses import LossSet, LossTerm
+from motionhub.model.losses import LossSet, LossTerm
 from motionhub_amplify import (
     CodeHistogramEntropy,
     FocalLoss,

@@ -13,14 +13,14 @@ import torch.nn.functional as F
 from torch import nn
 from vector_quantize_pytorch import FSQ as LibraryFSQ
 
-from motionhub import importing
+from motionhub.use import importing
 from motionhub.errors import MotionhubError
-from motionhub.formats import MotionFormat
-from motionhub.layouts import point_tracks
-from motionhub.recipe import recipe_from_tree
-from motionhub.runs import load_run
-from motionhub.tokenizer import Tokenizer
-from motionhub.trainer import train
+from motionhub.data.formats import MotionFormat
+from motionhub.data.layouts import point_tracks
+from motionhub.recipes.recipe import recipe_from_tree
+from motionhub.use.trained_run import load_run
+from motionhub.model.tokenizer import Tokenizer
+from motionhub.train.trainer import train
 from motionhub_amplify import LapsDecoder, LapsEncoder, laps
 from motionhub_quantizers import FSQ
 from motionhub_synthetic.tracks import write_velocity_files
@@ -469,7 +469,7 @@ def test_training_through_the_trainer_lowers_the_loss(velocity_folder, tmp_path)
 
 
 def test_the_plugin_registers_both_parts():
-    from motionhub.plugins import get_registry
+    from motionhub.plugins.manager import get_registry
 
     registry = get_registry()
     assert registry.get("encoder", "laps").cls is LapsEncoder

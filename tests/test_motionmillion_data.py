@@ -11,7 +11,7 @@ import pytest
 from motionhub_motionmillion import MotionMillion, register_datasets
 from motionhub_synthetic.folders import write_motionmillion_folder
 
-from motionhub.datafiles import ClipError, SkippedClip
+from motionhub.data.files import ClipError, SkippedClip
 from motionhub.errors import DataError
 
 CLIPS = 10  # 8 train, 1 val, 1 test
@@ -142,7 +142,7 @@ def test_name_without_file_stops(folder):
 def test_name_without_file_skips_with_summary(folder, caplog):
     _add_to_train(folder, "aist/missing")
     data = MotionMillion(str(folder), on_bad="skip")
-    with caplog.at_level(logging.WARNING, logger="motionhub.data"):
+    with caplog.at_level(logging.WARNING, logger="motionhub.data.batches"):
         assert len(list(data.clips("train"))) == 8
     assert caplog.messages == ["motionmillion train: skipped 1 of 9 clips: aist/missing (missing file)"]
     assert data.skipped == [SkippedClip("train", "aist/missing", "missing file")]
@@ -161,7 +161,7 @@ def test_non_finite_values_skipped(folder, caplog):
     motion[5, :] = np.inf
     np.save(path, motion)
     data = MotionMillion(str(folder), on_bad="skip")
-    with caplog.at_level(logging.WARNING, logger="motionhub.data"):
+    with caplog.at_level(logging.WARNING, logger="motionhub.data.batches"):
         ids = [c.id for c in data.clips("train")]
     assert "synthetic/000001" not in ids and len(ids) == 7
     assert caplog.messages == ["motionmillion train: skipped 1 of 8 clips: synthetic/000001 (272 non-finite values)"]

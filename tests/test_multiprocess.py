@@ -9,7 +9,7 @@ import sys
 import pytest
 from helpers import TINY_RECIPE, run_cli, write_recipe
 
-from motionhub.rundir import RunDir
+from motionhub.train.rundir import RunDir
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ def fake_distribution(root: Path, dist: str, module: str, source: str, entry_nam
 
 GOOD = """
     import motionhub
-    from motionhub.losses import Loss
+    from motionhub.model.losses import Loss
 
     class Zero(Loss):
         '''Always zero.'''

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from motionhub.cli import main
-from motionhub.kinematics import humanml3d
-from motionhub.kinematics.skeletons import T2M_SKELETON
+from motionhub.motion import humanml3d
+from motionhub.motion.skeletons import T2M_SKELETON
 from motionhub_synthetic.motion import rest_offsets, synthesize
 
 

@@ -8,13 +8,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from motionhub import hookspecs
-from motionhub.formats import MotionFormat
-from motionhub.quantizer import QuantizerOutput
+from motionhub.plugins import hookspecs
+from motionhub.data.formats import MotionFormat
+from motionhub.model.quantizer import QuantizerOutput
 from motionhub_conv import Conv1dEncoder
 from motionhub_quantizers import FSQ, LFQ, RVQ, VQ, EMAResetVQ, codebook_usage
 from motionhub_quantizers.fsq import LEVELS_FOR_SIZE
-from motionhub.codebook import code_histogram, usage_from_histogram
+from motionhub.model.codebook import code_histogram, usage_from_histogram
 
 QUANTIZERS = {
     "fsq": lambda dim: FSQ(dim, levels=[8, 5, 5, 5]),

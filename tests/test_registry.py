@@ -5,11 +5,11 @@ import inspect
 import pytest
 
 import motionhub
-from motionhub import hookspecs
+from motionhub.plugins import hookspecs
 from motionhub.errors import PluginError, UnknownComponentError
-from motionhub.plugins import DEFAULT_PLUGINS, get_registry, load_plugins, pm
-from motionhub.registry import KINDS, Registry, hook_name
-from motionhub.testing import registered_plugin
+from motionhub.plugins.manager import DEFAULT_PLUGINS, get_registry, load_plugins, pm
+from motionhub.plugins.registry import KINDS, Registry, hook_name
+from motionhub.plugins.testing import registered_plugin
 
 
 class Widget:

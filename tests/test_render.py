@@ -8,12 +8,13 @@ from helpers import TINY_RECIPE
 pytest.importorskip("matplotlib")
 from PIL import Image  # noqa: E402  (ships with matplotlib)
 
-from motionhub import layouts, render  # noqa: E402
+from motionhub.data import layouts
+from motionhub.use import render  # noqa: E402
 from motionhub.cli import main  # noqa: E402
 from motionhub.errors import MotionhubError  # noqa: E402
-from motionhub.recipe import recipe_from_tree  # noqa: E402
-from motionhub.runs import load_run  # noqa: E402
-from motionhub.trainer import train  # noqa: E402
+from motionhub.recipes.recipe import recipe_from_tree  # noqa: E402
+from motionhub.use.trained_run import load_run  # noqa: E402
+from motionhub.train.trainer import train  # noqa: E402
 
 BLUE, ORANGE = (31, 119, 180), (255, 127, 14)  # ground truth, reconstruction
 
@@ -80,7 +81,7 @@ def test_unknown_clip_id_suggests_the_closest_and_how_to_list_them(run_dir, clip
 
 def test_mp4_without_ffmpeg_names_the_fix_before_loading_anything(run_dir, clip_id, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(render, "ffmpeg_available", lambda: False)
-    monkeypatch.setattr("motionhub.runs.load_run", lambda *a, **k: pytest.fail("loaded the run"))
+    monkeypatch.setattr("motionhub.use.trained_run.load_run", lambda *a, **k: pytest.fail("loaded the run"))
     out = tmp_path / "clip.mp4"
     assert main(["render", str(run_dir), "--clip", clip_id, "--out", str(out)]) == 2
     err = capsys.readouterr().err
@@ -157,7 +158,7 @@ def test_a_track_tokenizer_run_renders_its_decoded_tracks(tmp_path):
     assert torch.equal(decoded[:, 0], motion[:, 0])  # integrated from the true first frame
 
     # tokens decode the same way: the tokens file keeps each clip's first frame
-    from motionhub.tokens import read_reconstruction
+    from motionhub.use.encoding import read_reconstruction
 
     tokens, recon_file = tmp_path / "tokens.h5", tmp_path / "recon.h5"
     assert main(["encode", str(run_dir), "--split", "val", "--out", str(tokens)]) == 0

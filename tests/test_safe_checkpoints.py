@@ -19,12 +19,12 @@ import pytest
 import torch
 from helpers import TINY_RECIPE, run_cli, write_recipe
 
-from motionhub import checkpoint as checkpoint_module
-from motionhub.checkpoint import TRUST_ENV, load_checkpoint
+from motionhub.train import checkpoint as checkpoint_module
+from motionhub.train.checkpoint import TRUST_ENV, load_checkpoint
 from motionhub.cli import main
-from motionhub.recipe import load_recipe
-from motionhub.rundir import RunDir
-from motionhub.trainer import train
+from motionhub.recipes.recipe import load_recipe
+from motionhub.train.rundir import RunDir
+from motionhub.train.trainer import train
 
 RECIPE = {**TINY_RECIPE,
           "quantizer": {"name": "vq_ema_reset", "codebook_size": 32},

@@ -9,12 +9,12 @@ from helpers import REPO, TINY_RECIPE
 
 import motionhub
 from motionhub.errors import RecipeError
-from motionhub.losses import Loss, LossSet, LossTerm
-from motionhub.metrics import Metric
-from motionhub.quantizer import Quantizer, QuantizerOutput
-from motionhub.recipe import load_recipe, recipe_from_tree
-from motionhub.testing import registered_plugin
-from motionhub.trainer import train
+from motionhub.model.losses import Loss, LossSet, LossTerm
+from motionhub.model.metrics import Metric
+from motionhub.model.quantizer import Quantizer, QuantizerOutput
+from motionhub.recipes.recipe import load_recipe, recipe_from_tree
+from motionhub.plugins.testing import registered_plugin
+from motionhub.train.trainer import train
 
 
 class HalfMasked(Loss):
@@ -172,7 +172,7 @@ class ScaledPlugin:
 
 
 def test_metrics_take_arguments_in_the_recipe_and_get_the_real_codebook_size():
-    from motionhub.build import build_metrics
+    from motionhub.model.build import build_metrics
     from motionhub_synthetic.dataset import SyntheticMotion
 
     with registered_plugin(ScaledPlugin(), "scaled-plugin"):

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from helpers import REPO
 
-from motionhub.recipe import load_recipe
-from motionhub.trainer import train
+from motionhub.recipes.recipe import load_recipe
+from motionhub.train.trainer import train
 from motionhub_synthetic.folders import write_humanml3d_folder, write_motionmillion_folder
 from motionhub_synthetic.tracks import write_track_files, write_velocity_files
 

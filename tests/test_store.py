@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from motionhub.dataset import Clip, Dataset
+from motionhub.data.dataset import Clip, Dataset
 from motionhub.errors import DataError
-from motionhub.formats import MotionFormat
-from motionhub.store import EmptySplitError, Store, open_or_pack, pack_arrays, pack_split
-from motionhub.windows import WindowSampler
+from motionhub.data.formats import MotionFormat
+from motionhub.data.store import EmptySplitError, Store, open_or_pack, pack_arrays, pack_split
+from motionhub.data.windows import WindowSampler
 from motionhub_synthetic.dataset import SyntheticMotion
 
 TOY = MotionFormat("toy", (5,), 25.0, {"root": slice(0, 2), "rest": slice(2, 5)},

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from motionhub.kinematics import humanml3d, representation272
-from motionhub.kinematics.skeletons import KIT_SKELETON, T2M_SKELETON
+from motionhub.motion import humanml3d, representation272
+from motionhub.motion.skeletons import KIT_SKELETON, T2M_SKELETON
 from motionhub_synthetic.dataset import KIT_BONE_LENGTHS, SyntheticMotion
 from motionhub_synthetic.motion import rest_offsets, synthesize
 

@@ -9,14 +9,14 @@ import torch
 from helpers import TINY_RECIPE
 
 from motionhub.cli import main
-from motionhub.dataset import Clip
+from motionhub.data.dataset import Clip
 from motionhub.errors import MotionhubError
-from motionhub.recipe import recipe_from_tree
-from motionhub.runs import load_run
-from motionhub.tokens import (EncodedClips, TokenFile, encode_clips, length_buckets, read_reconstruction,
+from motionhub.recipes.recipe import recipe_from_tree
+from motionhub.use.trained_run import load_run
+from motionhub.use.encoding import (EncodedClips, TokenFile, encode_clips, length_buckets, read_reconstruction,
                               read_tokens, write_npy_folder, write_tokens)
-from motionhub.trainer import train
-from motionhub.windows import ClipBank
+from motionhub.train.trainer import train
+from motionhub.data.windows import ClipBank
 
 UNIT = 2  # TINY_RECIPE's conv1d encoder: down_t 1, stride 2
 

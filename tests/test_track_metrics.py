@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from motionhub import layouts
+from motionhub.data import layouts
 from motionhub_amplify.metrics import TrackMetrics
 from motionhub_amplify.tracks import pixel_positions, relative_labels
 

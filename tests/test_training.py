@@ -9,13 +9,13 @@ from helpers import TINY_RECIPE
 
 import motionhub
 
-from motionhub.build import build_tokenizer
-from motionhub.checkpoint import CheckpointError, load_checkpoint, read_torch_file, save_atomic
+from motionhub.model.build import build_tokenizer
+from motionhub.train.checkpoint import CheckpointError, load_checkpoint, read_torch_file, save_atomic
 from motionhub.errors import MotionhubError
-from motionhub.recipe import TrainConfig, recipe_from_tree
-from motionhub.rundir import RunDir
-from motionhub.testing import registered_plugin
-from motionhub.trainer import TrainingError, learning_rate, train
+from motionhub.recipes.recipe import TrainConfig, recipe_from_tree
+from motionhub.train.rundir import RunDir
+from motionhub.plugins.testing import registered_plugin
+from motionhub.train.trainer import TrainingError, learning_rate, train
 from motionhub_synthetic.dataset import SyntheticMotion
 
 
@@ -202,7 +202,7 @@ def test_bf16_mixed_precision_trains_on_the_cpu(tmp_path):
 
 
 def test_logged_loss_terms_are_float32_whatever_a_loss_returns():
-    from motionhub.losses import Loss, LossSet, LossTerm
+    from motionhub.model.losses import Loss, LossSet, LossTerm
 
     class HalfLoss(Loss):
         def __call__(self, batch, outputs, format):
@@ -217,7 +217,7 @@ def test_logged_loss_terms_are_float32_whatever_a_loss_returns():
 def test_replica_checksum_ignores_per_process_norm_statistics_only():
     import copy
 
-    from motionhub.trainer import replica_checksum
+    from motionhub.train.trainer import replica_checksum
 
     model = torch.nn.Sequential(torch.nn.Conv1d(4, 4, 3), torch.nn.BatchNorm1d(4))
     other = copy.deepcopy(model)

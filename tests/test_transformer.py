@@ -5,11 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-from motionhub import hookspecs
-from motionhub.formats import MotionFormat
-from motionhub.recipe import bind_arguments
-from motionhub.registry import Component
-from motionhub.tokenizer import Tokenizer
+from motionhub.plugins import hookspecs
+from motionhub.data.formats import MotionFormat
+from motionhub.recipes.recipe import bind_arguments
+from motionhub.plugins.registry import Component
+from motionhub.model.tokenizer import Tokenizer
 from motionhub_quantizers import FSQ
 from motionhub_transformer import TransformerDecoder, TransformerEncoder
 from motionhub_transformer.model import Block, sinusoidal_positions

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from motionhub.dataset import Clip
+from motionhub.data.dataset import Clip
 from motionhub.errors import DataError
-from motionhub.formats import MotionFormat
-from motionhub.store import pack_split
-from motionhub.windows import ClipBank, EvalBatches, WindowSampler
+from motionhub.data.formats import MotionFormat
+from motionhub.data.store import pack_split
+from motionhub.data.windows import ClipBank, EvalBatches, WindowSampler
 
 # feature 0 = clip number, 1 = frame number within the clip, 2 = noise: a window tells where it came from
 FMT = MotionFormat("tagged", (3,), 20.0, {"tag": slice(0, 2), "noise": slice(2, 3)},

@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from . import add_run_arguments, non_negative_int, positive_int
+from motionhub.commands import add_run_arguments, non_negative_int, positive_int
 
 REDRAW_EVERY = 50
 
@@ -45,10 +45,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
 
-    from ..latency import check_window, latency_summary, stream_windows, time_windows, write_results
-    from ..report import parameter_counts, peak_memory
-    from ..runs import load_run
-    from ..tokens import resolve_device
+    from motionhub.use.bench import check_window, latency_summary, stream_windows, time_windows, write_results
+    from motionhub.train.report import parameter_counts, peak_memory
+    from motionhub.use.trained_run import load_run
+    from motionhub.use.encoding import resolve_device
 
     console = Console(stderr=True)
     device = resolve_device(args.device)

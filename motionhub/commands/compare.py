@@ -33,7 +33,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from rich.console import Console
 
-    from ..use.compare import compare, print_summary
+    from motionhub.use.compare import compare, print_summary
 
     comparison = compare(args.run_dirs, args.out, evaluate=args.evaluate, checkpoint=args.checkpoint,
                          device=args.device, console=Console(stderr=True))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import add_overrides, positive_int
+from motionhub.commands import add_overrides, positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,8 +31,8 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from ..runs import load_run
-    from ..tokens import (check_output_file, check_token_ids, check_tokens_match, clip_progress, decode_tokens,
+    from motionhub.use.trained_run import load_run
+    from motionhub.use.encoding import (check_output_file, check_token_ids, check_tokens_match, clip_progress, decode_tokens,
                           read_tokens, resolve_device, write_reconstruction)
 
     console = Console(stderr=True)

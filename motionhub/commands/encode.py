@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from . import add_run_arguments, positive_int
+from motionhub.commands import add_run_arguments, positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,8 +31,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from ..runs import load_run
-    from ..tokens import (TokenFile, check_new_folder, check_output_file, clip_progress, encode_clips, resolve_device,
+    from motionhub.use.trained_run import load_run
+    from motionhub.use.encoding import (TokenFile, check_new_folder, check_output_file, clip_progress, encode_clips, resolve_device,
                           write_npy_folder, write_tokens)
 
     console = Console(stderr=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from . import add_run_arguments
+from motionhub.commands import add_run_arguments
 
 
 def add_parser(sub) -> None:
@@ -20,7 +20,7 @@ def run(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from ..runs import load_run
+    from motionhub.use.trained_run import load_run
 
     console = Console(stderr=True)
     loaded = load_run(args.run_dir, args.checkpoint, args.overrides)
@@ -48,10 +48,10 @@ def evaluate_run(loaded, split: str, device: str | None = None, console=None, *,
     from accelerate.state import AcceleratorState
     from rich.console import Console
 
-    from ..build import build_losses, build_metrics
-    from ..evaluation import evaluate
-    from ..tokens import clip_progress, resolve_device
-    from ..windows import EvalBatches
+    from motionhub.model.build import build_losses, build_metrics
+    from motionhub.train.evaluation import evaluate
+    from motionhub.use.encoding import clip_progress, resolve_device
+    from motionhub.data.windows import EvalBatches
 
     console = console or Console(stderr=True)
     device = resolve_device(device)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import add_overrides
+from motionhub.commands import add_overrides
 
 DESCRIPTION = """\
 Write PFNN training data (Holden et al. 2017) of one split of a data set: database.npz
@@ -82,11 +82,11 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..build import build_dataset
-    from ..errors import MotionhubError
-    from ..exporter import ExportSource
-    from ..plugins import get_registry
-    from ..recipe import load_recipe
+    from motionhub.model.build import build_dataset
+    from motionhub.errors import MotionhubError
+    from motionhub.use.export import ExportSource
+    from motionhub.plugins.manager import get_registry
+    from motionhub.recipes.recipe import load_recipe
 
     console = Console(stderr=True)
     recipe_path = args.source / "recipe.yaml" if args.source.is_dir() else args.source

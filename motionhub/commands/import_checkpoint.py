@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from . import add_overrides
+from motionhub.commands import add_overrides
 
-SOURCES = ("t2m-gpt", "motionmillion", "amplify", "laps")  # as motionhub.importing.SOURCES, kept here for a fast --help
+SOURCES = ("t2m-gpt", "motionmillion", "amplify", "laps")  # as motionhub.use.importing.SOURCES, kept here for a fast --help
 
 
 def add_parser(sub) -> None:
@@ -27,8 +27,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from rich.console import Console
 
-    from ..errors import DataError, MotionhubError
-    from ..importing import import_checkpoint
+    from motionhub.errors import DataError, MotionhubError
+    from motionhub.use.importing import import_checkpoint
 
     given = args.stats_mean is not None, args.stats_std is not None
     if args.no_data and not all(given):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import add_overrides
+from motionhub.commands import add_overrides
 
 
 def add_parser(sub) -> None:
@@ -17,9 +17,9 @@ def run(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from ..build import build_dataset
-    from ..data import open_split
-    from ..recipe import load_recipe
+    from motionhub.model.build import build_dataset
+    from motionhub.data.batches import open_split
+    from motionhub.recipes.recipe import load_recipe
 
     console = Console(stderr=True)
     recipe = load_recipe(args.recipe, args.overrides)

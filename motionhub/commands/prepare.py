@@ -20,7 +20,7 @@ def run(args) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    from ..prepare import prepare_folder
+    from motionhub.data.prepare import prepare_folder
 
     console = Console(stderr=True)
     total = len(list(Path(args.joints_dir).glob("*.npy")))

@@ -6,14 +6,14 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import add_run_arguments
+from motionhub.commands import add_run_arguments
 
 if TYPE_CHECKING:
     import torch
 
-    from ..dataset import Clip, Dataset
-    from ..formats import MotionFormat
-    from ..tokenizer import Tokenizer
+    from motionhub.data.dataset import Clip, Dataset
+    from motionhub.data.formats import MotionFormat
+    from motionhub.model.tokenizer import Tokenizer
 
 SHOWN_IDS = 5  # ids listed when a clip id is unknown
 
@@ -37,9 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import MotionhubError
-    from ..render import check_output, render_clip
-    from ..runs import load_run
+    from motionhub.errors import MotionhubError
+    from motionhub.use.render import check_output, render_clip
+    from motionhub.use.trained_run import load_run
 
     if not args.list:
         if args.clip is None or args.out is None:
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
 def find_clip(dataset: Dataset, split: str, clip_id: str, run_dir: Path) -> Clip:
     """The clip ``clip_id`` of ``split``; an unknown id is an error naming the closest ones."""
-    from ..errors import MotionhubError, did_you_mean
+    from motionhub.errors import MotionhubError, did_you_mean
 
     ids = []
     for clip in dataset.clips(split):
@@ -84,8 +84,8 @@ def reconstruct(model: Tokenizer, fmt: MotionFormat, clip: Clip) -> tuple[torch.
     """
     import torch
 
-    from ..errors import MotionhubError
-    from ..windows import ClipBank, EvalBatches
+    from motionhub.errors import MotionhubError
+    from motionhub.data.windows import ClipBank, EvalBatches
 
     unit = model.downsample
     if len(clip.motion) < unit:

@@ -22,9 +22,9 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import MotionhubError
-from ..render import NOT_LOSSES, RENDER_EXTRA, has_matplotlib
-from ..rundir import RunDir
+from motionhub.errors import MotionhubError
+from motionhub.use.render import NOT_LOSSES, RENDER_EXTRA, has_matplotlib
+from motionhub.train.rundir import RunDir
 
 log = logging.getLogger("motionhub.compare")
 
@@ -345,8 +345,8 @@ def short(value: Any) -> str:
 def evaluate_on_first(runs: Sequence[Run], split: str, checkpoint: str, device: str | None,
                       console: Console) -> dict[str, dict[str, Any]]:
     """Each run's ``checkpoint`` evaluated as ``motionhub eval`` does, on ``split`` of the first run's data."""
-    from ..commands.evaluate import evaluate_run
-    from ..runs import load_run
+    from motionhub.commands.evaluate import evaluate_run
+    from motionhub.use.trained_run import load_run
 
     loaded = [load_run(run.path, checkpoint) for run in runs]
     first = loaded[0]
@@ -478,7 +478,7 @@ def write_figures(runs: Sequence[Run], out: Path, include_val: bool, notes: list
 
 def plot_curves(rows: dict[str, list[dict]], out: Path, split: str, skip: Sequence[str]) -> bool:
     """One panel per logged figure of ``split``, one line per run against the step."""
-    from ..render import _figure
+    from motionhub.use.render import _figure
 
     keys = ordered_union([{k: None for row in run_rows for k, v in row.items()
                            if k not in skip and k != "split" and isinstance(v, (int, float))}
@@ -509,7 +509,7 @@ def plot_code_counts(counts: dict[str, dict[str, list[int]] | None], splits: Seq
     """Per-code counts sorted by frequency: one row per split, one panel per run ("not recorded" where absent)."""
     import numpy as np
 
-    from ..render import _figure
+    from motionhub.use.render import _figure
 
     figure = _figure(3.6 * len(counts), 2.8 * len(splits))
     for row, split in enumerate(splits):

@@ -14,8 +14,8 @@ from typing import Optional
 
 import torch
 
-from motionhub.formats import MotionFormat
-from motionhub.losses import Loss
+from motionhub.data.formats import MotionFormat
+from motionhub.model.losses import Loss
 
 
 def code_counts(indices: torch.Tensor) -> torch.Tensor:

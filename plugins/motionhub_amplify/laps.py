@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from motionhub.errors import MotionhubError
-from motionhub.formats import MotionFormat
-from motionhub.tokenizer import Decoder, Encoder, mirrored_settings
+from motionhub.data.formats import MotionFormat
+from motionhub.model.tokenizer import Decoder, Encoder, mirrored_settings
 
 from .tracks import decode_points, radius_velocities, track_layout
 

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from motionhub.errors import MotionhubError
-from motionhub.formats import MotionFormat
-from motionhub.losses import Loss
+from motionhub.data.formats import MotionFormat
+from motionhub.model.losses import Loss
 
 from .tracks import STATIC_METRICS, displacement_labels, label_kind, logits_grid, moving_points, velocity_radius
 

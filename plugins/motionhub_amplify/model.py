@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from motionhub.errors import MotionhubError
-from motionhub.formats import MotionFormat
-from motionhub.tokenizer import Decoder, Encoder
+from motionhub.data.formats import MotionFormat
+from motionhub.model.tokenizer import Decoder, Encoder
 
 from .tracks import decode_points, track_layout, velocities
 

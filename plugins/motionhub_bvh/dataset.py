@@ -22,11 +22,11 @@ from typing import Literal, Optional
 
 import numpy as np
 
-from motionhub import layouts
-from motionhub.datafiles import BadDataPolicy, ClipError
-from motionhub.dataset import SPLITS, Clip, Dataset
+from motionhub.data import layouts
+from motionhub.data.files import BadDataPolicy, ClipError
+from motionhub.data.dataset import SPLITS, Clip, Dataset
 from motionhub.errors import DataError, did_you_mean
-from motionhub.kinematics.skeletons import Skeleton
+from motionhub.motion.skeletons import Skeleton
 
 from .bvh import BVHError, BVHHeader, BVHMotion, read_bvh, read_bvh_header
 

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from motionhub.formats import MotionFormat
-from motionhub.tokenizer import Decoder, Encoder, mirrored_settings
+from motionhub.data.formats import MotionFormat
+from motionhub.model.tokenizer import Decoder, Encoder, mirrored_settings
 
 Activation = Literal["relu", "silu", "gelu"]
 Norm = Literal["LN", "GN", "BN"]

@@ -18,8 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from motionhub import layouts
-from motionhub.datafiles import FolderDataset, find_stats, read_stats, split_files
+from motionhub.data import layouts
+from motionhub.data.files import FolderDataset, find_stats, read_stats, split_files
 from motionhub.errors import DataError
 
 

@@ -16,8 +16,8 @@ from typing import Optional
 import torch
 
 from motionhub.errors import MotionhubError
-from motionhub.formats import MotionFormat
-from motionhub.losses import Loss
+from motionhub.data.formats import MotionFormat
+from motionhub.model.losses import Loss
 from motionhub_quantizers.fsq import fsq_levels
 
 _EPS = 1e-12

@@ -7,8 +7,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from motionhub.formats import MotionFormat
-from motionhub.losses import Loss
+from motionhub.data.formats import MotionFormat
+from motionhub.model.losses import Loss
 
 Kind = Literal["l1", "l2", "smooth_l1"]
 _ELEMENTWISE = {

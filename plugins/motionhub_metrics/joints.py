@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from motionhub.formats import MotionFormat
-from motionhub.metrics import Metric
+from motionhub.data.formats import MotionFormat
+from motionhub.model.metrics import Metric
 
 
 class MPJPE(Metric):

@@ -46,9 +46,9 @@ from typing import Literal
 import numpy as np
 
 from motionhub.errors import MotionhubError, did_you_mean
-from motionhub.exporter import Exporter, ExportResult, ExportSource, SourceClip
-from motionhub.formats import MotionFormat
-from motionhub.kinematics.rotations import quat_between, quat_to_matrix
+from motionhub.use.export import Exporter, ExportResult, ExportSource, SourceClip
+from motionhub.data.formats import MotionFormat
+from motionhub.motion.rotations import quat_between, quat_to_matrix
 
 from .database import (
     GAIT_NAMES,

@@ -5,7 +5,7 @@ import motionhub
 from .ema_reset import EMAResetVQ
 from .fsq import FSQ
 from .library import LFQ, RVQ, VQ
-from motionhub.codebook import code_histogram, codebook_usage, usage_from_histogram
+from motionhub.model.codebook import code_histogram, codebook_usage, usage_from_histogram
 
 __all__ = ["EMAResetVQ", "FSQ", "LFQ", "RVQ", "VQ", "code_histogram", "codebook_usage", "usage_from_histogram"]
 

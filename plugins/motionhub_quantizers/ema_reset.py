@@ -25,8 +25,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from motionhub.quantizer import Quantizer, QuantizerOutput
-from motionhub.typecheck import Bounds
+from motionhub.model.quantizer import Quantizer, QuantizerOutput
+from motionhub.recipes.types import Bounds
 
 
 def _distributed() -> bool:

@@ -12,8 +12,8 @@ from typing import Annotated, Optional
 import torch
 import vector_quantize_pytorch as vqp
 
-from motionhub.quantizer import Quantizer, QuantizerOutput
-from motionhub.typecheck import Bounds
+from motionhub.model.quantizer import Quantizer, QuantizerOutput
+from motionhub.recipes.types import Bounds
 
 
 class _Codebooks(Quantizer):

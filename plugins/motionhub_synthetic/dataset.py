@@ -7,10 +7,10 @@ from typing import Literal
 
 import numpy as np
 
-from motionhub import layouts
-from motionhub.dataset import SPLITS, Clip, Dataset
-from motionhub.kinematics import humanml3d, representation272
-from motionhub.kinematics.skeletons import KIT_SKELETON, T2M_SKELETON
+from motionhub.data import layouts
+from motionhub.data.dataset import SPLITS, Clip, Dataset
+from motionhub.motion import humanml3d, representation272
+from motionhub.motion.skeletons import KIT_SKELETON, T2M_SKELETON
 
 from .motion import rest_offsets, synthesize
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from motionhub.dataset import SPLITS, Clip
+from motionhub.data.dataset import SPLITS, Clip
 
 from .dataset import SyntheticMotion
 

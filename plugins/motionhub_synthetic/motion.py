@@ -12,8 +12,8 @@ import dataclasses
 import numpy as np
 import torch
 
-from motionhub.kinematics.rotations import axis_angle_to_matrix
-from motionhub.kinematics.skeletons import Skeleton, forward_kinematics
+from motionhub.motion.rotations import axis_angle_to_matrix
+from motionhub.motion.skeletons import Skeleton, forward_kinematics
 
 
 @dataclasses.dataclass(frozen=True)

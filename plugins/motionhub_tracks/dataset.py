@@ -10,10 +10,10 @@ from typing import Optional
 
 import numpy as np
 
-from motionhub import layouts
-from motionhub.dataset import SPLITS, Clip, Dataset
+from motionhub.data import layouts
+from motionhub.data.dataset import SPLITS, Clip, Dataset
 from motionhub.errors import DataError
-from motionhub.formats import MotionFormat
+from motionhub.data.formats import MotionFormat
 
 from .files import find_track_files, fingerprint, split_by_fraction, split_by_lists
 from .layout import EXPECTED, TrackFile, file_views, inspect_file, read_tracks
@@ -22,7 +22,7 @@ from .points import NonFinite, TrackLabels, normalised_row_col, replace_non_fini
 DEFAULT_VAL_FRACTION = 0.1
 _LISTED = 10  # files named in a non-finite summary before "…"
 
-logger = logging.getLogger("motionhub.data")
+logger = logging.getLogger("motionhub.data.batches")
 
 
 class GTEATracks(Dataset):

@@ -11,7 +11,7 @@ from typing import Literal
 import numpy as np
 
 NonFinite = Literal["hold", "clamp"]
-TrackLabels = Literal["pixel", "velocity"]  # motionhub.layouts.TRACK_LABELS, as a recipe type
+TrackLabels = Literal["pixel", "velocity"]  # motionhub.data.layouts.TRACK_LABELS, as a recipe type
 
 
 def normalised_row_col(points_xy: np.ndarray, image_sizes: np.ndarray) -> np.ndarray:

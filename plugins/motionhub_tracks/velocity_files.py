@@ -23,11 +23,11 @@ from typing import Optional
 import numpy as np
 import torch
 
-from motionhub import layouts
-from motionhub.datafiles import BadDataPolicy, ClipError, OnBad
-from motionhub.dataset import SPLITS, Clip, Dataset
+from motionhub.data import layouts
+from motionhub.data.files import BadDataPolicy, ClipError, OnBad
+from motionhub.data.dataset import SPLITS, Clip, Dataset
 from motionhub.errors import DataError
-from motionhub.formats import MotionFormat
+from motionhub.data.formats import MotionFormat
 
 from .files import fingerprint, split_by_fraction
 from .points import TrackLabels

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from motionhub.dataset import SPLITS, Clip, Dataset
-from motionhub.formats import MotionFormat
+from motionhub.data.dataset import SPLITS, Clip, Dataset
+from motionhub.data.formats import MotionFormat
 
 
 class Pendulums(Dataset):

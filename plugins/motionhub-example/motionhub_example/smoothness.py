@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from motionhub.losses import Loss
+from motionhub.model.losses import Loss
 
 
 class SmoothnessLoss(Loss):

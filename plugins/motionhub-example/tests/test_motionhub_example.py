@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 import motionhub_example
-from motionhub.plugins import build_registry, pm
+from motionhub.plugins.manager import build_registry, pm
 
 
 def test_registers_its_components_through_motionhub_hooks():

@@ -1,0 +1,169 @@
+"""From a data-set plugin to what the training loop consumes: batches, eval batches, statistics."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from motionhub.data.dataset import Dataset
+from motionhub.data.formats import MotionFormat
+from motionhub.data.layouts import group_averaged_std
+from motionhub.recipes.recipe import EvalConfig, Recipe
+from motionhub.data.store import EmptySplitError, Store, open_or_pack, store_fingerprint
+from motionhub.data.windows import ClipBank, EvalBatches, WindowSampler
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """Everything the loop needs from the data, built once per run.
+
+    ``unit`` is the model's temporal down-sampling: evaluation crops each clip to a
+    multiple of it. Set it once the model is built.
+    """
+
+    format: MotionFormat  # with the statistics used for normalisation
+    description: str
+    sampler: WindowSampler
+    train: ClipBank | Store
+    val: ClipBank | Store | None
+    eval_config: EvalConfig
+    rank: int = 0
+    world_size: int = 1
+    unit: int = 1
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.sampler.batches_per_epoch
+
+    @property
+    def train_clips(self) -> int:
+        return len(self.train)
+
+    @property
+    def train_frames(self) -> int:
+        return int(self.train.offsets[-1])
+
+    @property
+    def dropped(self) -> int:
+        return self.sampler.dropped
+
+    def train_batch(self, index: int, device: torch.device) -> dict:
+        batch = self.sampler.batch(index)
+        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+    def example_window(self) -> torch.Tensor:
+        """One normalised training window (1, window, *F), e.g. for counting FLOPs."""
+        return self.sampler.batch(0)["motion"][:1]
+
+    def val_batches(self) -> Iterator[dict]:
+        """This process's share of the val split: whole clips within the length bounds."""
+        ev = self.eval_config
+        return self._eval_batches(self.val, min_length=ev.min_length, max_length=ev.max_length)
+
+    def train_eval_batches(self) -> Iterator[dict]:
+        """This process's share of the whole train split, as whole clips."""
+        return self._eval_batches(self.train)
+
+    def _eval_batches(self, source, **bounds) -> Iterator[dict]:
+        if source is None:
+            return iter(())
+        batches = EvalBatches(source, self.format, unit=self.unit, batch_size=self.eval_config.batch_size, **bounds)
+        return itertools.islice(iter(batches), self.rank, None, self.world_size)
+
+
+log = logging.getLogger("motionhub.data.batches")
+
+STD_FLOOR = 1e-3  # keeps constant channels (contacts that never fire) from dividing by ~0
+
+
+def with_train_statistics(fmt: MotionFormat, frames: np.ndarray) -> MotionFormat:
+    """``fmt`` with statistics computed from the train frames when the data set gave none."""
+    if fmt.mean is not None:
+        return fmt
+    flat = frames.reshape(len(frames), -1).astype(np.float64)
+    return fmt.with_stats(flat.mean(axis=0), group_averaged_std(flat, fmt, floor=STD_FLOOR))
+
+
+def prepare_data(recipe: Recipe, dataset: Dataset, accelerator, console) -> TrainingData:
+    """Open (packing on first use) the train and val splits, fix the statistics, set up sampling."""
+    spec = recipe.data
+    if spec.store == "packed":
+        # The main process packs first; the others then find the packed files in the cache.
+        with accelerator.main_process_first():
+            train = open_split(dataset, "train", recipe, console)
+            val = open_split(dataset, "val", recipe, console, required=False)
+        fmt = dataset.format
+        if fmt.mean is None:
+            fmt = fmt.with_stats(train.feature_mean(), np.maximum(train.feature_std(per_slice=True), STD_FLOOR))
+    else:
+        train = ClipBank.from_clips(dataset.clips("train"))
+        fmt = with_train_statistics(dataset.format, train.frames)
+        val_clips = list(dataset.clips("val"))
+        val = ClipBank.from_clips(val_clips) if val_clips else None
+    rank, world = accelerator.process_index, accelerator.num_processes
+    sampler = WindowSampler(train, fmt, spec.window, recipe.train.batch_size, seed=recipe.run.seed,
+                            rank=rank, world_size=world, short=spec.short, weighting=spec.weighting)
+    return TrainingData(format=fmt, description=dataset.describe(), sampler=sampler, train=train, val=val,
+                        eval_config=recipe.eval, rank=rank, world_size=world)
+
+
+def open_split(dataset: Dataset, split: str, recipe: Recipe, console, required: bool = True) -> Store | None:
+    """The split's packed store; the fingerprint covers the recipe's data arguments and plugin."""
+    spec = recipe.data
+    try:
+        store = open_or_pack(dataset, split, spec.cache_dir, extra_fingerprint=_data_arguments(recipe),
+                             dtype=spec.store_dtype, console=console)
+    except EmptySplitError:
+        if required:
+            raise
+        return None
+    # What packing reported (skipped clips, replaced values) is kept in the store, so a run
+    # that reuses it says so too, instead of silently training on fewer or altered clips.
+    # (A data set built for this run has notes about this split only if it just packed it.)
+    fresh = dataset.packing_notes(split)
+    for note in fresh:
+        store.add_note(note)
+    if not fresh:
+        for note in store.notes:
+            log.warning("%s (recorded when %s was packed)", note, store.path)
+    return store
+
+
+def split_fingerprint(dataset: Dataset, split: str, recipe: Recipe) -> str:
+    """The fingerprint a packed store of ``split`` has (whether or not the run packs it):
+    equal fingerprints mean the same clips, read the same way."""
+    return store_fingerprint(dataset, split, extra_fingerprint=_data_arguments(recipe), dtype=recipe.data.store_dtype)
+
+
+def data_record(recipe: Recipe, dataset: Dataset, data: TrainingData) -> dict:
+    """What a run trained and evaluated on, for its report: the data set, and each split's
+    size and fingerprint (``motionhub compare`` compares val figures only when they agree)."""
+    splits = {}
+    for split, source in (("train", data.train), ("val", data.val)):
+        if source is None:
+            continue
+        # a packed store knows its fingerprint; clips held in memory get the one a store would have
+        fingerprint = getattr(source, "fingerprint", None) or split_fingerprint(dataset, split, recipe)
+        splits[split] = {"clips": len(source), "frames": int(source.offsets[-1]), "fingerprint": fingerprint}
+    return {"dataset": recipe.data.name, "description": data.description, "splits": splits}
+
+
+def _data_arguments(recipe: Recipe) -> str:
+    """The recipe's side of a store fingerprint: the data plugin, its version and arguments."""
+    spec = recipe.data
+    provider = spec.component.provider
+    return json.dumps([spec.name, provider, _plugin_version(provider), spec.kwargs], sort_keys=True, default=str)
+
+
+def _plugin_version(provider: str) -> str:
+    from motionhub import __version__
+    from motionhub.plugins.manager import plugin_infos
+
+    versions = {info.name: info.version for info in plugin_infos()}
+    return versions.get(provider) or __version__

@@ -1,0 +1,117 @@
+"""Evaluation over whole splits: losses, metric plugins and codebook usage, across processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from accelerate.utils import gather_object
+
+from motionhub.model.codebook import usage_from_histogram
+from motionhub.data.formats import MotionFormat
+from motionhub.model.losses import LossSet
+from motionhub.model.metrics import Metric
+
+
+def token_mask(batch: dict, indices: torch.Tensor, downsample: int) -> torch.Tensor:
+    """(B, T') bool: tokens that cover at least one real frame of each clip."""
+    lengths = batch.get("lengths")
+    steps = torch.arange(indices.shape[1], device=indices.device)
+    if lengths is None:
+        return torch.ones(indices.shape[:2], dtype=torch.bool, device=indices.device)
+    valid = (lengths.to(indices.device) + downsample - 1) // downsample
+    return steps[None, :] < valid[:, None]
+
+
+def evaluate(model, batches: Iterable[dict], fmt: MotionFormat, losses: LossSet, metrics: dict[str, Metric],
+             accelerator, step: int) -> dict[str, float]:
+    """Loss terms, metrics and codebook usage of ``model`` over every batch (see ``evaluate_split``)."""
+    return evaluate_split(model, batches, fmt, losses, metrics, accelerator, step)[0]
+
+
+@torch.no_grad()
+def evaluate_split(model, batches: Iterable[dict], fmt: MotionFormat, losses: LossSet, metrics: dict[str, Metric],
+                   accelerator, step: int) -> tuple[dict[str, float], torch.Tensor]:
+    """Loss terms, metrics and codebook usage of ``model`` over every batch, and the code
+    histogram (codebook_size,) behind the usage figures.
+
+    Loss terms are averaged over batches weighted by their real frames; metrics get exact
+    sums; the code histogram covers every real token. All three are summed across processes.
+    """
+    # The bare model: a DDP wrapper would synchronise buffers on every forward, which
+    # deadlocks when processes evaluate different numbers of batches.
+    model = accelerator.unwrap_model(model, keep_torch_compile=False)
+    codebook_size = model.quantizer.codebook_size
+    device = accelerator.device
+    histogram = torch.zeros(codebook_size, dtype=torch.long, device=device)
+    sums: dict[str, torch.Tensor] = {}
+    classes: torch.Tensor | None = None  # how often each class is predicted, for decoders that classify
+
+    def add(key: str, value) -> None:
+        value = torch.as_tensor(value, dtype=torch.float64, device=device)
+        sums[key] = sums.get(key, 0) + value
+
+    was_training = model.training
+    model.eval()
+    for batch in batches:
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        with accelerator.autocast():
+            outputs = model(batch["motion"])
+        frames = batch["mask"].sum() if batch.get("mask") is not None else batch["motion"].shape[0] * batch["motion"].shape[1]
+        total, terms = losses(batch, outputs, fmt, step, training=False)
+        add("frames", frames)
+        add("loss", total.float() * frames)
+        for name, value in terms.items():
+            add(f"loss/{name}", value.float() * frames)
+        for name, metric in metrics.items():
+            for key, value in metric.update(batch, outputs, fmt).items():
+                add(f"{name}/{key}", value)
+        if "logits" in outputs:
+            predicted = torch.bincount(outputs["logits"].argmax(-1).reshape(-1), minlength=outputs["logits"].shape[-1])
+            classes = predicted if classes is None else classes + predicted
+        indices = outputs["indices"]
+        keep = token_mask(batch, indices, model.downsample)
+        histogram += torch.bincount(indices[keep].reshape(-1).long(), minlength=codebook_size)
+    model.train(was_training)
+
+    # Every process takes part in both collectives, even one that had no batch; the sums
+    # travel as objects because their keys depend on which losses and metrics ran.
+    histogram = accelerator.reduce(histogram, "sum")
+    totals: dict[str, float] = {}
+    predicted_classes: set[int] = set()
+    mine = {k: float(v) for k, v in sums.items()}
+    seen = [] if classes is None else classes.nonzero().flatten().tolist()
+    for part, part_seen in gather_object([(mine, seen)]):
+        for key, value in part.items():
+            totals[key] = totals.get(key, 0.0) + value
+        predicted_classes.update(part_seen)
+    if not totals:
+        return {}, histogram
+    frames = max(totals.pop("frames"), 1.0)
+    result = {"loss": totals.pop("loss") / frames}
+    result.update({k.removeprefix("loss/"): v / frames for k, v in totals.items() if k.startswith("loss/")})
+    for name, metric in metrics.items():
+        prefix = f"{name}/"
+        result.update(metric.compute({k[len(prefix):]: v for k, v in totals.items() if k.startswith(prefix)}))
+    if classes is not None or predicted_classes:
+        result["predicted_classes"] = len(predicted_classes)  # 1 means the decoder has collapsed
+    usage = usage_from_histogram(histogram.cpu())
+    result.update({f"codebook_{k}": v for k, v in usage.items()})
+    return result, histogram
+
+
+@torch.no_grad()
+def code_histogram_over(model, batches: Iterable[dict], accelerator) -> torch.Tensor:
+    """Histogram of the codes of every real token in ``batches`` (encoder + quantizer only)."""
+    model = accelerator.unwrap_model(model, keep_torch_compile=False)
+    histogram = torch.zeros(model.quantizer.codebook_size, dtype=torch.long, device=accelerator.device)
+    was_training = model.training
+    model.eval()
+    for batch in batches:
+        motion = batch["motion"].to(accelerator.device)
+        with accelerator.autocast():
+            indices = model.quantizer(model.encoder(motion)).indices
+        keep = token_mask(batch, indices, model.downsample)
+        histogram += torch.bincount(indices[keep].reshape(-1).long(), minlength=histogram.numel())
+    model.train(was_training)
+    return accelerator.reduce(histogram, "sum")
