@@ -13,7 +13,7 @@ import torch
 from motionhub.errors import DataError
 from motionhub.recipes.recipe import recipe_from_tree
 from motionhub.train.trainer import train
-from motionhub.recipes.types import annotations_of
+from motionhub.plugins.types import annotations_of
 from motionhub_amplify.tracks import radius_velocities, velocity_labels
 from motionhub_synthetic.tracks import view_tracks, write_velocity_files
 from motionhub_tracks import LapsVelocities

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from motionhub.errors import DataError
-from motionhub.recipes.types import annotations_of
+from motionhub.plugins.types import annotations_of
 from motionhub_synthetic.tracks import query_grid, write_track_files
 from motionhub_tracks import GTEATracks, LapsVelocities, register_datasets
 

@@ -20,7 +20,7 @@ import yaml
 
 from motionhub.errors import MotionhubError, RecipeError, UnknownComponentError, did_you_mean
 from motionhub.plugins.registry import Component, Registry
-from motionhub.recipes.types import Bounds, annotations_of, bounds_of, type_problem
+from motionhub.plugins.types import Bounds, annotations_of, bounds_of, type_problem
 
 
 # ---------------------------------------------------------------------------- sections

@@ -26,7 +26,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from motionhub.model.quantizer import Quantizer, QuantizerOutput
-from motionhub.recipes.types import Bounds
+from motionhub.plugins.types import Bounds
 
 
 def _distributed() -> bool:

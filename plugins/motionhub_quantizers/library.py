@@ -13,7 +13,7 @@ import torch
 import vector_quantize_pytorch as vqp
 
 from motionhub.model.quantizer import Quantizer, QuantizerOutput
-from motionhub.recipes.types import Bounds
+from motionhub.plugins.types import Bounds
 
 
 class _Codebooks(Quantizer):

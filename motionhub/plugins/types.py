@@ -1,4 +1,4 @@
-"""Check recipe values against constructor annotations before anything is built."""
+"""Types and value bounds of component and recipe arguments: check a YAML value against an annotation."""
 
 from __future__ import annotations
 
