@@ -7,6 +7,7 @@ import inspect
 from collections.abc import Iterator
 
 from motionhub.errors import PluginError, UnknownComponentError, did_you_mean
+from motionhub.plugins.arguments import check_component
 
 # Component kinds, singular; the hook for kind "dataset" is ``register_datasets``.
 KINDS = ("dataset", "encoder", "decoder", "quantizer", "loss", "metric", "exporter")
@@ -50,6 +51,7 @@ class Registry:
                 f"plugin '{provider}' registered {kind} '{name}' as {type(cls).__name__} "
                 f"{cls!r}; register the class itself, not an instance or function"
             )
+        check_component(kind, name, cls, provider)  # arguments a recipe could never set
         existing = self._by_kind[kind].get(name)
         if existing is not None:
             raise PluginError(

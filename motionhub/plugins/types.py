@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import inspect
+import pathlib
 import types
 import typing
 from typing import Any
@@ -58,9 +59,29 @@ def _fits(value: Any, annotation: Any) -> bool:
             return False
         key, val = args if args else (Any, Any)
         return all(_fits(k, key) and _fits(v, val) for k, v in value.items())
+    if inspect.isclass(annotation) and issubclass(annotation, pathlib.PurePath):
+        return isinstance(value, (str, pathlib.PurePath))  # YAML has no path type: a string is one
     if inspect.isclass(annotation):
         return isinstance(value, annotation)
     return True  # an annotation we do not understand is not the user's fault
+
+
+def coerce(value: Any, annotation: Any) -> Any:
+    """``value`` as the constructor expects it, where YAML cannot say so: a string given for a
+    ``Path`` (also inside ``Optional`` or a list) becomes that path. Other values are returned as is."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        paths = [a for a in args if inspect.isclass(a) and issubclass(a, pathlib.PurePath)]
+        if paths and isinstance(value, str):
+            return paths[0](value)
+        return value
+    if inspect.isclass(annotation) and issubclass(annotation, pathlib.PurePath) and isinstance(value, str):
+        return annotation(value)
+    if origin in (list, collections.abc.Sequence) and args and isinstance(value, list):
+        return [coerce(v, args[0]) for v in value]
+    return value
 
 
 def describe(annotation: Any) -> str:
@@ -79,6 +100,8 @@ def describe(annotation: Any) -> str:
         return "mapping"
     if annotation is float:
         return "number"
+    if inspect.isclass(annotation) and issubclass(annotation, pathlib.PurePath):
+        return "path"
     return getattr(annotation, "__name__", str(annotation))
 
 

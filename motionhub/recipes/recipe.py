@@ -20,7 +20,8 @@ import yaml
 
 from motionhub.errors import MotionhubError, RecipeError, UnknownComponentError, did_you_mean
 from motionhub.plugins.registry import Component, Registry
-from motionhub.plugins.types import Bounds, annotations_of, bounds_of, type_problem
+from motionhub.plugins.arguments import DATA_KEYS, LOSS_KEYS
+from motionhub.plugins.types import Bounds, annotations_of, bounds_of, coerce, type_problem
 
 
 # ---------------------------------------------------------------------------- sections
@@ -137,8 +138,6 @@ class Recipe:
 COMPONENT_SECTIONS = {"data": "dataset", "encoder": "encoder", "quantizer": "quantizer", "decoder": "decoder"}
 SETTING_SECTIONS = {"run": RunConfig, "train": TrainConfig, "eval": EvalConfig, "bench": BenchConfig}
 SECTIONS = ("run", "data", "encoder", "quantizer", "decoder", "losses", "train", "eval", "bench")
-LOSS_KEYS = ("weight", "every", "schedule")  # framework keys of a loss entry
-DATA_KEYS = ("window", "short", "weighting", "store", "store_dtype", "cache_dir")  # framework keys of data
 
 # Arguments the framework supplies at build time when the recipe leaves them unset.
 INJECTED = {
@@ -458,6 +457,8 @@ def bind_arguments(component: Component, kwargs: dict[str, Any], path: str) -> l
             continue
         if (problem := value_problem(value, hints.get(key), bounds.get(key))) is not None:
             problems.append((f"{path}.{key}", problem))
+        else:
+            kwargs[key] = coerce(value, hints.get(key))
     for name in named:
         param = params[name]
         if param.default is param.empty and name not in kwargs and name not in INJECTED[component.kind]:

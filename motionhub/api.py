@@ -1,0 +1,98 @@
+"""The public surface for plugin authors: everything a plugin may import from motionhub.
+
+Import from here rather than from the core's modules, which may move::
+
+    from motionhub.api import Encoder, MotionFormat, hookimpl
+
+Names resolve on first use, so ``import motionhub.api`` stays light (no torch) until a class
+that needs it is asked for. What each kind of component must provide is documented in
+CONTRIBUTING.md and by ``motionhub list <kind> <name>``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    # hooks and registration
+    "hookimpl": "motionhub.plugins.hookspecs",
+    "Bounds": "motionhub.plugins.types",
+    "registered_plugin": "motionhub.plugins.testing",
+    # errors a plugin raises for its users
+    "MotionhubError": "motionhub.errors",
+    "DataError": "motionhub.errors",
+    "did_you_mean": "motionhub.errors",
+    # data sets
+    "Dataset": "motionhub.data.dataset",
+    "Clip": "motionhub.data.dataset",
+    "SPLITS": "motionhub.data.dataset",
+    "MotionFormat": "motionhub.data.formats",
+    "FolderDataset": "motionhub.data.files",
+    "BadDataPolicy": "motionhub.data.files",
+    "ClipError": "motionhub.data.files",
+    "OnBad": "motionhub.data.files",
+    "find_stats": "motionhub.data.files",
+    "read_stats": "motionhub.data.files",
+    "split_files": "motionhub.data.files",
+    "layouts": "motionhub.data",
+    # models
+    "Encoder": "motionhub.model.tokenizer",
+    "Decoder": "motionhub.model.tokenizer",
+    "mirrored_settings": "motionhub.model.tokenizer",
+    "Quantizer": "motionhub.model.quantizer",
+    "QuantizerOutput": "motionhub.model.quantizer",
+    "Loss": "motionhub.model.losses",
+    "Metric": "motionhub.model.metrics",
+    "code_histogram": "motionhub.model.codebook",
+    "codebook_usage": "motionhub.model.codebook",
+    # motion math (pure functions, no I/O)
+    "Skeleton": "motionhub.motion.skeletons",
+    "forward_kinematics": "motionhub.motion.skeletons",
+    "rotations": "motionhub.motion",
+    "skeletons": "motionhub.motion",
+    # what one does with a run
+    "Exporter": "motionhub.use.export",
+    "ExportSource": "motionhub.use.export",
+    "ExportResult": "motionhub.use.export",
+    "SourceClip": "motionhub.use.export",
+    "Importer": "motionhub.use.importing",
+    "Command": "motionhub.commands",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"motionhub.api has no '{name}'; it offers: {', '.join(__all__)}")
+    module = importlib.import_module(module_name)
+    value = getattr(module, name) if hasattr(module, name) else importlib.import_module(f"{module_name}.{name}")
+    globals()[name] = value  # resolve once
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # for editors and type checkers; at run time names resolve lazily above
+    from motionhub.commands import Command
+    from motionhub.data import layouts
+    from motionhub.data.dataset import SPLITS, Clip, Dataset
+    from motionhub.data.files import BadDataPolicy, ClipError, FolderDataset, OnBad, find_stats, read_stats, split_files
+    from motionhub.data.formats import MotionFormat
+    from motionhub.errors import DataError, MotionhubError, did_you_mean
+    from motionhub.model.codebook import code_histogram, codebook_usage
+    from motionhub.model.losses import Loss
+    from motionhub.model.metrics import Metric
+    from motionhub.model.quantizer import Quantizer, QuantizerOutput
+    from motionhub.model.tokenizer import Decoder, Encoder, mirrored_settings
+    from motionhub.motion import rotations, skeletons
+    from motionhub.motion.skeletons import Skeleton, forward_kinematics
+    from motionhub.plugins.hookspecs import hookimpl
+    from motionhub.plugins.testing import registered_plugin
+    from motionhub.plugins.types import Bounds
+    from motionhub.use.export import Exporter, ExportResult, ExportSource, SourceClip
+    from motionhub.use.importing import Importer
