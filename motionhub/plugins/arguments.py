@@ -100,9 +100,11 @@ def _strip_annotated(hint: Any) -> Any:
 
 
 def argument_docs(cls: type) -> dict[str, str]:
-    """``{argument: one-line doc}`` from lines ``name: text`` (or ``a, b: text``) of the class docstring."""
+    """``{argument: one-line doc}`` from lines ``name: text`` (or ``a, b: text``) of the class or ``__init__`` docstring."""
     docs: dict[str, str] = {}
-    for line in (inspect.getdoc(cls) or "").splitlines():
+    init = cls.__init__ if "__init__" in vars(cls) else None
+    text = "\n".join(filter(None, (inspect.getdoc(cls), init and inspect.getdoc(init))))
+    for line in text.splitlines():
         match = _DOC_LINE.match(line)
         if match:
             for name in re.split(r"\s*,\s*", match.group(1)):

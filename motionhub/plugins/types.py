@@ -72,11 +72,9 @@ def coerce(value: Any, annotation: Any) -> Any:
     if typing.get_origin(annotation) is typing.Annotated:
         annotation = typing.get_args(annotation)[0]
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        paths = [a for a in args if inspect.isclass(a) and issubclass(a, pathlib.PurePath)]
-        if paths and isinstance(value, str):
-            return paths[0](value)
-        return value
+    if origin in (typing.Union, types.UnionType):  # the first member the value fits decides
+        member = next((a for a in args if a is not type(None) and _fits(value, a)), None)
+        return value if member is None else coerce(value, member)
     if inspect.isclass(annotation) and issubclass(annotation, pathlib.PurePath) and isinstance(value, str):
         return annotation(value)
     if origin in (list, collections.abc.Sequence) and args and isinstance(value, list):
