@@ -196,3 +196,18 @@ def test_api_names_resolve_lazily_and_unknown_names_list_the_offer():
     assert inspect.ismodule(motionhub.api.layouts)
     with pytest.raises(AttributeError, match="offers: .*Encoder"):
         motionhub.api.Encodr  # noqa: B018
+
+
+def test_describing_a_component_shows_each_argument_its_default_bounds_doc_and_the_contract():
+    from motionhub.plugins.describe import describe_component
+    from motionhub.plugins.registry import Component
+
+    text = describe_component(Component("loss", "path_loss", PathLoss, "path-plugin"))
+    assert text.splitlines()[0] == f"loss 'path_loss' from plugin path-plugin ({__name__}.PathLoss)"
+    assert "  table: path  [required]\n      a file of per-feature weights." in text
+    assert "  extra: list of path or null  [default None]" in text
+    assert "  gain: number, at least 0  [default 1.0]" in text
+    assert "What every loss provides:" in text and "__call__(batch, outputs, format)" in text
+    # an argument the framework fills in says so instead of "required"
+    conv = describe_component(get_registry().get("encoder", "conv1d"))
+    assert "format: MotionFormat  [from motionhub: the data set's MotionFormat]" in conv
