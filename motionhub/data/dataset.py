@@ -29,12 +29,23 @@ class Clip:
 class Dataset:
     """Base class for data-set plugins.
 
-    Subclasses set ``format`` (a ``MotionFormat``) and implement ``clips(split)``.
-    Constructors take only recipe keyword arguments and should be cheap: heavy reading
-    happens in ``clips``, which the framework calls once per split to pack a store.
+    Must provide:
+      format:       a ``MotionFormat``: feature_shape F, fps, named slices, and where it can,
+                    a skeleton and ``joints_fn``.
+      clips(split): yields ``Clip(id, motion (T, *F) float32 not normalised, texts)`` for
+                    split in "train", "val", "test"; called once per split to pack a store.
+    May provide: ``fingerprint()`` (repack when the sources change), ``packing_notes(split)``,
+    ``describe()``.
 
-    Statistics: a format with ``mean``/``std`` is normalised with them; a format without
-    them gets statistics computed from the packed train split (group-averaged per slice).
+    Constructors take only recipe keyword arguments and should be cheap: heavy reading
+    happens in ``clips``. Statistics: a format with ``mean``/``std`` is normalised with them;
+    a format without them gets statistics computed from the packed train split.
+
+    What other commands need from ``format``:
+      render, joint metrics: ``joints_fn`` (features -> joints (T, J, 3)), ``skeleton`` for bones,
+                    ``mm_per_unit`` for millimetres.
+      export-pfnn:  ``joints_fn``, a ``skeleton`` naming its foot joints, ``fps``.
+      prepare:      nothing: a data set that reads raw files offers its own ``prepare`` command.
     """
 
     format: MotionFormat

@@ -15,6 +15,12 @@ from motionhub.data.formats import MotionFormat
 class Metric:
     """Base class for metric plugins. Constructors take recipe keyword arguments only.
 
+    Must provide:
+      update(batch, outputs, fmt): sums over the batch's valid frames, ``{name: tensor}``; the
+                    evaluator adds them over batches and processes (never a per-batch mean).
+      compute(sums): figures from the totals, ``{"mpjpe_mm": ...}``.
+    May provide: ``applies_to(fmt)`` (picked by default only where it is true), ``higher_is_better``.
+
     ``higher_is_better`` names the figures of ``compute`` for which more is better (accuracy,
     F1, ...); every other figure is an error, where less is better. ``eval.best`` reads it.
     """

@@ -12,7 +12,12 @@ from motionhub.model.quantizer import Quantizer
 
 
 class Encoder(nn.Module):
-    """Base class for encoder plugins: ``(B, T, *F) -> (B, T // downsample, out_dim)``.
+    """Base class for encoder plugins: ``forward(x: (B, T, *F)) -> (B, T // downsample, out_dim)``.
+
+    Must provide:
+      out_dim:    C, the latent width; the quantizer's ``dim`` is set to it unless the recipe sets it.
+      downsample: temporal down-sampling T / T' (default 1); clips are cropped to a multiple of it,
+                  and the framework checks it is not above ``data.window``.
 
     Constructors receive ``format`` (the data set's ``MotionFormat``) from the framework
     unless the recipe sets it; everything else comes from the recipe.
@@ -23,7 +28,10 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Base class for decoder plugins: ``(B, T', C) -> (B, T, *F)``, or a dict of outputs.
+    """Base class for decoder plugins: ``forward(z: (B, T', C)) -> (B, T, *F)``, or a dict of outputs.
+
+    Must provide: ``forward`` returning the reconstruction in normalised feature space
+    (a tensor, or a dict whose ``recon`` or own keys such as ``logits`` losses read).
 
     Constructors may ask for ``format``, ``dim`` (the quantizer's output width) and
     ``encoder`` (the built encoder, to mirror its hyper-parameters); the framework passes
