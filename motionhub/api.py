@@ -46,11 +46,14 @@ _EXPORTS = {
     "Metric": "motionhub.model.metrics",
     "code_histogram": "motionhub.model.codebook",
     "codebook_usage": "motionhub.model.codebook",
+    "usage_from_histogram": "motionhub.model.codebook",
     # motion math (pure functions, no I/O)
     "Skeleton": "motionhub.motion.skeletons",
     "forward_kinematics": "motionhub.motion.skeletons",
     "rotations": "motionhub.motion",
     "skeletons": "motionhub.motion",
+    "humanml3d": "motionhub.motion",
+    "representation272": "motionhub.motion",
     # what one does with a run
     "Exporter": "motionhub.use.export",
     "ExportSource": "motionhub.use.export",
@@ -84,12 +87,12 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time names resolve la
     from motionhub.data.files import BadDataPolicy, ClipError, FolderDataset, OnBad, find_stats, read_stats, split_files
     from motionhub.data.formats import MotionFormat
     from motionhub.errors import DataError, MotionhubError, did_you_mean
-    from motionhub.model.codebook import code_histogram, codebook_usage
+    from motionhub.model.codebook import code_histogram, codebook_usage, usage_from_histogram
     from motionhub.model.losses import Loss
     from motionhub.model.metrics import Metric
     from motionhub.model.quantizer import Quantizer, QuantizerOutput
     from motionhub.model.tokenizer import Decoder, Encoder, mirrored_settings
-    from motionhub.motion import rotations, skeletons
+    from motionhub.motion import humanml3d, representation272, rotations, skeletons
     from motionhub.motion.skeletons import Skeleton, forward_kinematics
     from motionhub.plugins.hookspecs import hookimpl
     from motionhub.plugins.testing import registered_plugin
