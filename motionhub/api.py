@@ -54,6 +54,7 @@ _EXPORTS = {
     "skeletons": "motionhub.motion",
     "humanml3d": "motionhub.motion",
     "representation272": "motionhub.motion",
+    "filters": "motionhub.motion",
     # what one does with a run
     "Exporter": "motionhub.use.export",
     "ExportSource": "motionhub.use.export",
@@ -92,7 +93,7 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time names resolve la
     from motionhub.model.metrics import Metric
     from motionhub.model.quantizer import Quantizer, QuantizerOutput
     from motionhub.model.tokenizer import Decoder, Encoder, mirrored_settings
-    from motionhub.motion import humanml3d, representation272, rotations, skeletons
+    from motionhub.motion import filters, humanml3d, representation272, rotations, skeletons
     from motionhub.motion.skeletons import Skeleton, forward_kinematics
     from motionhub.plugins.hookspecs import hookimpl
     from motionhub.plugins.testing import registered_plugin

@@ -100,11 +100,15 @@ def _strip_annotated(hint: Any) -> Any:
 
 
 def argument_docs(cls: type) -> dict[str, str]:
-    """``{argument: one-line doc}`` from lines ``name: text`` (or ``a, b: text``) of the class or ``__init__`` docstring."""
+    """``{argument: one-line doc}`` from lines ``name: text`` (or ``a, b: text``) of the
+    docstrings of the class, its bases and their ``__init__``."""
     docs: dict[str, str] = {}
-    init = cls.__init__ if "__init__" in vars(cls) else None
-    text = "\n".join(filter(None, (inspect.getdoc(cls), init and inspect.getdoc(init))))
-    for line in text.splitlines():
+    texts = []
+    for klass in (k for k in cls.__mro__ if k.__module__.split(".")[0] not in ("builtins", "torch")):
+        # a subclass may inherit its parent's arguments and their docs
+        init = vars(klass).get("__init__")
+        texts += [klass.__doc__ or "", (init.__doc__ or "") if init else ""]
+    for line in "\n".join(inspect.cleandoc(t) for t in texts if t).splitlines():
         match = _DOC_LINE.match(line)
         if match:
             for name in re.split(r"\s*,\s*", match.group(1)):
