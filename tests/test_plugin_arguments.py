@@ -146,12 +146,15 @@ def test_argument_docs_accept_shared_lines_and_typed_google_style():
         """Something.
 
         down_t, stride_t:  stages and their stride.
+        decay, kmeans_init,
+        codebook_dim:  as in VQ.
         Args:
             depth (int): blocks per stage.
         Not an argument line because the text after the colon is missing:
         """
 
     assert argument_docs(Documented) == {"down_t": "stages and their stride.", "stride_t": "stages and their stride.",
+                                         "decay": "as in VQ.", "kmeans_init": "as in VQ.", "codebook_dim": "as in VQ.",
                                          "depth": "blocks per stage."}
 
 

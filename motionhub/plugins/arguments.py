@@ -40,6 +40,7 @@ CONTRACTS = {
     "command": "motionhub.commands:Command",
 }
 
+_NAMES_GO_ON = re.compile(r"^\s*[A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*\s*,\s*$")
 _DOC_LINE = re.compile(r"^\s*([A-Za-z_][\w]*(?:\s*,\s*[A-Za-z_][\w]*)*)\s*(?:\([^)]*\))?:\s+(\S.*)$")
 
 
@@ -108,7 +109,13 @@ def argument_docs(cls: type) -> dict[str, str]:
         # a subclass may inherit its parent's arguments and their docs
         init = vars(klass).get("__init__")
         texts += [klass.__doc__ or "", (init.__doc__ or "") if init else ""]
+    lines: list[str] = []
     for line in "\n".join(inspect.cleandoc(t) for t in texts if t).splitlines():
+        if lines and _NAMES_GO_ON.match(lines[-1]):  # "a, b, c,\n d: shared meaning"
+            lines[-1] = f"{lines[-1].rstrip()} {line.strip()}"
+        else:
+            lines.append(line)
+    for line in lines:
         match = _DOC_LINE.match(line)
         if match:
             for name in re.split(r"\s*,\s*", match.group(1)):
