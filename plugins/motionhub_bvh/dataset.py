@@ -59,7 +59,7 @@ class BVHFolder(Dataset):
             train, val, test: clip names (file stems) of each split. When any is given, the
                 splits are exactly these lists; otherwise every file is assigned by a seeded
                 shuffle with ``val_fraction`` and ``test_fraction``.
-            val_fraction, test_fraction: shares of the files (each >= 0, sum <= 1, rounded to whole files) the seeded shuffle puts in val and test, the rest in train; unused when split lists are given.
+            val_fraction, test_fraction: shares of the files (sum <= 1) shuffled into val and test; rest is train.
             seed: seed of that shuffle; the same seed and files give the same splits.
             on_bad: a malformed file stops reading, or is skipped and counted.
         """
