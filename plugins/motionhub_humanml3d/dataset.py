@@ -24,7 +24,15 @@ from motionhub.errors import DataError
 
 
 class HumanML3D(FolderDataset):
-    """HumanML3D 263-dim features (22 joints, 20 fps) from the standard HumanML3D folder."""
+    """HumanML3D 263-dim features (22 joints, 20 fps) from the standard HumanML3D folder.
+
+    root:       the folder holding new_joint_vecs/, texts/, the split files and Mean.npy/Std.npy.
+    stats:      normalising statistics: dataset (Mean/Std.npy), evaluator (T2M-GPT's), train (computed).
+    stats_path: with stats: evaluator, the folder of mean.npy/std.npy (or <prefix>_mean.npy/_std.npy).
+    splits:     split file stem per split, replacing the default <split>.txt, e.g. {train: train_val}.
+    on_bad:     a malformed or too short clip stops reading (stop), or is skipped and counted (skip).
+    min_frames: fewest frames (>= 1) a clip must have; a shorter one is a bad clip (see on_bad).
+    """
 
     title, key, evaluator_prefix = "HumanML3D", "humanml3d", "t2m"
     layout = staticmethod(layouts.humanml3d_263)
