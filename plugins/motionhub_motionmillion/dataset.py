@@ -23,7 +23,18 @@ LAYOUT_HELP = ("A MotionMillion folder holds motion_data/vector_272/<name>.npy (
 
 
 class MotionMillion(FolderDataset):
-    """MotionMillion 272-dim features (22 joints, 30 fps) from the MotionMillion folder layout."""
+    """MotionMillion 272-dim features (22 joints, 30 fps) from the MotionMillion folder layout.
+
+    root:       the MotionMillion folder holding motion_data/, texts/, split/ and mean_std/.
+    version:    folder under split/ to read the split files from (MotionMillion ships version1).
+    subset:     folder under split/<version>/ with train.txt, val.txt, test.txt, e.g. tokenizer_96.
+    stats:      normalising statistics: dataset (mean_std/vector_272), path (stats_path), train (computed).
+    stats_path: with stats: path, the folder holding mean.npy/std.npy (or Mean.npy/Std.npy).
+    splits:     split file stem per split, replacing the default <split>.txt, e.g. {test: val}.
+    fps:        frame rate of the features in frames per second (> 0); MotionMillion's is 30.
+    on_bad:     a malformed or too short clip stops reading (stop), or is skipped and counted (skip).
+    min_frames: fewest frames (>= 1) a clip must have; a shorter one is a bad clip (see on_bad).
+    """
 
     def __init__(self, root: str, version: str = "version1", subset: str = "tokenizer_96",
                  stats: Literal["dataset", "path", "train"] = "dataset", stats_path: Optional[str] = None,
