@@ -23,8 +23,8 @@ from motionhub.data.windows import ClipBank, EvalBatches, WindowSampler
 class TrainingData:
     """Everything the loop needs from the data, built once per run.
 
-    ``unit`` is the model's temporal down-sampling: evaluation crops each clip to a
-    multiple of it. Set it once the model is built.
+    The eval batches take ``unit``, the model's temporal down-sampling (each clip is cropped
+    to a multiple of it), from the caller: the data are prepared before the model exists.
     """
 
     format: MotionFormat  # with the statistics used for normalisation
@@ -35,7 +35,6 @@ class TrainingData:
     eval_config: EvalConfig
     rank: int = 0
     world_size: int = 1
-    unit: int = 1
 
     @property
     def batches_per_epoch(self) -> int:
@@ -61,19 +60,20 @@ class TrainingData:
         """One normalised training window (1, window, *F), e.g. for counting FLOPs."""
         return self.sampler.batch(0)["motion"][:1]
 
-    def val_batches(self) -> Iterator[dict]:
-        """This process's share of the val split: whole clips within the length bounds."""
+    def val_batches(self, unit: int) -> Iterator[dict]:
+        """This process's share of the val split: whole clips within the length bounds, cropped to a
+        multiple of ``unit`` frames."""
         ev = self.eval_config
-        return self._eval_batches(self.val, min_length=ev.min_length, max_length=ev.max_length)
+        return self._eval_batches(self.val, unit, min_length=ev.min_length, max_length=ev.max_length)
 
-    def train_eval_batches(self) -> Iterator[dict]:
-        """This process's share of the whole train split, as whole clips."""
-        return self._eval_batches(self.train)
+    def train_eval_batches(self, unit: int) -> Iterator[dict]:
+        """This process's share of the whole train split, as whole clips cropped to a multiple of ``unit``."""
+        return self._eval_batches(self.train, unit)
 
-    def _eval_batches(self, source, **bounds) -> Iterator[dict]:
+    def _eval_batches(self, source, unit: int, **bounds) -> Iterator[dict]:
         if source is None:
             return iter(())
-        batches = EvalBatches(source, self.format, unit=self.unit, batch_size=self.eval_config.batch_size, **bounds)
+        batches = EvalBatches(source, self.format, unit=unit, batch_size=self.eval_config.batch_size, **bounds)
         return itertools.islice(iter(batches), self.rank, None, self.world_size)
 
 

@@ -3,7 +3,9 @@
 A checkpoint holds tensors and plain data only (dicts, lists, tuples, numbers, strings), so
 ``torch.load(weights_only=True)`` reads it: a checkpoint from someone else cannot run code
 here. ``plain`` turns numpy arrays and scalars into tensors and numbers before saving and
-``load_checkpoint`` turns the RNG state and statistics back. A file that needs more (a
+``load_checkpoint`` turns the RNG state and statistics back. The trainer works with a typed
+``CheckpointState`` (``motionhub.train.state``); it becomes the plain dict here, on the way to
+disk, and back on the way in, so the file is the same as ever. A file that needs more (a
 checkpoint of an older motionhub version, which kept numpy arrays, or a file that names
 arbitrary Python objects) is refused unless ``MOTIONHUB_TRUST_CHECKPOINTS=1`` is set.
 
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 
 from motionhub.errors import MotionhubError
+from motionhub.train.state import CheckpointState
 
 TRUST_ENV = "MOTIONHUB_TRUST_CHECKPOINTS"
 LISTED = 8  # tensors named in a mismatch message
@@ -68,9 +71,9 @@ def plain(obj: Any) -> Any:
     return obj
 
 
-def save_checkpoint(payload: Mapping[str, Any], *paths: str | Path) -> None:
+def save_checkpoint(payload: Mapping[str, Any] | CheckpointState, *paths: str | Path) -> None:
     """``payload`` as a weights-only checkpoint at each of ``paths``, in that order."""
-    data = plain(dict(payload))
+    data = plain(payload.to_dict() if isinstance(payload, CheckpointState) else dict(payload))
     for path in paths:
         save_atomic(data, path)
 
@@ -274,6 +277,13 @@ def resume_checkpoint(folder: Path, say: Callable[[str], None] | None = None) ->
     if say is not None:
         say(f"{problem}\nResuming from {path.name} (step {step_of(data)}), the newest readable checkpoint.")
     return data, path
+
+
+def resume_state(folder: Path, say: Callable[[str], None] | None = None, process_index: int = 0,
+                 num_processes: int = 1) -> tuple[CheckpointState, Path]:
+    """``resume_checkpoint`` as a ``CheckpointState``, with this process's part of what each process keeps."""
+    data, path = resume_checkpoint(folder, say)
+    return CheckpointState.from_dict(data, process_index, num_processes), path
 
 
 def remove_debris(folder: Path) -> list[Path]:

@@ -1,4 +1,11 @@
-"""The training loop: one readable function from recipe to run directory.
+"""The training loop: from recipe to run directory in named phases.
+
+``train`` runs them in order: ``start_accelerator``, ``find_resume_point`` (when resuming),
+``set_up``, ``restore`` (when resuming), ``announce``, ``run_steps`` (``train_step``,
+``record_step``, ``log_interval``, ``evaluate``, ``save``) and ``finish``. What set-up builds
+is a ``Session``; what the loop carries from step to step, and a checkpoint keeps, is a
+``LoopState`` (``motionhub.train.state``). The recipe is never written to: numbers derived
+from it and the model travel in ``DerivedSettings``.
 
 Accelerate owns devices, mixed precision and data parallelism. The learning rate is set by
 hand every optimizer step (linear warm-up, then step decay or cosine) so the schedule is
@@ -10,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import importlib.util
 import logging
 import math
@@ -25,21 +33,26 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import InitProcessGroupKwargs, broadcast_object_list, gather_object
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from motionhub import __version__
-from motionhub.model.build import build_dataset, build_losses, build_metrics, build_tokenizer, check_shapes
-from motionhub.train.checkpoint import check_model_fits, remove_debris, resume_checkpoint, save_checkpoint
-from motionhub.model.codebook import usage_from_histogram
 from motionhub.data.batches import TrainingData, data_record, prepare_data
+from motionhub.data.dataset import Dataset
 from motionhub.errors import DataError, MotionhubError, did_you_mean
-from motionhub.train.evaluation import code_histogram_over, evaluate_split
-from motionhub.recipes.recipe import Recipe, TrainConfig
-from motionhub.train.report import flops_per_sample, parameter_counts, peak_memory, print_report, write_report
+from motionhub.model.build import build_dataset, build_losses, build_metrics, build_tokenizer, check_shapes
+from motionhub.model.codebook import usage_from_histogram
+from motionhub.model.losses import LossSet
+from motionhub.model.metrics import Metric
+from motionhub.model.tokenizer import Tokenizer
 from motionhub.plugins.manager import versions
-from motionhub.use.render import has_matplotlib, write_report_figures
+from motionhub.recipes.recipe import Recipe, TrainConfig
+from motionhub.train.checkpoint import check_model_fits, remove_debris, resume_state, save_checkpoint
+from motionhub.train.evaluation import code_histogram_over, evaluate_split
+from motionhub.train.report import flops_per_sample, parameter_counts, peak_memory, print_report, write_report
 from motionhub.train.rundir import RunDir
+from motionhub.train.state import CheckpointState, DerivedSettings, LogWindow, LoopState
 from motionhub.train.timing import PhaseTimer
+from motionhub.use.render import has_matplotlib, write_report_figures
 
 logger = logging.getLogger("motionhub.train")
 
@@ -119,7 +132,7 @@ def train(recipe: Recipe, console: Console | None = None, resume: bool = False) 
     """Train what ``recipe`` names; returns the run directory."""
     created: list[RunDir] = []  # the run directory this call claimed, if any
     try:
-        return _train(recipe, console, resume, created)
+        return _train(recipe, console or Console(stderr=True), resume, created)
     except BaseException:
         for run in created:  # a start that failed leaves no empty run directory behind
             run.discard_if_unused()
@@ -130,8 +143,58 @@ def train(recipe: Recipe, console: Console | None = None, resume: bool = False) 
         AcceleratorState._reset_state()
 
 
-def _train(recipe: Recipe, console: Console | None, resume: bool, created: list[RunDir] | None = None) -> Path:
-    console = console or Console(stderr=True)
+def _train(recipe: Recipe, console: Console, resume: bool, created: list[RunDir]) -> Path:
+    """The phases in the order they run."""
+    accelerator = start_accelerator(recipe)
+    point = find_resume_point(recipe, console, accelerator) if resume else None
+    session = set_up(recipe, console, accelerator, point, created)
+    loop = restore(session, point) if point is not None else LoopState()
+    announce(session, loop)
+    run_steps(session, loop)
+    return finish(session, loop)
+
+
+# ---------------------------------------------------------------------------- set-up
+@dataclasses.dataclass
+class ResumePoint:
+    """The run being continued and the checkpoint it continues from."""
+
+    run: RunDir
+    checkpoint: CheckpointState
+    path: Path  # last.pt, or the newest readable checkpoint where last.pt is damaged
+
+
+@dataclasses.dataclass
+class Session:
+    """What set-up builds, once per run. The model, optimizer and timer inside change as training
+    goes on; everything the loop itself carries from step to step is in ``LoopState``."""
+
+    recipe: Recipe  # as loaded: nothing is written back into it
+    console: Console
+    accelerator: Accelerator
+    run: RunDir
+    dataset: Dataset
+    data: TrainingData
+    model: torch.nn.Module  # as Accelerate prepared it (data-parallel wrapper, compiled): trains
+    unwrapped: Tokenizer  # the same weights as a plain module: checkpoints and reports use its keys
+    optimizer: torch.optim.Optimizer
+    losses: LossSet
+    metrics: dict[str, Metric]
+    timer: PhaseTimer
+    derived: DerivedSettings
+    resumed_from: Path | None = None
+
+    @property
+    def cfg(self) -> TrainConfig:
+        return self.recipe.train
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+
+def start_accelerator(recipe: Recipe) -> Accelerator:
+    """Check the trackers, set the thread count, start Accelerate and seed every RNG."""
     cfg = recipe.train
     check_trackers(cfg.trackers)
     if cfg.threads:
@@ -141,215 +204,308 @@ def _train(recipe: Recipe, console: Console | None, resume: bool, created: list[
     accelerator = Accelerator(mixed_precision="no" if cfg.precision == "fp32" else cfg.precision,
                               log_with=cfg.trackers or None, cpu=not torch.cuda.is_available(),
                               kwargs_handlers=[InitProcessGroupKwargs(timeout=COLLECTIVE_TIMEOUT)])
-    main = accelerator.is_main_process
     seed_everything(recipe.run.seed)  # identical initial weights on every process
+    return accelerator
 
-    # ---- run directory: the one being resumed (a new one is claimed once the model works)
-    run = RunDir.resume(recipe.run.out) if resume else RunDir(Path(recipe.run.out))
+
+def find_resume_point(recipe: Recipe, console: Console, accelerator: Accelerator) -> ResumePoint:
+    """The run directory to continue and the checkpoint to continue from (a damaged last.pt falls
+    back to the newest readable one); partial files a killed process left are removed first."""
+    main = accelerator.is_main_process
+    run = RunDir.resume(recipe.run.out)
     run = RunDir(Path(broadcast_object_list([str(run.path)])[0]))
-    checkpoint = resumed_from = None
-    if resume:
-        if main:
-            for path in remove_debris(run.last.parent):
-                console.print(f"[yellow]removed[/] {path.name}, a partial checkpoint left by a killed process")
-        checkpoint, resumed_from = resume_checkpoint(
-            run.last.parent, (lambda text: console.print(f"[yellow]warning:[/] {text}")) if main else None)
+    if main:
+        for path in remove_debris(run.last.parent):
+            console.print(f"[yellow]removed[/] {path.name}, a partial checkpoint left by a killed process")
+    say = (lambda text: console.print(f"[yellow]warning:[/] {text}")) if main else None
+    checkpoint, path = resume_state(run.last.parent, say, accelerator.process_index, accelerator.num_processes)
+    return ResumePoint(run, checkpoint, path)
 
-    # ---- data, model, losses, metrics, optimizer
+
+def set_up(recipe: Recipe, console: Console, accelerator: Accelerator, point: ResumePoint | None,
+           created: list[RunDir]) -> Session:
+    """Data, model, losses, metrics and optimizer, checked before a run directory is claimed."""
+    cfg = recipe.train
     dataset = build_dataset(recipe)
-    data: TrainingData = prepare_data(recipe, dataset, accelerator, console)
-    fmt = data.format
-    model = build_tokenizer(recipe, fmt)
+    data = prepare_data(recipe, dataset, accelerator, console)
+    model = build_tokenizer(recipe, data.format)
     check_shapes(model, data.example_window(), recipe)
-    data.unit = model.downsample
-    try:  # settings used only at the end (the val clips' length bounds) are checked now
-        data.val_batches()
+    _check_val_split(data, model.downsample, recipe)
+    losses = build_losses(recipe)
+    metrics = build_metrics(recipe, data.format, model.quantizer.codebook_size)
+    derived = DerivedSettings(
+        total_steps=cfg.warmup_iters + cfg.iters,
+        samples_per_step=cfg.batch_size * cfg.grad_accum * accelerator.num_processes,
+        unit=model.downsample,
+        best_higher_is_better=any(recipe.eval.best in metric.higher_is_better for metric in metrics.values()))
+    optimizer = make_optimizer(model, cfg)
+    run = point.run if point is not None else claim_run_dir(recipe, accelerator, created)
+    if point is not None:  # weights go in before compiling and wrapping, under their plain keys
+        check_model_fits(point.checkpoint.model, model, point.path)
+        model.load_state_dict(point.checkpoint.model)
+    trained = torch.compile(model) if cfg.compile else model
+    trained, optimizer = accelerator.prepare(trained, optimizer)
+    return Session(recipe=recipe, console=console, accelerator=accelerator, run=run, dataset=dataset, data=data,
+                   model=trained, unwrapped=accelerator.unwrap_model(trained, keep_torch_compile=False),
+                   optimizer=optimizer, losses=losses, metrics=metrics,
+                   timer=PhaseTimer(synchronize=accelerator.device.type == "cuda"), derived=derived,
+                   resumed_from=point.path if point is not None else None)
+
+
+def _check_val_split(data: TrainingData, unit: int, recipe: Recipe) -> None:
+    """Settings used only at the end (the val clips' length bounds) are checked now."""
+    try:
+        data.val_batches(unit)
     except DataError as exc:
         bounds = ", ".join(f"eval.{key}={getattr(recipe.eval, key)}" for key in ("min_length", "max_length")
                            if getattr(recipe.eval, key) is not None)
         raise DataError(f"val split{f' ({bounds})' if bounds else ''}: {exc}") from None
-    losses = build_losses(recipe)
-    metrics = build_metrics(recipe, fmt, model.quantizer.codebook_size)
-    best_higher = any(recipe.eval.best in metric.higher_is_better for metric in metrics.values())
-    optimizer = make_optimizer(model, cfg)
-    if not resume:  # a new run directory, claimed by the main process (every process agrees on it)
-        run = RunDir.create(recipe.run.out, main)
-        run = RunDir(Path(broadcast_object_list([str(run.path)])[0]))
-        if main and created is not None:
-            created.append(run)
-    if checkpoint is not None:
-        check_model_fits(checkpoint["model"], model, resumed_from)
-        model.load_state_dict(checkpoint["model"])
-    if cfg.compile:
-        model = torch.compile(model)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)  # plain keys in checkpoints
-    if checkpoint is not None:
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        if accelerator.scaler is not None and checkpoint.get("scaler"):
-            accelerator.scaler.load_state_dict(checkpoint["scaler"])
 
-    # ---- training state that a checkpoint carries (the sampler needs none: batches follow the step)
-    state = {"step": 0, "best": None, "nonfinite_skipped": 0, "seconds": {}, "loss_seconds": {},
-             "loss_sums": {}, "logged_steps": 0, "train_seconds": 0.0, "recent_step_times": []}
-    if checkpoint is not None:
-        state.update(checkpoint["state"])
-        set_rng_state(checkpoint["rng"][min(accelerator.process_index, len(checkpoint["rng"]) - 1)])
-        losses.seconds.update(state["loss_seconds"])
-        if main:
-            run.truncate_metrics(after_step=state["step"])
-    timer = PhaseTimer(synchronize=accelerator.device.type == "cuda", seconds=state["seconds"])
-    total_steps = cfg.warmup_iters + cfg.iters
-    samples_per_step = cfg.batch_size * cfg.grad_accum * accelerator.num_processes
 
-    if main:
-        (run.path / "recipe.yaml").write_text(recipe.to_yaml())
-        _print_plan(console, recipe, data, unwrapped, accelerator, total_steps, run.path, state["step"], resumed_from)
-    if cfg.trackers:
-        accelerator.project_configuration.set_directories(str(run.path))
-        accelerator.init_trackers(recipe.run.name, config=_flat(recipe.tree))
+def claim_run_dir(recipe: Recipe, accelerator: Accelerator, created: list[RunDir]) -> RunDir:
+    """A new run directory, claimed by the main process; every process agrees on it."""
+    run = RunDir.create(recipe.run.out, accelerator.is_main_process)
+    run = RunDir(Path(broadcast_object_list([str(run.path)])[0]))
+    if accelerator.is_main_process:
+        created.append(run)
+    return run
 
-    def save(kind: str) -> None:
-        """Checkpoint everything needed to continue exactly: ``last`` (+ ``best`` / ``step_N``)."""
-        rngs = gather_object([rng_state()]) if accelerator.num_processes > 1 else [rng_state()]
-        state["seconds"], state["loss_seconds"] = dict(timer.seconds), dict(losses.seconds)
-        if not main:
-            return
-        with timer.phase("checkpoint"):
-            payload = {"model": unwrapped.state_dict(), "optimizer": optimizer.state_dict(),
-                       "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
-                       "state": state, "rng": rngs, "recipe": recipe.tree, "versions": versions(),
-                       "stats": {"mean": fmt.mean, "std": fmt.std}}
-            # last.pt goes last: a process killed before it resumes from the previous last.pt and
-            # writes this step's step_N.pt / best.pt again, so none is ever skipped.
-            numbered = cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0
-            save_checkpoint(payload, *([run.numbered(state["step"])] if numbered else []),
-                            *([run.best] if kind == "best" else []), run.last)
 
-    val_counts: dict[str, torch.Tensor] = {}  # the last evaluation's code histogram, kept for the report
+# ---------------------------------------------------------------------------- resume
+def restore(session: Session, point: ResumePoint) -> LoopState:
+    """Optimizer, scaler, RNG and loop state from the checkpoint (the weights went in at set-up);
+    metrics rows written after it are dropped, as they will be written again."""
+    checkpoint, accelerator = point.checkpoint, session.accelerator
+    session.optimizer.load_state_dict(checkpoint.optimizer)
+    if accelerator.scaler is not None and checkpoint.scaler:
+        accelerator.scaler.load_state_dict(checkpoint.scaler)
+    loop = checkpoint.loop
+    set_rng_state(checkpoint.rng_for(accelerator.process_index))
+    session.losses.seconds.update(loop.loss_seconds)
+    session.timer.seconds.update(loop.seconds)
+    if session.main:
+        session.run.truncate_metrics(after_step=loop.step)
+    return loop
 
-    def run_eval(step: int) -> dict[str, float]:
-        with timer.phase("evaluation"):
-            result, val_counts["val"] = evaluate_split(model, data.val_batches(), fmt, losses, metrics, accelerator, step)
-        if main and result:
-            run.log({"step": step, "split": "val", **result})
-            console.print(f"[cyan]val[/] step {step}: " + "  ".join(
-                f"{k} {v:.4g}" for k, v in result.items() if not k.startswith("codebook_")))
-        if cfg.trackers and result:
-            accelerator.log({f"val/{k}": v for k, v in result.items()}, step=step)
-        return result
 
-    # ---- the loop
-    window_sums: dict[str, torch.Tensor] = {}
-    window_count, window_start = 0, time.perf_counter()
+def announce(session: Session, loop: LoopState) -> None:
+    """recipe.yaml and the derived numbers up front; trackers started."""
+    recipe = session.recipe
+    if session.main:
+        (session.run.path / "recipe.yaml").write_text(recipe.to_yaml())
+        _print_plan(session, loop)
+    if session.cfg.trackers:
+        session.accelerator.project_configuration.set_directories(str(session.run.path))
+        session.accelerator.init_trackers(recipe.run.name, config=_flat(recipe.tree))
+
+
+# ---------------------------------------------------------------------------- the loop
+def run_steps(session: Session, loop: LoopState) -> None:
+    """Optimizer steps from ``loop.step`` to the end, logging, evaluating and checkpointing when due."""
+    cfg, total = session.cfg, session.derived.total_steps
     progress = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                         TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                        console=console, disable=not main)
+                        console=session.console, disable=not session.main)
+    # The log interval's clock runs from here: set-up is not counted in samples/s.
+    loop.window.start = time.perf_counter()
     with progress:
-        task = progress.add_task("train", total=total_steps, completed=state["step"], status="")
-        for step in range(state["step"], total_steps):
-            step_start = time.perf_counter()
+        task = progress.add_task("train", total=total, completed=loop.step, status="")
+        for step in range(loop.step, total):
+            started = time.perf_counter()
+            # Set by hand every step, so the schedule does not depend on the number of processes.
             lr = learning_rate(step, cfg)
-            for group in optimizer.param_groups:
+            for group in session.optimizer.param_groups:
                 group["lr"] = lr
+            outcome = train_step(session, step)
+            record_step(loop, outcome, time.perf_counter() - started)
+            done = loop.step
 
-            skip = False
-            for micro in range(cfg.grad_accum):
-                with timer.phase("data"):
-                    batch = data.train_batch(step * cfg.grad_accum + micro, accelerator.device)
-                # Gradients are averaged across processes only on the last micro-batch.
-                sync = accelerator.no_sync(model) if micro < cfg.grad_accum - 1 else contextlib.nullcontext()
-                with sync:
-                    with timer.phase("forward"), accelerator.autocast():
-                        outputs = model(batch["motion"])
-                    with accelerator.autocast():
-                        loss, terms = losses(batch, outputs, fmt, step)
-                    # This reads the loss on the host: one device sync per step, the price of
-                    # stopping at the first NaN instead of training on garbage.
-                    if not all_finite(loss, accelerator):
-                        if cfg.on_nonfinite == "stop":
-                            raise TrainingError(_nonfinite_message(step, loss, terms, run))
-                        skip = True
-                        break
-                    if micro == 0:
-                        # Zeroed here rather than after the step: the gradient memory is then
-                        # reused by this backward instead of being freed and faulted in again.
-                        with timer.phase("optimizer"):
-                            optimizer.zero_grad(set_to_none=True)
-                    with timer.phase("backward"):
-                        accelerator.backward(loss / cfg.grad_accum)
-            with timer.phase("optimizer"):
-                if skip:
-                    state["nonfinite_skipped"] += 1
-                else:
-                    if cfg.grad_clip:
-                        accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    optimizer.step()
-
-            done = state["step"] = step + 1
-            if not skip:
-                for name, value in {"loss": loss.detach(), **terms}.items():
-                    window_sums[name] = window_sums.get(name, 0) + value
-                window_count += 1
-            elapsed = time.perf_counter() - step_start
-            state["train_seconds"] += elapsed
-            state["recent_step_times"] = state["recent_step_times"][-(RECENT_STEPS - 1):] + [elapsed]
-            if done % cfg.log_every == 0 or done == total_steps:
-                with timer.phase("logging"):
-                    row = _log_row(done, lr, window_sums, window_count, window_start, samples_per_step, accelerator)
-                    for name, value in row.items():
-                        if name not in ("step", "lr", "samples_per_s"):
-                            state["loss_sums"][name] = state["loss_sums"].get(name, 0.0) + value
-                    state["logged_steps"] += 1
-                    state["final_losses"] = {k: v for k, v in row.items() if k not in ("step", "lr", "samples_per_s")}
-                    if main:
-                        run.log(row)
-                        progress.update(task, status=_status(row, state["nonfinite_skipped"]))
-                    if cfg.trackers:
-                        accelerator.log({f"train/{k}": v for k, v in row.items() if k != "step"}, step=done)
-                window_sums, window_count, window_start = {}, 0, time.perf_counter()
+            # A row every log_every steps, and one for the last step whatever the interval.
+            if done % cfg.log_every == 0 or done == total:
+                log_interval(session, loop, lr, progress, task)
             progress.update(task, completed=done)
 
-            if done < total_steps and cfg.eval_every and done % cfg.eval_every == 0:
-                last_eval = run_eval(done)
-                improved = _improved(last_eval, recipe.eval.best, state, best_higher)
-                save("best" if improved else "last")
-            elif done < total_steps and cfg.checkpoint_every and done % cfg.checkpoint_every == 0:
-                save("last")
+            if done == total:
+                break  # the last step is evaluated and saved by finish(), with the report
+            if cfg.eval_every and done % cfg.eval_every == 0:
+                figures = evaluate(session, done).figures
+                save(session, loop, best=_improved(figures, session.recipe.eval.best, loop,
+                                                   session.derived.best_higher_is_better))
+            elif cfg.checkpoint_every and done % cfg.checkpoint_every == 0:
+                save(session, loop, best=False)
 
-    # ---- final evaluation, checkpoint and report
-    last_eval = run_eval(state["step"])
-    improved = _improved(last_eval, recipe.eval.best, state, best_higher)
-    if main and (warning := _collapse_warning(state, recipe.eval.best)):
-        console.print(f"[yellow]warning:[/] {warning}")
-    codebook, histogram = {}, None
-    if recipe.eval.train_codebook:
-        with timer.phase("evaluation"):
-            histogram = code_histogram_over(model, data.train_eval_batches(), accelerator)
-        codebook["train"] = {"size": histogram.numel(), **usage_from_histogram(histogram.cpu())}
-    if last_eval:
-        codebook["val"] = {"size": unwrapped.quantizer.codebook_size,
-                           **{k.removeprefix("codebook_"): v for k, v in last_eval.items() if k.startswith("codebook_")}}
-    val_histogram = val_counts["val"] if last_eval else None  # the per-code counts behind codebook["val"]
-    save("best" if improved else "last")
-    in_sync = replicas_identical(unwrapped, accelerator)
+
+@dataclasses.dataclass
+class StepOutcome:
+    loss: torch.Tensor  # the last micro-batch's weighted total
+    terms: dict[str, torch.Tensor]  # and each loss term
+    skipped: bool  # the loss was not finite: no optimizer step (train.on_nonfinite=skip)
+
+
+def train_step(session: Session, step: int) -> StepOutcome:
+    """One optimizer step over ``train.grad_accum`` micro-batches (batches follow from the step)."""
+    cfg, accelerator, timer, model = session.cfg, session.accelerator, session.timer, session.model
+    skipped = False
+    for micro in range(cfg.grad_accum):
+        with timer.phase("data"):
+            batch = session.data.train_batch(step * cfg.grad_accum + micro, accelerator.device)
+        # Gradients are averaged across processes only on the last micro-batch.
+        sync = accelerator.no_sync(model) if micro < cfg.grad_accum - 1 else contextlib.nullcontext()
+        with sync:
+            with timer.phase("forward"), accelerator.autocast():
+                outputs = model(batch["motion"])
+            with accelerator.autocast():
+                loss, terms = session.losses(batch, outputs, session.data.format, step)
+            # This reads the loss on the host: one device sync per step, the price of
+            # stopping at the first NaN instead of training on garbage.
+            if not all_finite(loss, accelerator):
+                if cfg.on_nonfinite == "stop":
+                    raise TrainingError(_nonfinite_message(step, loss, terms, session.run))
+                skipped = True
+                break
+            if micro == 0:
+                # Zeroed here rather than after the step: the gradient memory is then
+                # reused by this backward instead of being freed and faulted in again.
+                with timer.phase("optimizer"):
+                    session.optimizer.zero_grad(set_to_none=True)
+            with timer.phase("backward"):
+                accelerator.backward(loss / cfg.grad_accum)
+    with timer.phase("optimizer"):
+        if not skipped:
+            if cfg.grad_clip:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            session.optimizer.step()
+    return StepOutcome(loss, terms, skipped)
+
+
+def record_step(loop: LoopState, outcome: StepOutcome, seconds: float) -> None:
+    """Count the step; its losses join the open log interval unless it was skipped."""
+    loop.step += 1
+    if outcome.skipped:
+        loop.nonfinite_skipped += 1
+    else:
+        loop.window.add({"loss": outcome.loss.detach(), **outcome.terms})
+    loop.train_seconds += seconds
+    loop.recent_step_times = loop.recent_step_times[-(RECENT_STEPS - 1):] + [seconds]
+
+
+# ---------------------------------------------------------------------------- logging
+def log_interval(session: Session, loop: LoopState, lr: float, progress: Progress, task: TaskID) -> None:
+    """One metrics row: the log interval's means, reduced across processes; a new interval begins."""
+    accelerator = session.accelerator
+    with session.timer.phase("logging"):
+        row = _log_row(loop.step, lr, loop.window, session.derived.samples_per_step, accelerator)
+        losses = {k: v for k, v in row.items() if k not in ("step", "lr", "samples_per_s")}
+        for name, value in losses.items():
+            loop.loss_sums[name] = loop.loss_sums.get(name, 0.0) + value
+        loop.logged_steps += 1
+        loop.final_losses = losses
+        if session.main:
+            session.run.log(row)
+            progress.update(task, status=_status(row, loop.nonfinite_skipped))
+        if session.cfg.trackers:
+            accelerator.log({f"train/{k}": v for k, v in row.items() if k != "step"}, step=loop.step)
+    loop.window = LogWindow()
+
+
+# ---------------------------------------------------------------------------- evaluation
+@dataclasses.dataclass
+class Evaluation:
+    figures: dict[str, float]  # empty when there is no val split
+    histogram: torch.Tensor  # per-code counts behind the codebook figures
+
+
+def evaluate(session: Session, step: int) -> Evaluation:
+    """The val split's figures at ``step``: logged, printed and sent to the trackers."""
+    with session.timer.phase("evaluation"):
+        figures, histogram = evaluate_split(session.model, session.data.val_batches(session.derived.unit),
+                                            session.data.format, session.losses, session.metrics,
+                                            session.accelerator, step)
+    if session.main and figures:
+        session.run.log({"step": step, "split": "val", **figures})
+        session.console.print(f"[cyan]val[/] step {step}: " + "  ".join(
+            f"{k} {v:.4g}" for k, v in figures.items() if not k.startswith("codebook_")))
+    if session.cfg.trackers and figures:
+        session.accelerator.log({f"val/{k}": v for k, v in figures.items()}, step=step)
+    return Evaluation(figures, histogram)
+
+
+# ---------------------------------------------------------------------------- checkpointing
+def save(session: Session, loop: LoopState, best: bool) -> None:
+    """Checkpoint everything needed to continue exactly: ``last.pt``, with ``best.pt`` when ``best``
+    and ``step_N.pt`` every ``train.checkpoint_every`` steps. Every process takes part."""
+    accelerator, timer = session.accelerator, session.timer
+    # Each process's RNG and open log interval are its own: all of them are kept.
+    own = {"rng": rng_state(), "window": loop.window.to_dict()}
+    everyone = gather_object([own]) if accelerator.num_processes > 1 else [own]
+    loop.seconds, loop.loss_seconds = dict(timer.seconds), dict(session.losses.seconds)
+    if not session.main:
+        return
+    with timer.phase("checkpoint"):
+        fmt = session.data.format
+        scaler = accelerator.scaler
+        checkpoint = CheckpointState(
+            model=session.unwrapped.state_dict(), optimizer=session.optimizer.state_dict(),
+            scaler=scaler.state_dict() if scaler is not None else None, loop=loop,
+            rng=[part["rng"] for part in everyone], log_windows=[part["window"] for part in everyone],
+            recipe=session.recipe.tree, versions=versions(), stats={"mean": fmt.mean, "std": fmt.std})
+        # last.pt goes last: a process killed before it resumes from the previous last.pt and
+        # writes this step's step_N.pt / best.pt again, so none is ever skipped.
+        run, every = session.run, session.cfg.checkpoint_every
+        numbered = [run.numbered(loop.step)] if every and loop.step % every == 0 else []
+        save_checkpoint(checkpoint, *numbered, *([run.best] if best else []), run.last)
+
+
+# ---------------------------------------------------------------------------- finishing
+def finish(session: Session, loop: LoopState) -> Path:
+    """Final evaluation and checkpoint, codebook usage, and the report."""
+    recipe, accelerator = session.recipe, session.accelerator
+    final = evaluate(session, loop.step)
+    improved = _improved(final.figures, recipe.eval.best, loop, session.derived.best_higher_is_better)
+    if session.main and (warning := _collapse_warning(loop, recipe.eval.best)):
+        session.console.print(f"[yellow]warning:[/] {warning}")
+    codebook, train_histogram = codebook_usage(session, final)
+    save(session, loop, best=improved)
+    in_sync = replicas_identical(session.unwrapped, accelerator)
     accelerator.wait_for_everyone()
-    if main:
-        report = _report(recipe, run, data, unwrapped, losses, timer, state, last_eval, codebook,
-                         accelerator, samples_per_step)
-        report["run"]["replicas_identical"] = in_sync
-        report["data"].update(data_record(recipe, dataset, data))
-        run.write_code_counts({split: counts.cpu().tolist() for split, counts in
-                               (("train", histogram), ("val", val_histogram)) if counts is not None})
-        if has_matplotlib():  # figures first, so report.md can show them
-            write_report_figures(run.path, histogram)
-        write_report(run.path, report)
-        print_report(report, console)
-        console.print(f"[green]done[/] {state['step']} steps. Run directory: [bold]{run.path}[/]")
+    if session.main:
+        write_run_report(session, loop, final, codebook, train_histogram, in_sync)
     # No process tears its process group down while another still reports through its own.
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    return run.path
+    return session.run.path
+
+
+def codebook_usage(session: Session, final: Evaluation) -> tuple[dict, torch.Tensor | None]:
+    """Codes used on the whole train split (when eval.train_codebook) and on val; the train histogram."""
+    codebook, histogram = {}, None
+    if session.recipe.eval.train_codebook:
+        with session.timer.phase("evaluation"):
+            histogram = code_histogram_over(session.model, session.data.train_eval_batches(session.derived.unit),
+                                            session.accelerator)
+        codebook["train"] = {"size": histogram.numel(), **usage_from_histogram(histogram.cpu())}
+    if final.figures:
+        codebook["val"] = {"size": session.unwrapped.quantizer.codebook_size,
+                           **{k.removeprefix("codebook_"): v for k, v in final.figures.items()
+                              if k.startswith("codebook_")}}
+    return codebook, histogram
+
+
+def write_run_report(session: Session, loop: LoopState, final: Evaluation, codebook: dict,
+                     train_histogram: torch.Tensor | None, in_sync: bool) -> None:
+    """report.json, report.md with its figures, codebook_counts.json; the report printed."""
+    run, console = session.run, session.console
+    report = _report(session, loop, final.figures, codebook)
+    report["run"]["replicas_identical"] = in_sync
+    report["data"].update(data_record(session.recipe, session.dataset, session.data))
+    val_histogram = final.histogram if final.figures else None  # the per-code counts behind codebook["val"]
+    run.write_code_counts({split: counts.cpu().tolist() for split, counts in
+                           (("train", train_histogram), ("val", val_histogram)) if counts is not None})
+    if has_matplotlib():  # figures first, so report.md can show them
+        write_report_figures(run.path, train_histogram)
+    write_report(run.path, report)
+    print_report(report, console)
+    console.print(f"[green]done[/] {loop.step} steps. Run directory: [bold]{run.path}[/]")
 
 
 def all_finite(loss: torch.Tensor, accelerator) -> bool:
@@ -383,19 +539,20 @@ def replicas_identical(model, accelerator) -> bool:
     return bool((gathered == gathered[0]).all())
 
 
-def _log_row(step, lr, sums, count, start, samples_per_step, accelerator) -> dict:
-    """Averages over the steps since the last row, reduced across processes (one sync).
+def _log_row(step: int, lr: float, window: LogWindow, samples_per_step: int, accelerator) -> dict:
+    """Means over the log interval, reduced across processes (one sync).
 
     Every process skips the same steps (``all_finite``), so all hold the same names, or none
-    when the whole window was skipped; either way each takes part in the one reduction.
+    when the whole interval was skipped; either way each takes part in the one reduction.
     """
-    names = sorted(sums)
-    values = torch.stack([torch.as_tensor(sums[n], dtype=torch.float32) for n in names]) / max(count, 1) \
-        if names else torch.zeros(0)
+    names = sorted(window.sums)
+    # A sum carried over a resume is a float: it joins the others on the device.
+    values = torch.stack([torch.as_tensor(window.sums[n], dtype=torch.float32, device=accelerator.device)
+                          for n in names]) / max(window.steps, 1) if names else torch.zeros(0)
     values = accelerator.reduce(values.to(accelerator.device), "mean").tolist()
-    elapsed = time.perf_counter() - start
+    elapsed = window.elapsed()
     return {"step": step, "lr": lr, **dict(zip(names, values)),
-            "samples_per_s": count * samples_per_step / elapsed if elapsed > 0 else 0.0}
+            "samples_per_s": window.steps * samples_per_step / elapsed if elapsed > 0 else 0.0}
 
 
 def _status(row: dict, skipped: int) -> str:
@@ -403,20 +560,20 @@ def _status(row: dict, skipped: int) -> str:
     return text + (f"  [yellow]{skipped} non-finite steps skipped" if skipped else "")
 
 
-def _improved(result: dict[str, float], key: str, state: dict, higher_is_better: bool) -> bool:
+def _improved(result: dict[str, float], key: str, loop: LoopState, higher_is_better: bool) -> bool:
     """Whether ``result`` beats the best so far by ``key``; records it and the figures that show collapse."""
     if key not in result:
-        if result and not state.get("best_missing_warned"):
-            state["best_missing_warned"] = True
+        if result and not loop.best_missing_warned:
+            loop.best_missing_warned = True
             figures = ", ".join(sorted(k for k in result if not k.startswith("codebook_")))
             logger.warning(f"eval.best: evaluation gives no figure '{key}'{did_you_mean(key, list(result)) or '.'} "
                            f"No best.pt is kept. Figures of this run: {figures}")
         return False
     value = result[key]
-    if state["best"] is None or (value > state["best"] if higher_is_better else value < state["best"]):
-        state["best"] = value
-        state["best_step"] = result.get("step", state["step"])
-        state["best_collapse"] = _collapse(result)
+    if loop.best is None or (value > loop.best if higher_is_better else value < loop.best):
+        loop.best = value
+        loop.best_step = result.get("step", loop.step)
+        loop.best_collapse = _collapse(result)
         return True
     return False
 
@@ -431,13 +588,13 @@ def _collapse(result: dict[str, float]) -> str | None:
     return " and ".join(signs) or None
 
 
-def _collapse_warning(state: dict, best: str) -> str | None:
+def _collapse_warning(loop: LoopState, best: str) -> str | None:
     """The warning to print when checkpoints/best.pt holds a collapsed model."""
-    if not state.get("best_collapse"):
+    if not loop.best_collapse:
         return None
-    return (f"checkpoints/best.pt (step {state.get('best_step', '?')}, {best} {state['best']:.4g}) "
-            f"{state['best_collapse']}: the model had collapsed when it was selected. Train longer or add a "
-            f"codebook-usage loss; if the model recovers but best.pt stays here, select by a figure that a "
+    return (f"checkpoints/best.pt (step {loop.best_step if loop.best_step is not None else '?'}, {best} "
+            f"{loop.best:.4g}) {loop.best_collapse}: the model had collapsed when it was selected. Train longer or "
+            f"add a codebook-usage loss; if the model recovers but best.pt stays here, select by a figure that a "
             f"collapsed model cannot win (eval.best: loss, an accuracy or F1).")
 
 
@@ -452,7 +609,9 @@ def _nonfinite_message(step: int, loss: torch.Tensor, terms: dict, run: RunDir) 
             f"for NaN/Inf, or set train.on_nonfinite=skip to skip such steps.")
 
 
-def _report(recipe, run, data, model, losses, timer, state, last_eval, codebook, accelerator, samples_per_step):
+def _report(session: Session, loop: LoopState, last_eval: dict[str, float], codebook: dict) -> dict:
+    recipe, data, model, accelerator = session.recipe, session.data, session.unwrapped, session.accelerator
+    samples_per_step = session.derived.samples_per_step
     sample = data.example_window().to(accelerator.device)
 
     def scalar(out):
@@ -461,14 +620,15 @@ def _report(recipe, run, data, model, losses, timer, state, last_eval, codebook,
     # A copy: the parameters of the trained model carry data parallelism's gradient hooks, and a
     # backward through them on this process alone could start an all-reduce no other joins.
     flops = flops_per_sample(copy.deepcopy(model), sample, scalar)
-    steps = state["step"]
-    step_s = statistics.median(state["recent_step_times"]) if state["recent_step_times"] else 0.0
-    seconds = dict(timer.seconds)
-    for name, value in losses.seconds.items():
+    steps = loop.step
+    step_s = statistics.median(loop.recent_step_times) if loop.recent_step_times else 0.0
+    seconds = dict(session.timer.seconds)
+    for name, value in session.losses.seconds.items():
         seconds[f"loss: {name}"] = value
-    total_s = state["train_seconds"] + seconds.get("evaluation", 0.0) + seconds.get("checkpoint", 0.0)
+    total_s = loop.train_seconds + seconds.get("evaluation", 0.0) + seconds.get("checkpoint", 0.0)
     breakdown = PhaseTimer(seconds=seconds).breakdown()
-    logged = max(state["logged_steps"], 1)
+    logged = max(loop.logged_steps, 1)
+    run = session.run
     return {
         "run": {"name": recipe.run.name, "recipe": recipe.source, "directory": str(run.path),
                 "device": str(accelerator.device), "processes": accelerator.num_processes,
@@ -480,16 +640,16 @@ def _report(recipe, run, data, model, losses, timer, state, last_eval, codebook,
                  "samples": steps * samples_per_step,
                  "samples_per_s": samples_per_step / step_s if step_s else 0.0,
                  "steps_per_s": 1 / step_s if step_s else 0.0,
-                 "nonfinite_skipped": state["nonfinite_skipped"]},
+                 "nonfinite_skipped": loop.nonfinite_skipped},
         "memory": peak_memory(),
         "checkpoint": {"path": str(run.last), "size_mib": run.last.stat().st_size / 2**20},
         "codebook": codebook,
-        "losses": {"final": state.get("final_losses", {}),
-                   "mean": {k: v / logged for k, v in state["loss_sums"].items()},
-                   "without_gradient": sorted(losses.without_gradient)},
+        "losses": {"final": loop.final_losses or {},
+                   "mean": {k: v / logged for k, v in loop.loss_sums.items()},
+                   "without_gradient": sorted(session.losses.without_gradient)},
         "eval": last_eval,
-        "best": {"figure": recipe.eval.best, "value": state["best"], "step": state.get("best_step"),
-                 "collapse_warning": _collapse_warning(state, recipe.eval.best)},
+        "best": {"figure": recipe.eval.best, "value": loop.best, "step": loop.best_step,
+                 "collapse_warning": _collapse_warning(loop, recipe.eval.best)},
         "data": {"train_clips": data.train_clips, "dropped_short": data.dropped},
         "breakdown": breakdown,
     }
@@ -506,21 +666,24 @@ def _flat(tree: dict, prefix: str = "") -> dict:
     return out
 
 
-def _print_plan(console, recipe, data, model, accelerator, total_steps, run_dir, start_step, resumed_from=None) -> None:
+def _print_plan(session: Session, loop: LoopState) -> None:
     """Derived numbers up front, so a wrong setting is visible before minutes are spent."""
+    recipe, data, model, accelerator, console = (session.recipe, session.data, session.unwrapped,
+                                                 session.accelerator, session.console)
     cfg = recipe.train
-    window, down = recipe.data.window, model.downsample
+    window, down = recipe.data.window, session.derived.unit
     counts = parameter_counts(model)
-    console.print(f"[bold]motionhub {__version__}[/]  run [bold]{recipe.run.name}[/] -> {run_dir}")
+    console.print(f"[bold]motionhub {__version__}[/]  run [bold]{recipe.run.name}[/] -> {session.run.path}")
     console.print(f"data      {data.description}: {data.train_clips:,} train clips, {data.train_frames:,} frames; "
                   f"{data.dropped:,} shorter than the {window}-frame window dropped")
     console.print(f"model     encoder {counts['encoder']:,} + quantizer {counts['quantizer']:,} + decoder "
                   f"{counts['decoder']:,} = {counts['trainable']:,} trainable parameters")
     console.print(f"tokens    {math.ceil(window / down)} per window (down-sampling x{down}), "
                   f"codebook {model.quantizer.codebook_size:,} codes")
-    console.print(f"training  {total_steps:,} steps ({cfg.warmup_iters:,} warm-up) x {cfg.batch_size} windows"
-                  f"{f' x {cfg.grad_accum} micro-batches' if cfg.grad_accum > 1 else ''} x "
+    console.print(f"training  {session.derived.total_steps:,} steps ({cfg.warmup_iters:,} warm-up) x "
+                  f"{cfg.batch_size} windows{f' x {cfg.grad_accum} micro-batches' if cfg.grad_accum > 1 else ''} x "
                   f"{accelerator.num_processes} process(es) on {accelerator.device}, precision {cfg.precision}; "
                   f"{data.batches_per_epoch:,} steps per epoch")
-    if start_step:
-        console.print(f"[yellow]resuming[/] at step {start_step:,} from {resumed_from or run_dir / 'checkpoints' / 'last.pt'}")
+    if loop.step:
+        console.print(f"[yellow]resuming[/] at step {loop.step:,} from "
+                      f"{session.resumed_from or session.run.path / 'checkpoints' / 'last.pt'}")
