@@ -22,7 +22,14 @@ Layout = Literal["humanml3d_263", "kit_251", "motionmillion_272", "joints"]
 
 
 class SyntheticMotion(Dataset):
-    """Procedural walking / turning / waving skeletons in any skeleton layout, seeded."""
+    """Procedural walking / turning / waving skeletons in any skeleton layout, seeded.
+
+    layout:                  features to emit: humanml3d_263, kit_251, motionmillion_272 or joints (22 x 3, 20 fps).
+    clips:                   number of clips generated over all splits (>= 3, one per split at least).
+    min_frames, max_frames:  inclusive range (2 <= min <= max) each clip's length in frames is drawn from.
+    seed:                    seed of the generator; clip i is drawn from (seed, i), so a seed fixes every clip.
+    val_fraction, test_fraction: shares of the clips (rounded, at least one each) put last in val and test.
+    """
 
     def __init__(self, layout: Layout = "humanml3d_263", clips: int = 96, min_frames: int = 48,
                  max_frames: int = 160, seed: int = 0, val_fraction: float = 0.1,
