@@ -135,7 +135,16 @@ def _init_transformer(positions: nn.Parameter, blocks: nn.ModuleList) -> None:
 
 
 class AmplifyEncoder(Encoder):
-    """AMPLIFY track encoder: one causal transformer token per frame-to-frame velocity."""
+    """AMPLIFY track encoder: one causal transformer token per frame-to-frame velocity.
+
+    format:     the data set's MotionFormat, point tracks shaped (views, tracks, 2).
+    hidden_dim: token width C, the latent width (``out_dim``) the quantizer receives.
+    num_heads:  attention heads per layer; must divide hidden_dim.
+    num_layers: transformer blocks (self-attention then MLP, pre-LN).
+    horizon:    most frames per window; it gives horizon - 1 velocity tokens and learned positions.
+    causal:     each token attends only to earlier steps (the official checkpoints' mask); False: all.
+    dropout:    dropout probability on embeddings, attention weights and block outputs.
+    """
 
     def __init__(
         self,
@@ -170,7 +179,17 @@ class AmplifyEncoder(Encoder):
 
 
 class AmplifyDecoder(Decoder):
-    """AMPLIFY track decoder: per-frame queries attend to the codes; every track and view is classified."""
+    """AMPLIFY track decoder: per-frame queries attend to the codes; every track and view is classified.
+
+    format:         the data set's MotionFormat, point tracks shaped (views, tracks, 2), with its image_size.
+    dim:            width of the codes and of the queries; the framework passes the quantizer's output width.
+    num_heads:      attention heads per layer; must divide dim.
+    num_layers:     decoder blocks (self-attention, MLP, cross-attention to the codes, MLP).
+    mlp_hidden_dim: hidden width of the per-track MLP on [step feature, track embedding, view embedding].
+    grid:           [rows, cols] window of integer-pixel displacement classes per step; odd, centre = no motion.
+    horizon:        most frames per window, as the encoder's: horizon - 1 learned queries, one per code.
+    dropout:        dropout probability on the queries, attention weights and block outputs.
+    """
 
     def __init__(
         self,
