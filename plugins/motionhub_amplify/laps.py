@@ -239,7 +239,19 @@ def _layer_keys(layers: nn.ModuleList, ours: str, theirs: str) -> dict[str, str]
 
 
 class LapsEncoder(Encoder):
-    """LAPS track encoder: one causal post-LN token per point and step, projected along the sequence to the codes."""
+    """LAPS track encoder: one causal post-LN token per point and step, projected along the sequence to the codes.
+
+    format:     the data set's MotionFormat, point tracks shaped (views, tracks, 2).
+    hidden_dim: token width C, the latent width (``out_dim``) the quantizer receives.
+    num_heads:  attention heads per layer; must divide hidden_dim.
+    num_layers: post-LN transformer layers (torch's TransformerEncoderLayer, GELU, 4 x feed-forward).
+    dropout:    dropout probability on attention weights, feed-forward and residual branches.
+    codes:      tokens per window (1 to horizon) the sequence projection makes.
+    horizon:    frames of every window (>= 2), exactly; gives horizon - 1 velocity steps per point.
+    radius:     pixels per unit of velocity (> 0) before clamping to [-1, 1]; 7 = (15 - 1) / 2 for a 15 x 15 grid.
+    causal:     token s attends only to tokens s' <= s, ordered (step, view, point), as the reference.
+    image_size: [height, width] in pixels the tracks are normalised to; None: the data format's own.
+    """
 
     def __init__(
         self,
@@ -317,7 +329,18 @@ class LapsEncoder(Encoder):
 
 
 class LapsDecoder(Decoder):
-    """LAPS track decoder: point queries cross-attend to the codes; a displacement class per point and step."""
+    """LAPS track decoder: point queries cross-attend to the codes; a displacement class per point and step.
+
+    format:     the data set's MotionFormat, point tracks shaped (views, tracks, 2).
+    dim:        width of the codes and of the queries; the framework passes the quantizer's output width.
+    encoder:    the built encoder, passed by the framework; a LAPS encoder's settings fill those left None.
+    num_heads:  attention heads per layer (must divide dim); None: the LAPS encoder's, else 8.
+    num_layers: post-LN decoder layers (self-attention, cross-attention, MLP); None: the encoder's, else 2.
+    dropout:    dropout probability in the layers; None: the LAPS encoder's, else 0.1.
+    horizon:    frames per window, logits for horizon - 1 steps; None: the LAPS encoder's, else 16.
+    grid:       [rows, cols] window of integer-pixel displacement classes per step; odd, centre = no motion.
+    queries:    points (the reference: one query per point, the same logits every step) or steps_points.
+    """
 
     def __init__(
         self,
