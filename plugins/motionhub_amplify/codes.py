@@ -67,9 +67,7 @@ class CodeHistogramEntropy(Loss):
     """
 
     def __init__(self, codebook_size: int):
-        """
-        codebook_size: K, the number of codes (>= 1) the entropy is normalised by: ln K, at least ln 2.
-        """
+        """codebook_size: K, the number of codes (>= 1) the entropy is normalised by: ln K, at least ln 2."""
         if codebook_size < 1:
             raise ValueError(f"codebook_size must be at least 1; got {codebook_size}")
         self.codebook_size = int(codebook_size)
