@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from helpers import REAL_DATA
 
-from motionhub_bvh.bvh import BVHError, euler_to_matrix, forward_kinematics, parse_bvh, read_bvh, read_bvh_header
+from motionhub_bvh.bvh import BVHError, euler_to_matrix, parse_bvh, read_bvh, read_bvh_header
 from motionhub_bvh.dataset import BVHFolder
 
 from motionhub.data.files import ClipError
+from motionhub.motion.skeletons import global_transforms
 
 PFNN_ANIMATIONS = REAL_DATA / "sreyafrancis-PFNN" / "data" / "animations"
 
@@ -146,8 +147,8 @@ Frame Time: 0.5
 
 
 def test_forward_kinematics_rejects_children_before_parents():
-    with pytest.raises(ValueError, match="parents must precede"):
-        forward_kinematics(np.array([-1, 2, 0]), np.tile(np.eye(3), (1, 3, 1, 1)), np.zeros((1, 3, 3)))
+    with pytest.raises(ValueError, match="joint 1 has parent 2; parents must precede"):
+        global_transforms(np.array([-1, 2, 0]), np.tile(np.eye(3), (1, 3, 1, 1)), np.zeros((1, 3, 3)))
 
 
 @pytest.mark.parametrize(

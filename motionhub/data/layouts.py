@@ -8,6 +8,7 @@ plugins call these so every plugin that reads one layout describes it the same w
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -74,14 +75,25 @@ def point_tracks(views: int, tracks: int, fps: float, image_size: tuple[int, int
 TRACK_LABELS = ("pixel", "velocity")
 
 
+def average_over_groups(values: np.ndarray, groups: Iterable[slice | Sequence[int] | np.ndarray]) -> np.ndarray:
+    """A copy of ``values`` (D,) in which the entries of each group share the group's mean.
+
+    A group is a slice or an index array of ``values``; groups must not overlap. Entries in
+    no group keep their own value. This is how per-slice statistics are pooled: the
+    HumanML3D / 272 std averaged within each named slice, PFNN's std shared by column groups.
+    """
+    values = np.asarray(values)
+    out = values.copy()
+    for group in groups:
+        out[group] = values[group].mean()
+    return out
+
+
 def group_averaged_std(features: np.ndarray, fmt: MotionFormat, floor: float = 1e-3) -> np.ndarray:
     """Std per feature, averaged within each named slice (the HumanML3D / 272 convention).
 
     ``features`` is (N, D). A floor keeps constant channels (e.g. contacts that never fire)
-    from dividing by zero.
+    from dividing by zero. Features in no slice keep their own std.
     """
-    std = features.std(axis=0)
-    out = np.empty_like(std)
-    for part in fmt.slices.values():
-        out[part] = std[part].mean()
-    return np.maximum(out, floor).astype(np.float32)
+    std = average_over_groups(features.std(axis=0), fmt.slices.values())
+    return np.maximum(std, floor).astype(np.float32)

@@ -35,6 +35,7 @@ import numpy as np
 from motionhub.data.dataset import Clip, Dataset
 from motionhub.errors import DataError
 from motionhub.data.formats import MotionFormat
+from motionhub.data.layouts import average_over_groups
 
 STORE_VERSION = 1
 DTYPES = ("float32", "float16")
@@ -160,9 +161,7 @@ class Store:
         mean = self._moments["sum"] / count
         std = np.sqrt(np.maximum(self._moments["sum_squares"] / count - mean**2, 0.0))
         if per_slice:
-            flat = std.reshape(-1)
-            for part in self.slices.values():
-                flat[part] = flat[part].mean()
+            std = average_over_groups(std.reshape(-1), self.slices.values()).reshape(std.shape)
         return std
 
     def _frame_count(self) -> int:

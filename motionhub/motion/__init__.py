@@ -1,18 +1,18 @@
 """Skeleton and motion-feature math: rotations, skeletons and forward kinematics,
-the HumanML3D 263/251-dim layout and the 272-dim layout.
+smoothing, the HumanML3D 263/251-dim layout and the 272-dim layout.
 
 Functions take torch tensors or numpy arrays (numpy in, numpy out) unless their
 docstring says otherwise. Layout helpers with the same name live in their module:
 ``humanml3d.slices(num_joints)`` and ``representation272.slices()``.
 """
 
-from motionhub.motion import humanml3d, representation272
+from motionhub.motion import filters, humanml3d, representation272
+from motionhub.motion.filters import gaussian_filter1d
 from motionhub.motion.humanml3d import (
     T2M_TARGET_BONE_LENGTHS,
     canonical_positions,
     feature_dim,
     features_from_joints,
-    gaussian_filter1d,
     recover_from_ric,
     recover_root,
 )
@@ -31,6 +31,7 @@ from motionhub.motion.rotations import (
     quat_multiply,
     quat_normalize,
     quat_rotate,
+    quat_slerp,
     quat_to_axis_angle,
     quat_to_matrix,
     rotation_6d_to_matrix,
@@ -50,6 +51,7 @@ __all__ = [
     "feature_dim",
     "features_from_joints",
     "features_from_smpl",
+    "filters",
     "forward_kinematics",
     "gaussian_filter1d",
     "humanml3d",
@@ -63,6 +65,7 @@ __all__ = [
     "quat_multiply",
     "quat_normalize",
     "quat_rotate",
+    "quat_slerp",
     "quat_to_axis_angle",
     "quat_to_matrix",
     "recover_from_local_position",

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from motionhub.motion.filters import gaussian_filter1d
 from motionhub.motion.rotations import (
     Array,
     matrix_to_cont6d,
@@ -118,31 +119,6 @@ def recover_from_ric(features: Array, num_joints: int) -> Array:
     offset_xz = root_pos * torch.tensor([1.0, 0.0, 1.0], dtype=root_pos.dtype, device=root_pos.device)
     world = world + offset_xz[..., None, :]
     return torch.cat((root_pos[..., None, :], world), dim=-2)
-
-
-def gaussian_filter1d(
-    x: np.ndarray, sigma: float, *, axis: int = 0, mode: str = "reflect", truncate: float = 4.0
-) -> np.ndarray:
-    """1-D Gaussian smoothing, numerically equal to ``scipy.ndimage.gaussian_filter1d``.
-
-    The kernel has radius ``int(truncate·sigma + 0.5)`` and unit sum. Border
-    modes follow scipy: ``reflect`` (d c b a | a b c d | d c b a, the default),
-    ``nearest`` (a a a a | a b c d | d d d d), ``mirror`` (d c b | a b c d | c b a)
-    and ``wrap``.
-    """
-    pad_modes = {"reflect": "symmetric", "nearest": "edge", "mirror": "reflect", "wrap": "wrap"}
-    if mode not in pad_modes:
-        raise ValueError(f"mode must be one of {sorted(pad_modes)}, got {mode!r}")
-    if sigma <= 0:
-        raise ValueError(f"sigma must be positive, got {sigma}")
-    radius = int(truncate * float(sigma) + 0.5)
-    taps = np.arange(-radius, radius + 1, dtype=np.float64)
-    weights = np.exp(-0.5 * (taps / sigma) ** 2)
-    weights /= weights.sum()
-    moved = np.moveaxis(np.asarray(x, dtype=np.float64), axis, -1)
-    padded = np.pad(moved, [(0, 0)] * (moved.ndim - 1) + [(radius, radius)], mode=pad_modes[mode])
-    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * radius + 1, axis=-1)
-    return np.moveaxis(windows @ weights, -1, axis)
 
 
 def bone_lengths(joints: np.ndarray, parents: Sequence[int]) -> np.ndarray:

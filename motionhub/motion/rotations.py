@@ -38,7 +38,8 @@ def numpy_compatible(fn: F) -> F:
     When no argument is a tensor and at least one is an ``np.ndarray``, arrays
     are converted with ``torch.from_numpy`` (integer arrays become float64), the
     function runs, and tensor results (also inside tuples) come back as numpy
-    arrays cast to the float dtype of the first array argument.
+    arrays cast to the dtype of the first floating-point array argument (float64
+    when every array is an integer one, e.g. joint parents).
     """
 
     @functools.wraps(fn)
@@ -49,8 +50,8 @@ def numpy_compatible(fn: F) -> F:
         arrays = [v for v in values if isinstance(v, np.ndarray)]
         if not arrays:
             return fn(*args, **kwargs)
-        first = arrays[0].dtype
-        out_dtype = first if np.issubdtype(first, np.floating) else np.dtype(np.float64)
+        floating = [a.dtype for a in arrays if np.issubdtype(a.dtype, np.floating)]
+        out_dtype = floating[0] if floating else np.dtype(np.float64)
 
         def to_torch(v: Any) -> Any:
             if not isinstance(v, np.ndarray):
@@ -125,6 +126,27 @@ def quat_rotate(q: Array, v: Array) -> Array:
     uv = torch.linalg.cross(xyz, v, dim=-1)
     uuv = torch.linalg.cross(xyz, uv, dim=-1)
     return v + 2.0 * (w * uv + uuv)
+
+
+@numpy_compatible
+def quat_slerp(q0: Array, q1: Array, t: Array) -> Array:
+    """Shortest-path spherical interpolation of unit quaternions q0, q1 (…, 4) at t (…, 1).
+
+    ``q1`` is negated where ``q0 · q1 < 0``; nearly equal rotations (sin of the angle
+    below 1e-6) are interpolated linearly. The result is normalised.
+    """
+    _check_last(q0, 4, "q0")
+    _check_last(q1, 4, "q1")
+    dot = (q0 * q1).sum(-1, keepdim=True)
+    q1 = torch.where(dot < 0, -q1, q1)
+    angle = torch.acos(dot.abs().clamp(0.0, 1.0))
+    sin = torch.sin(angle)
+    near = sin < 1e-6
+    safe = torch.where(near, torch.ones_like(sin), sin)
+    w0 = torch.where(near, 1.0 - t, torch.sin((1.0 - t) * angle) / safe)
+    w1 = torch.where(near, t, torch.sin(t * angle) / safe)
+    q = w0 * q0 + w1 * q1
+    return q / q.norm(dim=-1, keepdim=True)
 
 
 def _any_orthogonal(v: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,9 @@
-"""Skeleton definitions (HumanML3D ``t2m`` 22 joints, KIT-ML 21 joints) and forward kinematics."""
+"""Skeleton definitions (HumanML3D ``t2m`` 22 joints, KIT-ML 21 joints) and forward kinematics.
+
+:func:`global_transforms` is the one forward-kinematics routine (any skeleton, any number
+of roots, per-frame local positions); :func:`forward_kinematics` is its form for a skeleton
+with rest offsets and a moving root.
+"""
 
 from __future__ import annotations
 
@@ -113,17 +118,56 @@ KIT_SKELETON = Skeleton(
 
 
 @numpy_compatible
+def global_transforms(
+    parents: Sequence[int], local_rotations: torch.Tensor, local_positions: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global joint positions (…, J, 3) and rotations (…, J, 3, 3) from local transforms.
+
+    ``G_rot[j] = G_rot[p] @ L_rot[j]`` and ``G_pos[j] = G_pos[p] + G_rot[p] @ L_pos[j]``
+    with ``p = parents[j]``; a root (parent ``-1``, any number of them, anywhere) keeps
+    its local transform. Matrices act on column vectors.
+
+    Args:
+        parents: parent index per joint, ``-1`` for a root; every parent precedes its child.
+        local_rotations: (…, J, 3, 3) rotation of each joint relative to its parent.
+        local_positions: (…, J, 3) translation of each joint in its parent's frame.
+    """
+    parents = [int(p) for p in parents]
+    num_joints = len(parents)
+    if local_rotations.shape[-3:] != (num_joints, 3, 3):
+        raise ValueError(f"local_rotations: expected (..., {num_joints}, 3, 3), got {tuple(local_rotations.shape)}")
+    if local_positions.shape != local_rotations.shape[:-2] + (3,):
+        raise ValueError(f"local_positions: expected {tuple(local_rotations.shape[:-2]) + (3,)}, "
+                         f"got {tuple(local_positions.shape)}")
+    rotations: list[torch.Tensor] = []
+    positions: list[torch.Tensor] = []
+    for j, p in enumerate(parents):
+        if p < 0:
+            rotations.append(local_rotations[..., j, :, :])
+            positions.append(local_positions[..., j, :])
+            continue
+        if p >= j:
+            raise ValueError(f"joint {j} has parent {p}; parents must precede their children")
+        offset = (rotations[p] @ local_positions[..., j, :, None]).squeeze(-1)
+        positions.append(positions[p] + offset)
+        rotations.append(rotations[p] @ local_rotations[..., j, :, :])
+    return torch.stack(positions, dim=-2), torch.stack(rotations, dim=-3)
+
+
+@numpy_compatible
 def forward_kinematics(
     skeleton_offsets: torch.Tensor,
     parents: Sequence[int],
     local_rotations: torch.Tensor,
     root_positions: torch.Tensor,
 ) -> torch.Tensor:
-    """Global joint positions (…, T, J, 3) from local rotations (SMPL convention).
+    """Global joint positions (…, T, J, 3) of one skeleton from local rotations (SMPL convention).
 
     A joint's local rotation turns the frame in which its *children's* offsets
     are expressed: ``G_j = G_parent(j) @ L_j`` and
     ``p_j = p_parent(j) + G_parent(j) @ offset_j``; the root's rotation is global.
+    This is :func:`global_transforms` with the rest offsets as every non-root
+    joint's local position and ``root_positions`` as the root's.
 
     Args:
         skeleton_offsets: rest offset of each joint from its parent, (J, 3) or
@@ -154,11 +198,5 @@ def forward_kinematics(
         raise ValueError(f"parents must be -1 for joint 0 and precede each joint, got {list(parents)}")
     offsets = skeleton_offsets.to(local_rotations.dtype).unsqueeze(-3)
     offsets = offsets.expand(local_rotations.shape[:-2] + (3,))
-    rotations = [local_rotations[..., 0, :, :]]
-    positions = [root_positions.to(local_rotations.dtype)]
-    for j in range(1, num_joints):
-        p = parents[j]
-        offset = (rotations[p] @ offsets[..., j, :, None]).squeeze(-1)
-        positions.append(positions[p] + offset)
-        rotations.append(rotations[p] @ local_rotations[..., j, :, :])
-    return torch.stack(positions, dim=-2)
+    local_positions = torch.cat((root_positions.to(local_rotations.dtype)[..., None, :], offsets[..., 1:, :]), dim=-2)
+    return global_transforms(parents, local_rotations, local_positions)[0]

@@ -13,8 +13,9 @@ Conventions:
   on column vectors (``v' = R @ v``).
 * A position channel replaces the matching ``OFFSET`` component in that frame;
   components without a channel keep the ``OFFSET`` value.
-* Forward kinematics: ``G_rot[j] = G_rot[p] @ L_rot[j]`` and
-  ``G_pos[j] = G_pos[p] + G_rot[p] @ L_pos[j]`` with ``p = parents[j]``.
+* Forward kinematics is the core's :func:`motionhub.motion.skeletons.global_transforms`:
+  ``G_rot[j] = G_rot[p] @ L_rot[j]`` and ``G_pos[j] = G_pos[p] + G_rot[p] @ L_pos[j]``
+  with ``p = parents[j]``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+
+from motionhub.motion.skeletons import global_transforms
 
 _CHANNEL_NAMES = {
     name.lower(): name
@@ -85,7 +88,7 @@ class BVHMotion:
 
     def global_transforms(self) -> tuple[np.ndarray, np.ndarray]:
         """Global joint positions (T, J, 3) and rotations (T, J, 3, 3)."""
-        return forward_kinematics(self.parents, self.local_rotations, self.local_positions)
+        return global_transforms(self.parents, self.local_rotations, self.local_positions)
 
     def global_positions(self) -> np.ndarray:
         """Global joint positions, (T, J, 3)."""
@@ -129,32 +132,6 @@ def euler_to_matrix(degrees: np.ndarray, order: str) -> np.ndarray:
     for k, axis in enumerate(order):
         matrix = matrix @ axis_rotation(axis, np.radians(degrees[..., k]))
     return matrix
-
-
-def forward_kinematics(
-    parents: np.ndarray, local_rotations: np.ndarray, local_positions: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Global positions (T, J, 3) and rotations (T, J, 3, 3) from local ones.
-
-    Args:
-        parents: (J,) parent index per joint, -1 for roots; every parent precedes its child.
-        local_rotations: (T, J, 3, 3).
-        local_positions: (T, J, 3).
-    """
-    global_rotations = np.empty_like(local_rotations)
-    global_positions = np.empty_like(local_positions)
-    for j, p in enumerate(parents):
-        if p < 0:
-            global_rotations[:, j] = local_rotations[:, j]
-            global_positions[:, j] = local_positions[:, j]
-            continue
-        if p >= j:
-            raise ValueError(f"joint {j} has parent {p}; parents must precede their children")
-        global_rotations[:, j] = global_rotations[:, p] @ local_rotations[:, j]
-        global_positions[:, j] = global_positions[:, p] + np.einsum(
-            "tab,tb->ta", global_rotations[:, p], local_positions[:, j]
-        )
-    return global_positions, global_rotations
 
 
 @dataclass(frozen=True, eq=False)

@@ -39,6 +39,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from motionhub.data.layouts import average_over_groups
+from motionhub.motion.filters import gaussian_filter1d
+from motionhub.motion.rotations import (
+    axis_angle_to_matrix,
+    matrix_to_axis_angle,
+    matrix_to_quat,
+    quat_slerp,
+    quat_to_matrix,
+)
+
 PFNN_UNIT_SCALE = 5.6444
 GAIT_NAMES = ("stand", "walk", "jog", "crouch", "jump", "unused")
 CMU31_MASKED_JOINTS = (1, 6, 11, 14, 17, 21, 22, 23, 24, 28, 29, 30)
@@ -249,9 +259,9 @@ def resample_rotations(rotations: np.ndarray, source_fps: float, target_fps: flo
         return rotations[::ratio]
     times = resample_times(len(rotations), source_fps, target_fps)
     lower, weight = _split_times(times, len(rotations))
-    q = matrix_to_quaternion(rotations)
+    q = matrix_to_quat(rotations)
     q0, q1 = q[lower], q[np.minimum(lower + 1, len(q) - 1)]
-    return quaternion_to_matrix(slerp(q0, q1, weight.reshape((-1,) + (1,) * (q.ndim - 1))))
+    return quat_to_matrix(quat_slerp(q0, q1, weight.reshape((-1,) + (1,) * (q.ndim - 1))))
 
 
 def resample_phase(phase: np.ndarray, source_fps: float, target_fps: float) -> np.ndarray:
@@ -273,75 +283,17 @@ def _split_times(times: np.ndarray, num_frames: int) -> tuple[np.ndarray, np.nda
 # ------------------------------------------------------------------------- rotations
 
 
-def matrix_to_quaternion(matrices: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) rotation matrices -> (..., 4) unit quaternions (w, x, y, z)."""
-    m = np.asarray(matrices, dtype=np.float64)
-    shape = m.shape[:-2]
-    m = m.reshape(-1, 3, 3)
-    d0, d1, d2 = m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]
-    a, b, c = m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]
-    e, f, g = m[:, 0, 1] + m[:, 1, 0], m[:, 0, 2] + m[:, 2, 0], m[:, 1, 2] + m[:, 2, 1]
-    # Row k is 4 q_k q; normalising the row with the largest q_k avoids dividing by ~0.
-    rows = np.stack(
-        [
-            np.stack([1 + d0 + d1 + d2, a, b, c], -1),
-            np.stack([a, 1 + d0 - d1 - d2, e, f], -1),
-            np.stack([b, e, 1 - d0 + d1 - d2, g], -1),
-            np.stack([c, f, g, 1 - d0 - d1 + d2], -1),
-        ],
-        1,
-    )
-    best = rows[np.arange(len(m)), np.argmax(np.diagonal(rows, axis1=1, axis2=2), axis=-1)]
-    return (best / np.linalg.norm(best, axis=-1, keepdims=True)).reshape(shape + (4,))
-
-
-def quaternion_to_matrix(quaternions: np.ndarray) -> np.ndarray:
-    """(..., 4) quaternions (w, x, y, z), normalised first -> (..., 3, 3)."""
-    q = np.asarray(quaternions, dtype=np.float64)
-    w, x, y, z = np.moveaxis(q / np.linalg.norm(q, axis=-1, keepdims=True), -1, 0)
-    return np.stack(
-        [
-            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-        ],
-        -2,
-    )
-
-
-def slerp(q0: np.ndarray, q1: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Shortest-path spherical interpolation of unit quaternions (..., 4) at t (..., 1)."""
-    dot = np.sum(q0 * q1, axis=-1, keepdims=True)
-    q1 = np.where(dot < 0, -q1, q1)
-    dot = np.clip(np.abs(dot), 0.0, 1.0)
-    angle = np.arccos(dot)
-    sin = np.sin(angle)
-    near = sin < 1e-6
-    safe = np.where(near, 1.0, sin)
-    w0 = np.where(near, 1.0 - t, np.sin((1.0 - t) * angle) / safe)
-    w1 = np.where(near, t, np.sin(t * angle) / safe)
-    q = w0 * q0 + w1 * q1
-    return q / np.linalg.norm(q, axis=-1, keepdims=True)
-
-
 def rotation_log(matrices: np.ndarray) -> np.ndarray:
     """PFNN's rotation encoding: (..., 3, 3) -> (..., 3) half-angle quaternion log, axis * angle / 2.
 
     The quaternion is taken with w >= 0, so the result has norm <= pi / 2.
     """
-    q = matrix_to_quaternion(matrices)
-    q = np.where(q[..., :1] < 0, -q, q)
-    imaginary = q[..., 1:]
-    length = np.linalg.norm(imaginary, axis=-1, keepdims=True)
-    return imaginary * np.arctan2(length, q[..., :1]) / np.where(length > 0, length, 1.0)
+    return 0.5 * matrix_to_axis_angle(np.asarray(matrices, dtype=np.float64))
 
 
 def rotation_exp(logs: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`rotation_log` as the runtime does it: exp(v) = (cos|v|, v/|v| sin|v|) -> (..., 3, 3)."""
-    logs = np.asarray(logs, dtype=np.float64)
-    angle = np.linalg.norm(logs, axis=-1, keepdims=True)
-    imaginary = logs * np.sin(angle) / np.where(angle > 0, angle, 1.0)
-    return quaternion_to_matrix(np.concatenate([np.cos(angle), imaginary], axis=-1))
+    """Inverse of :func:`rotation_log`: exp(v) = (cos|v|, v/|v| sin|v|) as a matrix, (..., 3) -> (..., 3, 3)."""
+    return axis_angle_to_matrix(2.0 * np.asarray(logs, dtype=np.float64))
 
 
 def _y_rotations(directions: np.ndarray) -> np.ndarray:
@@ -356,20 +308,6 @@ def _y_rotations(directions: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------- per-frame signals
 
 
-def gaussian_filter1d(values: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian smoothing along axis 0 with edge values repeated (kernel radius 4 sigma), (T, ...)."""
-    values = np.asarray(values, dtype=np.float64)
-    radius = int(4.0 * sigma + 0.5)
-    offsets = np.arange(-radius, radius + 1)
-    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel /= kernel.sum()
-    padded = np.pad(values, [(radius, radius)] + [(0, 0)] * (values.ndim - 1), mode="edge")
-    out = np.zeros_like(values)
-    for k, weight in enumerate(kernel):
-        out += weight * padded[k : k + len(values)]
-    return out
-
-
 def facing_directions(positions: np.ndarray, config: PFNNConfig) -> np.ndarray:
     """Smoothed horizontal forward direction (F, 3) from joint positions (F, J, 3).
 
@@ -378,7 +316,7 @@ def facing_directions(positions: np.ndarray, config: PFNNConfig) -> np.ndarray:
     """
     across = sum(positions[:, left] - positions[:, right] for left, right in config.facing_pairs)
     across = across / np.linalg.norm(across, axis=-1, keepdims=True)
-    forward = gaussian_filter1d(np.cross(across, np.array([0.0, 1.0, 0.0])), config.direction_sigma)
+    forward = gaussian_filter1d(np.cross(across, np.array([0.0, 1.0, 0.0])), config.direction_sigma, mode="nearest")
     return forward / np.linalg.norm(forward, axis=-1, keepdims=True)
 
 
@@ -461,7 +399,7 @@ def gait_from_speed(root_positions: np.ndarray, config: PFNNConfig) -> np.ndarra
     walk, otherwise jog.
     """
     step = np.linalg.norm(np.diff(root_positions[:, [0, 2]], axis=0), axis=-1) * config.fps
-    speed = gaussian_filter1d(np.concatenate([step, step[-1:]]), config.gait_sigma)
+    speed = gaussian_filter1d(np.concatenate([step, step[-1:]]), config.gait_sigma, mode="nearest")
     column = np.searchsorted(np.asarray(config.gait_speeds), speed, side="right")
     return np.eye(len(GAIT_NAMES))[column]
 
@@ -816,15 +754,13 @@ class Normalisation:
 
 
 def _shared_std(std: np.ndarray, layout: ColumnLayout, groups: Sequence[tuple[str, ...]]) -> np.ndarray:
-    std = std.copy()
-    for names in groups:
-        present = [np.arange(layout[n].start, layout[n].stop) for n in names if n in layout]
-        if not present:
-            continue
-        columns = np.concatenate(present)
-        shared = std[columns].mean()
-        # A group constant in every column (terrain of flat-only data) would divide by 0.
-        std[columns] = shared if shared > 0 else 1.0
+    columns = [np.concatenate(present) for names in groups
+               if (present := [np.arange(layout[n].start, layout[n].stop) for n in names if n in layout])]
+    std = average_over_groups(std, columns)
+    # A group constant in every column (terrain of flat-only data) would divide by 0.
+    for group in columns:
+        if not std[group[0]] > 0:
+            std[group] = 1.0
     return std
 
 
