@@ -31,7 +31,15 @@ StaticMetric = Literal["p95", "mean", "max"]
 
 
 class RelativeCE(Loss):
-    """Cross-entropy of each track step's displacement class, averaged and weighted per view."""
+    """Cross-entropy of each track step's displacement class, averaged and weighted per view.
+
+    view_weights:     weight of each view's mean loss, one per view; None: 1 each (AMPLIFY's LIBERO uses [0.9, 0.1]).
+    image_size:       [height, width] pixels the labels count in when the batch has none; None: the format's.
+    grid:             [rows, cols] of the logits' displacement classes; None: the square grid their count implies.
+    static_threshold: None: every point counts; else points count whose speed score, in (W - 1) / 2 px/step, reaches it.
+    static_metric:    a point's speed over its steps for that mask: p95 (0.95 quantile), mean or max.
+    static_min_keep:  with the mask, the fewest points (>= 0) per sample and view that count: the fastest ones.
+    """
 
     def __init__(
         self,
@@ -138,6 +146,10 @@ class FocalLoss(RelativeCE):
     (d01; 0.06 for d02), ``static_metric: p95``, ``static_min_keep: 16``, keep one view
     without ``view_weights``, and read velocity labels from the data (e.g. ``data.labels:
     velocity``). Then the value is its sum(m l) / max(sum(m), 1) over the batch.
+
+    gamma:         focusing exponent on (1 - p); 0 gives a (weighted) cross-entropy.
+    alpha:         weight of every element's loss; the LAPS re-implementation's is 1.
+    center_weight: factor on alpha where the target is the centre "no motion" class (LAPS: 0.25).
     """
 
     def __init__(
