@@ -33,6 +33,9 @@ class TrackMetrics(Metric):
 
     Points are decoded the same way whichever label rule the data uses (``track_labels``):
     a class is an integer-pixel displacement under both.
+
+    image_size: [height, width] pixels the tracks are decoded and measured in; None: the data format's.
+    grid:       [rows, cols] of the decoder's displacement classes, as the decoder's grid (15 x 15 by default).
     """
 
     higher_is_better = frozenset({"pixel_accuracy", "delta_auc", "nonzero_f1", "nonzero_accuracy"})
@@ -103,6 +106,13 @@ class TrackClassMetrics(Metric):
     ``normalised_perplexity_per_batch`` (AMPLIFY's 2^H2 / min(K, codes in the batch), K =
     ``codebook_size``; without it, divided by the codes in the batch). The split's own code
     usage is in the ``codebook_*`` figures every evaluation reports.
+
+    image_size:       [height, width] pixels the labels count in when the batch has none; None: the format's.
+    grid:             [rows, cols] of the logits' displacement classes; None: the square grid their count implies.
+    static_threshold: speed score, in (W - 1) / 2 px/step, a point needs to count as moving (reference d01: 0.10).
+    static_metric:    a point's speed over its steps for that mask: p95 (0.95 quantile), mean or max.
+    static_min_keep:  the fewest points (>= 0) per sample and view counted as moving: the fastest ones.
+    codebook_size:    K of the normalised perplexity; the framework passes the quantizer's number of codes.
     """
 
     higher_is_better = frozenset({"class_accuracy", "moving_class_accuracy", "unique_codes_per_batch",
