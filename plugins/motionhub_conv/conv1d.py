@@ -207,13 +207,20 @@ class Conv1dEncoder(Encoder):
 class Conv1dDecoder(Decoder):
     """Dilated residual Conv1d decoder mirroring ``Conv1dEncoder``: (B, T', C) -> (B, T' * stride_t**down_t, *F).
 
-    format:   the data set's MotionFormat; the output is reshaped to ``format.feature_shape``.
-    dim:      C, the input (quantized latent) width; default ``encoder.out_dim``, else 512.
-    encoder:  the built encoder; every hyper-parameter left as None is copied from it when it is a
-              ``Conv1dEncoder``, else takes the encoder defaults. (So ``norm=None`` with an LN
-              encoder gives an LN decoder.)
-    width, depth, down_t, stride_t, dilation_growth, activation, norm, reverse_dilation:
-              as in ``Conv1dEncoder``. The stem and output stage use ReLU, as in the references.
+    format:           the data set's MotionFormat; the output is reshaped to ``format.feature_shape``.
+    dim:              C, the input (quantized latent) width; default ``encoder.out_dim``, else 512.
+    encoder:          the built encoder; every hyper-parameter left as None is copied from it when it is a
+                      ``Conv1dEncoder``, else takes the encoder defaults. (So ``norm=None`` with an LN
+                      encoder gives an LN decoder.)
+    width:            channels of every hidden conv; None: the encoder's, else 512.
+    depth:            residual blocks per up-sampling stage; None: the encoder's, else 3.
+    down_t, stride_t: number of up-sampling stages and the factor of each (even); None: the encoder's, else 2.
+    dilation_growth:  block i of a stage has dilation dilation_growth**i; None: the encoder's, else 3.
+    activation:       non-linearity inside the residual blocks; None: the encoder's, else relu.
+    norm:             "LN", "GN" (32 groups) or "BN" in the residual blocks; None: the encoder's, else no norm.
+    reverse_dilation: run the blocks of a stage deepest dilation first (9, 3, 1); None: the encoder's, else True.
+
+    The stem and output stage use ReLU whatever ``activation``, as in the references.
     """
 
     def __init__(
