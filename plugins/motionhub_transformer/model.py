@@ -198,12 +198,18 @@ class TransformerEncoder(Encoder):
 class TransformerDecoder(Decoder):
     """Pre-LN Transformer decoder mirroring ``TransformerEncoder``: (B, T', C) -> (B, T' * 2**down_t, *F).
 
-    format:   the data set's MotionFormat; the output is reshaped to ``format.feature_shape``.
-    dim:      C, the input (quantized latent) width; default ``encoder.out_dim``, else 512.
-    encoder:  the built encoder; every hyper-parameter left as None is copied from it when it is a
-              ``TransformerEncoder``, else takes the encoder defaults.
-    width, depth, heads, down_t, causal, positional, max_len, dropout:
-              as in ``TransformerEncoder``; each token is un-patchified into 2**down_t frames.
+    format:     the data set's MotionFormat; the output is reshaped to ``format.feature_shape``.
+    dim:        C, the input (quantized latent) width; default ``encoder.out_dim``, else 512.
+    encoder:    the built encoder; every hyper-parameter left as None is copied from it when it is a
+                ``TransformerEncoder``, else takes the encoder defaults.
+    width:      W, the token width; None: the encoder's, else 512.
+    depth:      number of Transformer blocks; None: the encoder's, else 4.
+    heads:      attention heads (must divide ``width``); None: the encoder's, else 8.
+    down_t:     each token is un-patchified into 2**down_t frames; None: the encoder's, else 2.
+    causal:     token t attends to tokens <= t only; None: the encoder's, else False (full attention).
+    positional: "sinusoidal" (fixed) or "learned" (trained table); None: the encoder's, else sinusoidal.
+    max_len:    the longest clip in frames the model outputs; None: the encoder's, else 1024.
+    dropout:    on the embedded tokens, attention weights and both residual branches; None: the encoder's, else 0.1.
     """
 
     def __init__(
