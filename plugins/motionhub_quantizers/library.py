@@ -83,13 +83,18 @@ class VQ(_Codebooks):
 class RVQ(_Codebooks):
     """Residual vector quantizer from vector-quantize-pytorch: Q codebooks, each quantising the previous residual.
 
-    dim:             latent width C.
-    num_quantizers:  Q, the number of residual levels.
-    codebook_size:   codes per level.
-    quantize_dropout: train with a random number of levels so fewer can be decoded.
-    shared_codebook: one codebook for every level.
-    decay, commitment_weight, kmeans_init, threshold_ema_dead_code, use_cosine_sim, codebook_dim,
-    rotation_trick:  as in ``VQ``, for every level.
+    dim:                     latent width C.
+    num_quantizers:          Q, the number of residual levels.
+    codebook_size:           codes per level.
+    quantize_dropout:        train with a random number of levels so fewer can be decoded.
+    shared_codebook:         one codebook for every level.
+    decay:                   EMA decay of each level's codebook.
+    commitment_weight:       weight of each level's commitment loss in ``aux_loss``.
+    kmeans_init:             initialise each level's codebook with k-means on the first batch.
+    threshold_ema_dead_code: replace codes whose EMA cluster size falls below this (0 = never), per level.
+    use_cosine_sim:          l2-normalised codes and residuals, cosine-similarity lookup.
+    codebook_dim:            look up codes in a projected space of this width (None = C).
+    rotation_trick:          gradient estimator through the lookup; None = the library's default (on).
 
     ``aux_loss`` sums the levels' commitment losses.
     forward: (B, N, C) -> quantized (B, N, C), indices (B, N, Q).
