@@ -28,7 +28,10 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor
 
 
 class ReconstructionLoss(Loss):
-    """Distance between input and reconstruction over every feature (l1, l2 or smooth_l1)."""
+    """Distance between input and reconstruction over every feature (l1, l2 or smooth_l1).
+
+    kind: elementwise distance on normalised features, l1, l2 (squared) or smooth_l1 (beta 1), averaged over real frames.
+    """
 
     def __init__(self, kind: Kind = "smooth_l1"):
         self.kind = kind
@@ -39,7 +42,11 @@ class ReconstructionLoss(Loss):
 
 
 class FeatureLoss(Loss):
-    """The same distance on one named slice, e.g. ``positions`` (the references' "velocity" loss)."""
+    """The same distance on one named slice, e.g. ``positions`` (the references' "velocity" loss).
+
+    slice: name of the data format's slice of the flattened frame to compare, e.g. positions or velocities.
+    kind:  elementwise distance on normalised features, l1, l2 (squared) or smooth_l1 (beta 1), averaged over real frames.
+    """
 
     def __init__(self, slice: str, kind: Kind = "smooth_l1"):
         self.slice_name, self.kind = slice, kind
