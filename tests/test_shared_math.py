@@ -302,3 +302,75 @@ def test_average_over_groups_is_pfnns_shared_std():
         pooled = average_over_groups(std, columns)
         for group in columns:
             assert np.all(pooled[group] == std[group].mean())
+
+
+# ------------------------------------------------------------------------ code histograms
+
+
+def reference_usage_from_histogram(counts):
+    """The core's usage figures, as they were computed before the entropy was shared."""
+    size, total = counts.numel(), counts.sum()
+    used = int((counts > 0).sum())
+    if total == 0:
+        return {"used": 0, "dead": size, "perplexity": 0.0, "normalised_perplexity": 0.0}
+    p = counts[counts > 0].double() / total
+    perplexity = float(torch.exp(-(p * p.log()).sum()))
+    return {"used": used, "dead": size - used, "perplexity": perplexity, "normalised_perplexity": perplexity / size}
+
+
+def reference_amplify_code_entropy(indices):
+    """The AMPLIFY plugin's per-batch code entropy (float32), as it was."""
+    counts = torch.bincount(indices.detach().reshape(-1).long()).float()
+    if counts.numel() == 0:
+        return torch.zeros((), device=indices.device)
+    p = counts[counts > 0] / counts.sum()
+    return -(p * p.log()).sum()
+
+
+@pytest.mark.parametrize("codebook_size", [2, 7, 1920, 65536])
+def test_code_histogram_usage_and_entropy_are_the_former_ones(codebook_size):
+    from motionhub.model.codebook import code_histogram, histogram_entropy, usage_from_histogram
+    from motionhub_amplify.codes import batch_code_figures, code_entropy
+
+    g = torch.Generator().manual_seed(codebook_size)
+    for count in (1, 5, 300, 20000):
+        # skewed towards low ids, so some codes are used often and many never
+        indices = (torch.rand(count, generator=g) ** 3 * codebook_size).long().reshape(-1, 1)
+        counts = code_histogram(indices, codebook_size)
+        assert counts.dtype == torch.int64 and torch.equal(counts, torch.bincount(indices.flatten(), minlength=codebook_size))
+        assert torch.equal(code_histogram(indices), counts[: int(indices.max()) + 1])
+        assert usage_from_histogram(counts) == reference_usage_from_histogram(counts)
+        assert torch.equal(code_entropy(indices), reference_amplify_code_entropy(indices))
+        assert torch.equal(histogram_entropy(counts, torch.float32), reference_amplify_code_entropy(indices))
+        figures = batch_code_figures(indices, codebook_size)
+        assert figures["unique_codes"].item() == torch.unique(indices).numel()
+        assert figures["unique_codes"].dtype == torch.float32
+    empty = torch.empty(0, dtype=torch.long)
+    assert code_entropy(empty).item() == 0.0 and usage_from_histogram(code_histogram(empty, 4))["perplexity"] == 0.0
+
+
+def test_code_histogram_names_indices_out_of_range():
+    from motionhub.model.codebook import code_histogram
+
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 4\), got values in \[0, 6\]"):
+        code_histogram(torch.tensor([[0, 6], [2, 3]]), 4)
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 4\), got values in \[-1, 2\]"):
+        code_histogram(torch.tensor([-1, 2]), 4)
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, \.\.\.\), got values in \[-3, 0\]"):
+        code_histogram(torch.tensor([-3, 0]))
+
+
+def test_the_ema_reset_quantizer_counts_codes_with_the_shared_histogram():
+    """One training step's EMA count is decay * 1 + (1 - decay) * (how often each code was picked)."""
+    from motionhub_quantizers import EMAResetVQ
+
+    from motionhub.model.codebook import code_histogram
+
+    torch.manual_seed(0)
+    quantizer = EMAResetVQ(dim=4, codebook_size=8, decay=0.5).train()
+    quantizer(torch.randn(1, 16, 4))  # initialises the codebook from these rows, count 1 each
+    z = torch.randn(2, 12, 4)
+    before = quantizer.code_count.clone()
+    indices = quantizer.eval()(z).indices
+    quantizer.train()(z)
+    torch.testing.assert_close(quantizer.code_count, 0.5 * before + 0.5 * code_histogram(indices, 8).float())

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import torch
 from accelerate.utils import gather_object
 
-from motionhub.model.codebook import usage_from_histogram
+from motionhub.model.codebook import code_histogram, usage_from_histogram
 from motionhub.data.formats import MotionFormat
 from motionhub.model.losses import LossSet
 from motionhub.model.metrics import Metric
@@ -67,11 +67,11 @@ def evaluate_split(model, batches: Iterable[dict], fmt: MotionFormat, losses: Lo
             for key, value in metric.update(batch, outputs, fmt).items():
                 add(f"{name}/{key}", value)
         if "logits" in outputs:
-            predicted = torch.bincount(outputs["logits"].argmax(-1).reshape(-1), minlength=outputs["logits"].shape[-1])
+            predicted = code_histogram(outputs["logits"].argmax(-1), outputs["logits"].shape[-1])
             classes = predicted if classes is None else classes + predicted
         indices = outputs["indices"]
         keep = token_mask(batch, indices, model.downsample)
-        histogram += torch.bincount(indices[keep].reshape(-1).long(), minlength=codebook_size)
+        histogram += code_histogram(indices[keep], codebook_size)
     model.train(was_training)
 
     # Every process takes part in both collectives, even one that had no batch; the sums
@@ -112,6 +112,6 @@ def code_histogram_over(model, batches: Iterable[dict], accelerator) -> torch.Te
         with accelerator.autocast():
             indices = model.quantizer(model.encoder(motion)).indices
         keep = token_mask(batch, indices, model.downsample)
-        histogram += torch.bincount(indices[keep].reshape(-1).long(), minlength=histogram.numel())
+        histogram += code_histogram(indices[keep], histogram.numel())
     model.train(was_training)
     return accelerator.reduce(histogram, "sum")

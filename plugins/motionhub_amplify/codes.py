@@ -15,21 +15,13 @@ from typing import Optional
 import torch
 
 from motionhub.data.formats import MotionFormat
+from motionhub.model.codebook import code_histogram, histogram_entropy
 from motionhub.model.losses import Loss
-
-
-def code_counts(indices: torch.Tensor) -> torch.Tensor:
-    """How often each code occurs among ``indices`` (any shape, flattened): (max id + 1,) int64."""
-    return torch.bincount(indices.detach().reshape(-1).long())
 
 
 def code_entropy(indices: torch.Tensor) -> torch.Tensor:
     """Entropy in nats, -sum over used codes of p ln p, of the codes in ``indices``: float32 scalar, 0 when empty."""
-    counts = code_counts(indices).float()
-    if counts.numel() == 0:
-        return torch.zeros((), device=indices.device)
-    p = counts[counts > 0] / counts.sum()
-    return -(p * p.log()).sum()
+    return histogram_entropy(code_histogram(indices), torch.float32)
 
 
 def batch_code_figures(indices: torch.Tensor, codebook_size: Optional[int] = None) -> dict[str, torch.Tensor]:
@@ -40,10 +32,11 @@ def batch_code_figures(indices: torch.Tensor, codebook_size: Optional[int] = Non
     without ``codebook_size`` K it is divided by the number of codes.
     """
     codes = indices.detach().reshape(-1)
-    entropy = code_entropy(codes)
+    counts = code_histogram(codes)
+    entropy = histogram_entropy(counts, torch.float32)
     ceiling = codes.numel() if codebook_size is None else min(int(codebook_size), codes.numel())
     return {
-        "unique_codes": torch.tensor(float(torch.unique(codes).numel()), device=codes.device),
+        "unique_codes": (counts > 0).sum().float(),
         "entropy": entropy,
         "normalised_perplexity": entropy.exp() / max(ceiling, 1),
     }

@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from motionhub.model.codebook import code_histogram
 from motionhub.model.quantizer import Quantizer, QuantizerOutput
 from motionhub.plugins.types import Bounds
 
@@ -107,7 +108,7 @@ class EMAResetVQ(Quantizer):
         self.initialised.fill_(True)
 
     def _update(self, x: torch.Tensor, indices: torch.Tensor) -> None:
-        counts = torch.bincount(indices, minlength=self.num_codes).to(x.dtype)
+        counts = code_histogram(indices, self.num_codes).to(x.dtype)
         sums = torch.zeros_like(self.code_sum).index_add_(0, indices, x)
         if _distributed():
             stats = torch.cat([sums, counts[:, None]], dim=1)
