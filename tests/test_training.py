@@ -201,17 +201,33 @@ def test_bf16_mixed_precision_trains_on_the_cpu(tmp_path):
     assert all(t.dtype == torch.float32 for t in weights.values() if t.is_floating_point())  # master weights
 
 
-def test_logged_loss_terms_are_float32_whatever_a_loss_returns():
-    from motionhub.model.losses import Loss, LossSet, LossTerm
+class HalfPrecisionLoss:
+    """A loss that returns a constant in bfloat16 (stands for a loss computed in half precision)."""
 
-    class HalfLoss(Loss):
-        def __call__(self, batch, outputs, format):
-            return torch.tensor(5.4321, dtype=torch.bfloat16)
+    def __call__(self, batch, outputs, format):
+        return torch.tensor(5.4321, dtype=torch.bfloat16)  # 5.4375 in bfloat16
 
-    total, terms = LossSet([LossTerm("half", HalfLoss())])({}, {"aux_loss": torch.zeros(())}, None, step=0)
-    assert terms["half"].dtype == torch.float32
-    # summed over a logging window, bf16 values would drift (200 x 5.43 gives 944 in bf16)
-    assert sum(terms["half"] for _ in range(200)).item() == pytest.approx(200 * terms["half"].item(), rel=1e-6)
+
+class HalfPrecisionPlugin:
+    @motionhub.hookimpl
+    def register_losses(self, register):
+        register("half_precision", HalfPrecisionLoss)
+
+
+def test_a_half_precision_loss_is_logged_as_its_exact_mean_over_the_log_interval(tmp_path):
+    # Summed in bfloat16 over the 16 steps of a log interval, 5.4375 would be logged as 5.46875.
+    tree = {**TINY_RECIPE, "run": {"name": "h", "out": str(tmp_path / "run"), "seed": 0},
+            "losses": [{"name": "recon"}, {"name": "half_precision"}],
+            "train": {**TINY_RECIPE["train"], "iters": 32, "log_every": 16}, "eval": {"train_codebook": False}}
+    with registered_plugin(HalfPrecisionPlugin(), "half-plugin"):
+        run_dir = train(recipe_from_tree(tree, "half.yaml"))
+    rows = [r for r in RunDir(run_dir).rows() if "split" not in r]
+    assert [r["step"] for r in rows] == [16, 32]
+    assert [r["half_precision"] for r in rows] == [5.4375, 5.4375]
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["losses"]["final"]["half_precision"] == 5.4375
+    assert report["losses"]["mean"]["half_precision"] == 5.4375
+    assert report["losses"]["without_gradient"] == ["half_precision"]
 
 
 def test_replica_checksum_ignores_per_process_norm_statistics_only():

@@ -1,10 +1,10 @@
 """The training loop's state, typed: what a checkpoint holds and what the loop carries from step to step.
 
 A checkpoint on disk is a plain dict (tensors and plain data, read with weights-only loading);
-``CheckpointState.to_dict`` and ``CheckpointState.from_dict`` are the only places that know its
-keys. Reading accepts every checkpoint written so far: keys a checkpoint lacks take their
-defaults, and keys this version does not know (an imported run's ``imported`` record, say)
-are kept and written again unchanged.
+the trainer works with ``CheckpointState`` and ``LoopState``, and ``to_dict`` / ``from_dict``
+turn one into the other. Reading accepts every checkpoint written so far: keys a checkpoint
+lacks take their defaults, and keys this version does not know (an imported run's
+``imported`` record, say) are kept and written again unchanged.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ class LogWindow:
     sums: dict[str, Any] = dataclasses.field(default_factory=dict)  # name -> sum (a 0-d tensor or a float)
     steps: int = 0  # steps added (skipped non-finite steps are not)
     seconds: float = 0.0  # wall-clock seconds of the interval spent before ``start`` (carried over a resume)
-    start: float = dataclasses.field(default_factory=time.perf_counter)  # perf_counter() when its clock (re)started
+    # perf_counter() when its clock (re)started: a reading of this process's clock, not part of the state
+    start: float = dataclasses.field(default_factory=time.perf_counter, compare=False, repr=False)
 
     def add(self, values: Mapping[str, torch.Tensor]) -> None:
         for name, value in values.items():
@@ -116,14 +117,13 @@ class LoopState:
         """The state a checkpoint holds. A checkpoint without open log intervals (written before they
         were kept, or imported) starts an empty one; so does a resume on another number of processes,
         whose batches differ anyway."""
-        defaults = cls()
         windows = data.get("log_windows")
         window = (LogWindow.from_dict(windows[process_index])
                   if isinstance(windows, list) and len(windows) == num_processes else LogWindow())
         return cls(step=data.get("step", 0), best=data.get("best"), best_step=data.get("best_step"),
                    best_collapse=data.get("best_collapse"),
                    best_missing_warned=bool(data.get("best_missing_warned", False)),
-                   nonfinite_skipped=data.get("nonfinite_skipped", defaults.nonfinite_skipped),
+                   nonfinite_skipped=data.get("nonfinite_skipped", 0),
                    seconds=dict(data.get("seconds", {})), loss_seconds=dict(data.get("loss_seconds", {})),
                    loss_sums=dict(data.get("loss_sums", {})), logged_steps=data.get("logged_steps", 0),
                    train_seconds=data.get("train_seconds", 0.0),
