@@ -280,6 +280,7 @@ def restore(session: Session, point: ResumePoint) -> LoopState:
     if accelerator.scaler is not None and checkpoint.scaler:
         accelerator.scaler.load_state_dict(checkpoint.scaler)
     loop = checkpoint.loop
+    # Last, after everything set-up built: building the model draws from the RNGs.
     set_rng_state(checkpoint.rng_for(accelerator.process_index))
     session.losses.seconds.update(loop.loss_seconds)
     session.timer.seconds.update(loop.seconds)
