@@ -19,6 +19,7 @@ _EXPORTS = {
     "hookimpl": "motionhub.plugins.hookspecs",
     "Bounds": "motionhub.plugins.types",
     "registered_plugin": "motionhub.plugins.testing",
+    "lazy_exports": "motionhub.plugins.lazy",
     # errors a plugin raises for its users
     "MotionhubError": "motionhub.errors",
     "DataError": "motionhub.errors",
@@ -96,6 +97,7 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time names resolve la
     from motionhub.motion import filters, humanml3d, representation272, rotations, skeletons
     from motionhub.motion.skeletons import Skeleton, forward_kinematics
     from motionhub.plugins.hookspecs import hookimpl
+    from motionhub.plugins.lazy import lazy_exports
     from motionhub.plugins.testing import registered_plugin
     from motionhub.plugins.types import Bounds
     from motionhub.use.export import Exporter, ExportResult, ExportSource, SourceClip

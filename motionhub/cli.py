@@ -22,6 +22,10 @@ KIND_NAMES = {**{plural(k): k for k in KINDS}, **{k: k for k in KINDS}}
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Warnings from data loading (skipped clips, non-finite values) and from plugins that fail to
+    # load go through the console.
+    logging.basicConfig(level=logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(console=console, show_time=False, show_path=False)])
     parser = _parser()
     # Overrides may come after flags (``train r.yaml --resume train.iters=10``), which plain
     # argparse cannot split between a positional list and options: collect them here.
@@ -30,16 +34,11 @@ def main(argv: list[str] | None = None) -> int:
         if item.startswith("-") or "=" not in item or not hasattr(args, "overrides"):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides.append(item)
-    # Warnings from data loading (skipped clips, non-finite values) go through the console.
-    logging.basicConfig(level=logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(console=console, show_time=False, show_path=False)])
-    if args.version:
-        return _version()
-    if not getattr(args, "command", None):
+    if not args.version and not getattr(args, "command", None):
         parser.print_help()
         return 0
     try:
-        return args.func(args) or 0
+        return _version() if args.version else args.func(args) or 0
     except MotionhubError as exc:
         if args.debug:
             console.print_exception()
@@ -87,29 +86,37 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _version() -> int:
-    from motionhub.plugins.manager import load_failures, plugin_infos
+    from motionhub.plugins.manager import DISABLE_ENV, plugin_statuses
 
     print(f"motionhub {__version__}")
-    for info in plugin_infos():
-        where = f"{info.distribution} {info.version}" if info.distribution else "built-in"
-        print(f"  {info.name} ({where})")
-    for failure in load_failures():
-        print(f"  {failure.name} ({failure.distribution} {failure.version}): FAILED TO LOAD - {failure.error}")
+    for row in plugin_statuses():
+        state = ""
+        if row.failure is not None:
+            stage = row.failure.stage
+            state = {"import": ": FAILED TO LOAD", "entry point": ": NOT LOADED"}.get(stage, f": FAILED IN {stage}")
+            state += f" - {row.failure.error}"
+        elif row.status == "disabled":
+            state = f": disabled by {DISABLE_ENV}"
+        print(f"  {row.info.name} ({row.info.origin}){state}")
     return 0
 
 
 def _plugins(args) -> int:
-    from motionhub.plugins.manager import hooks_of, load_failures, plugin_infos, registered_by
+    from motionhub.plugins.manager import plugin_statuses
 
     rows = []
-    for info in plugin_infos():
-        rows.append({"name": info.name, "version": info.version or __version__,
-                     "distribution": info.distribution or "motionhub", "builtin": info.distribution is None,
-                     "hooks": hooks_of(info.name),
-                     "registered": {plural(k): v for k, v in registered_by(info.name).items()}})
-    for failure in load_failures():
-        rows.append({"name": failure.name, "version": failure.version, "distribution": failure.distribution,
-                     "builtin": False, "error": failure.error})
+    for row in plugin_statuses():
+        info = row.info
+        entry = {"name": info.name, "version": info.version, "distribution": info.distribution,
+                 "builtin": info.builtin, "status": row.status, "hooks": list(row.hooks),
+                 "registered": {plural(k): v for k, v in row.registered.items()}}
+        if row.failure is not None:
+            entry.update(error=row.failure.error, failed_in=row.failure.stage)
+        if row.conflicts:
+            entry["conflicts"] = list(row.conflicts)
+        if row.warnings:
+            entry["warnings"] = list(row.warnings)
+        rows.append(entry)
     print(json.dumps(rows, indent=2))
     return 0
 

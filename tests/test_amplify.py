@@ -365,9 +365,11 @@ def test_focal_without_focusing_is_relative_ce():
 
 
 def test_hooks_register_the_components():
+    from motionhub.plugins.registry import resolve  # registrations may be 'module:Class' references
+
     registered = {}
     for hook in (register_encoders, register_decoders, register_losses):
-        hook(lambda name, cls, kind=hook.__name__: registered.setdefault(kind, {}).update({name: cls}))
+        hook(lambda name, cls, kind=hook.__name__: registered.setdefault(kind, {}).update({name: resolve(cls)}))
     assert registered == {
         "register_encoders": {"amplify": AmplifyEncoder, "laps": LapsEncoder},
         "register_decoders": {"amplify": AmplifyDecoder, "laps": LapsDecoder},

@@ -162,10 +162,12 @@ def test_reference_key_map_motionmillion_patcher_and_norm():
 def test_plugin_registers_conv1d():
     import motionhub_conv
 
+    from motionhub.plugins.registry import resolve  # registrations may be 'module:Class' references
+
     pm = pluggy.PluginManager("motionhub")
     pm.add_hookspecs(hookspecs)
     pm.register(motionhub_conv)
     found = {}
-    pm.hook.register_encoders(register=lambda name, cls: found.setdefault(("encoder", name), cls))
-    pm.hook.register_decoders(register=lambda name, cls: found.setdefault(("decoder", name), cls))
+    pm.hook.register_encoders(register=lambda name, cls: found.setdefault(("encoder", name), resolve(cls)))
+    pm.hook.register_decoders(register=lambda name, cls: found.setdefault(("decoder", name), resolve(cls)))
     assert found == {("encoder", "conv1d"): Conv1dEncoder, ("decoder", "conv1d"): Conv1dDecoder}

@@ -49,8 +49,10 @@ def _evaluator_stats(folder: Path, root: Path, naming: tuple[str, str] = ("mean.
 
 
 def test_registers_both_data_sets():
+    from motionhub.plugins.registry import resolve  # registrations may be 'module:Class' references
+
     registered = {}
-    register_datasets(lambda name, cls: registered.setdefault(name, cls))
+    register_datasets(lambda name, cls: registered.setdefault(name, resolve(cls)))
     assert registered == {"humanml3d": HumanML3D, "kit": KIT}
     assert HumanML3D.__doc__.splitlines()[0].startswith("HumanML3D 263-dim")
 

@@ -390,8 +390,10 @@ def test_track_class_metrics_follow_the_format_frames_and_defaults():
 
 
 def test_hooks_register_the_laps_components():
+    from motionhub.plugins.registry import resolve  # registrations may be 'module:Class' references
+
     registered = {}
     for hook in (register_losses, register_metrics):
-        hook(lambda name, cls, kind=hook.__name__: registered.setdefault(kind, {}).update({name: cls}))
+        hook(lambda name, cls, kind=hook.__name__: registered.setdefault(kind, {}).update({name: resolve(cls)}))
     assert registered["register_losses"]["code_histogram_entropy"] is CodeHistogramEntropy
     assert registered["register_metrics"]["track_classes"] is TrackClassMetrics

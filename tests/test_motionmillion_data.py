@@ -36,8 +36,10 @@ def _motion_path(root: Path, name: str) -> Path:
 
 
 def test_registers_the_data_set():
+    from motionhub.plugins.registry import resolve  # registrations may be 'module:Class' references
+
     registered = {}
-    register_datasets(lambda name, cls: registered.setdefault(name, cls))
+    register_datasets(lambda name, cls: registered.setdefault(name, resolve(cls)))
     assert registered == {"motionmillion": MotionMillion}
 
 

@@ -79,7 +79,7 @@ def test_a_loss_argument_named_like_a_loss_entry_key_is_rejected_at_registration
     cls = type("Clash", (Loss,), {"__init__": eval(f"lambda self, {argument}=1: None"), "__doc__": "x"})
     with registered_plugin(plugin_registering("loss", "clash", cls), "clash-plugin"):
         with pytest.raises(PluginError) as info:
-            get_registry()
+            get_registry().get("loss", "clash")  # the plugin is left out, and using its name says why
     message = str(info.value)
     assert "clash-plugin" in message and f"'{argument}'" in message and "rename" in message
 
@@ -94,19 +94,19 @@ def test_reserved_keys_are_the_recipe_sections_own_fields():
 def test_a_dataset_taking_window_and_cache_dir_names_both_and_the_plugin():
     with registered_plugin(plugin_registering("dataset", "windowed", WindowedData), "windowed-plugin"):
         with pytest.raises(PluginError, match=r"windowed-plugin.*'window', 'cache_dir'.*data section"):
-            get_registry()
+            get_registry().get("dataset", "windowed")
 
 
 def test_an_unresolvable_annotation_is_a_registration_error_not_silently_unchecked():
     with registered_plugin(plugin_registering("loss", "broken_annotation", BrokenAnnotation), "broken-ann"):
         with pytest.raises(PluginError, match=r"broken-ann.*broken_annotation.*cannot be resolved.*Tensorish"):
-            get_registry()
+            get_registry().get("loss", "broken_annotation")
 
 
 def test_the_registry_works_again_once_the_bad_plugin_is_gone():
     with registered_plugin(plugin_registering("loss", "weighted", WeightedLoss), "weighted-plugin"):
         with pytest.raises(PluginError):
-            get_registry()
+            get_registry().get("loss", "weighted")
     assert "recon" in get_registry().names("loss")
 
 

@@ -68,11 +68,13 @@ def test_indices_to_codes_round_trip(name):
 def test_plugin_registers_quantizers():
     import motionhub_quantizers
 
+    from motionhub.plugins.registry import resolve  # registrations may be 'module:Class' references
+
     pm = pluggy.PluginManager("motionhub")
     pm.add_hookspecs(hookspecs)
     pm.register(motionhub_quantizers)
     found = {}
-    pm.hook.register_quantizers(register=found.__setitem__)
+    pm.hook.register_quantizers(register=lambda name, cls: found.__setitem__(name, resolve(cls)))
     assert found == {"fsq": FSQ, "vq_ema_reset": EMAResetVQ, "vq": VQ, "rvq": RVQ, "lfq": LFQ}
 
 

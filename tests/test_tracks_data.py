@@ -308,8 +308,10 @@ def test_fingerprint_follows_names_sizes_and_times(synthetic):
 
 
 def test_plugin_registers_a_documented_typed_dataset():
+    from motionhub.plugins.registry import resolve  # registrations may be 'module:Class' references
+
     registered = {}
-    register_datasets(lambda name, cls: registered.setdefault(name, cls))
+    register_datasets(lambda name, cls: registered.setdefault(name, resolve(cls)))
     assert registered == {"gtea_tracks": GTEATracks, "laps_velocities": LapsVelocities}
     hints = annotations_of(GTEATracks)
     assert {"root", "views", "image_size", "horizon", "val_fraction", "val_files", "non_finite", "labels"} <= set(hints)

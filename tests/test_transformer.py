@@ -218,10 +218,12 @@ def test_overfits_one_batch():
 def test_plugin_registers_transformer():
     import motionhub_transformer
 
+    from motionhub.plugins.registry import resolve  # registrations may be 'module:Class' references
+
     pm = pluggy.PluginManager("motionhub")
     pm.add_hookspecs(hookspecs)
     pm.register(motionhub_transformer)
     found = {}
-    pm.hook.register_encoders(register=lambda name, cls: found.setdefault(("encoder", name), cls))
-    pm.hook.register_decoders(register=lambda name, cls: found.setdefault(("decoder", name), cls))
+    pm.hook.register_encoders(register=lambda name, cls: found.setdefault(("encoder", name), resolve(cls)))
+    pm.hook.register_decoders(register=lambda name, cls: found.setdefault(("decoder", name), resolve(cls)))
     assert found == {("encoder", "transformer"): TransformerEncoder, ("decoder", "transformer"): TransformerDecoder}

@@ -7,12 +7,7 @@ LAPS's re-implementation of the tokenizer: encoder ``laps`` and decoder ``laps``
 """
 
 import motionhub
-
-from .codes import CodeHistogramEntropy
-from .laps import LapsDecoder, LapsEncoder
-from .losses import FocalLoss, RelativeCE
-from .metrics import TrackClassMetrics, TrackMetrics
-from .model import AmplifyDecoder, AmplifyEncoder, load_reference_state_dict, reference_key_map
+from motionhub.api import lazy_exports
 
 __all__ = [
     "AmplifyDecoder",
@@ -28,27 +23,41 @@ __all__ = [
     "reference_key_map",
 ]
 
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "AmplifyDecoder": ".model",
+    "AmplifyEncoder": ".model",
+    "CodeHistogramEntropy": ".codes",
+    "FocalLoss": ".losses",
+    "LapsDecoder": ".laps",
+    "LapsEncoder": ".laps",
+    "RelativeCE": ".losses",
+    "TrackClassMetrics": ".metrics",
+    "TrackMetrics": ".metrics",
+    "load_reference_state_dict": ".model",
+    "reference_key_map": ".model",
+})
+
 
 @motionhub.hookimpl
 def register_encoders(register):
-    register("amplify", AmplifyEncoder)
-    register("laps", LapsEncoder)
+    register("amplify", "motionhub_amplify.model:AmplifyEncoder")
+    register("laps", "motionhub_amplify.laps:LapsEncoder")
 
 
 @motionhub.hookimpl
 def register_decoders(register):
-    register("amplify", AmplifyDecoder)
-    register("laps", LapsDecoder)
+    register("amplify", "motionhub_amplify.model:AmplifyDecoder")
+    register("laps", "motionhub_amplify.laps:LapsDecoder")
 
 
 @motionhub.hookimpl
 def register_losses(register):
-    register("relative_ce", RelativeCE)
-    register("focal", FocalLoss)
-    register("code_histogram_entropy", CodeHistogramEntropy)
+    register("relative_ce", "motionhub_amplify.losses:RelativeCE")
+    register("focal", "motionhub_amplify.losses:FocalLoss")
+    register("code_histogram_entropy", "motionhub_amplify.codes:CodeHistogramEntropy")
 
 
 @motionhub.hookimpl
 def register_metrics(register):
-    register("tracks", TrackMetrics)
-    register("track_classes", TrackClassMetrics)
+    register("tracks", "motionhub_amplify.metrics:TrackMetrics")
+    register("track_classes", "motionhub_amplify.metrics:TrackClassMetrics")

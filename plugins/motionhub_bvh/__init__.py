@@ -1,10 +1,13 @@
 """BVH motion capture files: a reader for any skeleton, forward kinematics, and the ``bvh`` data set."""
 
 import motionhub
+from motionhub.api import lazy_exports
 
-from .dataset import BVHFolder
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "BVHFolder": ".dataset",
+})
 
 
 @motionhub.hookimpl
 def register_datasets(register):
-    register("bvh", BVHFolder)
+    register("bvh", "motionhub_bvh.dataset:BVHFolder")

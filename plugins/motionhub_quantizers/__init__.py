@@ -1,19 +1,26 @@
 """First-party quantizers: FSQ, T2M-GPT's EMA-reset VQ, and vector-quantize-pytorch's VQ, residual VQ and LFQ."""
 
 import motionhub
-
-from .ema_reset import EMAResetVQ
-from .fsq import FSQ
-from .library import LFQ, RVQ, VQ
-from motionhub.model.codebook import code_histogram, codebook_usage, usage_from_histogram
+from motionhub.api import lazy_exports
 
 __all__ = ["EMAResetVQ", "FSQ", "LFQ", "RVQ", "VQ", "code_histogram", "codebook_usage", "usage_from_histogram"]
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "EMAResetVQ": ".ema_reset",
+    "FSQ": ".fsq",
+    "LFQ": ".library",
+    "RVQ": ".library",
+    "VQ": ".library",
+    "code_histogram": "motionhub.model.codebook",
+    "codebook_usage": "motionhub.model.codebook",
+    "usage_from_histogram": "motionhub.model.codebook",
+})
 
 
 @motionhub.hookimpl
 def register_quantizers(register):
-    register("fsq", FSQ)
-    register("vq_ema_reset", EMAResetVQ)
-    register("vq", VQ)
-    register("rvq", RVQ)
-    register("lfq", LFQ)
+    register("fsq", "motionhub_quantizers.fsq:FSQ")
+    register("vq_ema_reset", "motionhub_quantizers.ema_reset:EMAResetVQ")
+    register("vq", "motionhub_quantizers.library:VQ")
+    register("rvq", "motionhub_quantizers.library:RVQ")
+    register("lfq", "motionhub_quantizers.library:LFQ")
