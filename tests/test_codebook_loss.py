@@ -8,8 +8,8 @@ from motionhub.data.formats import MotionFormat
 from motionhub.recipes.recipe import bind_arguments
 from motionhub.plugins.registry import Component
 from motionhub.model.tokenizer import Tokenizer
-from motionhub_losses.codebook import CodebookEntropyLoss, entropy_terms, fsq_bound, level_log_probs
-from motionhub_quantizers import FSQ
+from motionhub_losses.codebook import CodebookEntropyLoss, entropy_terms, level_log_probs
+from motionhub_quantizers import FSQ, VQ
 from motionhub_transformer import TransformerDecoder, TransformerEncoder
 
 FORMAT = MotionFormat("test", (12,), 20.0)
@@ -40,6 +40,11 @@ def at_grid(codes: torch.Tensor, levels: list[int]) -> torch.Tensor:
     return (torch.atanh((codes + offset) / half) - torch.atanh(offset / half)).float()
 
 
+def fsq_outputs(latents: torch.Tensor, levels: list[int]) -> dict:
+    """What a tokenizer with an unprojected FSQ quantizer of ``levels`` hands the loss for these latents."""
+    return {"quantizer": FSQ(dim=len(levels), levels=levels), "pre_quantized": latents}
+
+
 def all_codes(levels: list[int]) -> torch.Tensor:
     """Every code as grid values (K, G)."""
     grids = [torch.arange(level, dtype=torch.float64) - level // 2 for level in levels]
@@ -65,31 +70,31 @@ def test_entropy_terms_uniform_and_one_hot():
 
 def test_loss_matches_hand_computation():
     # z = 0 sits on the middle grid value of odd levels: squared distances (1, 0, 1) and (4, 1, 0, 1, 4)
-    loss = CodebookEntropyLoss(levels=[3, 5], temperature=1.0, diversity_weight=0.5)
+    loss = CodebookEntropyLoss(temperature=1.0, diversity_weight=0.5)
     p3 = [math.exp(-d) for d in (1, 0, 1)]
     p5 = [math.exp(-d) for d in (4, 1, 0, 1, 4)]
     h = entropy([p / sum(p3) for p in p3]) + entropy([p / sum(p5) for p in p5])
-    value = loss({"motion": None}, {"latents": torch.zeros(2, 3, 2)}, FORMAT)
+    value = loss({"motion": None}, fsq_outputs(torch.zeros(2, 3, 2), [3, 5]), FORMAT)
     torch.testing.assert_close(value, torch.tensor((1 - 0.5) * h))
 
 
 def test_soft_and_peaked_limits():
     levels = [3, 5]
     codes = at_grid(all_codes(levels), levels)[None]  # every one of the 15 codes once
-    soft = CodebookEntropyLoss(levels=levels, temperature=1e6, diversity_weight=0.0)
-    torch.testing.assert_close(soft({}, {"latents": codes}, FORMAT), torch.tensor(math.log(15)))
+    soft = CodebookEntropyLoss(temperature=1e6, diversity_weight=0.0)
+    torch.testing.assert_close(soft({}, fsq_outputs(codes, levels), FORMAT), torch.tensor(math.log(15)))
 
-    peaked = CodebookEntropyLoss(levels=levels, temperature=1e-3, diversity_weight=1.0)
-    torch.testing.assert_close(peaked({}, {"latents": codes}, FORMAT), torch.tensor(-math.log(15)))
+    peaked = CodebookEntropyLoss(temperature=1e-3, diversity_weight=1.0)
+    torch.testing.assert_close(peaked({}, fsq_outputs(codes, levels), FORMAT), torch.tensor(-math.log(15)))
     one_code = codes[:, :1].expand(1, 15, 2)
-    assert peaked({}, {"latents": one_code}, FORMAT).abs() < 1e-6
+    assert peaked({}, fsq_outputs(one_code, levels), FORMAT).abs() < 1e-6
 
 
 def test_hard_assignment_is_fsq_rounding():
     levels = [8, 8, 6, 5]
     z = torch.randn(1, 2000, 4) * 2
     fsq = FSQ(dim=4, levels=levels)
-    bounded = fsq_bound(z[0], levels)
+    bounded = fsq.to_grid(z[0])
     level_index = torch.stack([log_p.argmax(-1) for log_p in level_log_probs(bounded, levels, 0.5)], -1)
     basis = torch.tensor([1, 8, 64, 384])
     assert torch.equal((level_index * basis).sum(-1), fsq(z).indices[0])
@@ -101,7 +106,7 @@ def test_gradient_reaches_latents_and_encoder():
     tokenizer = Tokenizer(enc, FSQ(dim=4, levels=[8, 5, 5, 5]), TransformerDecoder(FORMAT, encoder=enc))
     outputs = tokenizer(torch.randn(2, 16, 12))
     outputs["latents"].retain_grad()
-    CodebookEntropyLoss(levels=[8, 5, 5, 5])({}, outputs, FORMAT).backward()
+    CodebookEntropyLoss()({}, outputs, FORMAT).backward()
     assert torch.isfinite(outputs["latents"].grad).all() and outputs["latents"].grad.abs().sum() > 0
     assert enc.proj_in.weight.grad.abs().sum() > 0
 
@@ -111,11 +116,11 @@ def test_minimising_uses_more_codes():
     levels = [8, 8, 6, 5]
     fsq = FSQ(dim=4, levels=levels)
     latents = (0.05 * torch.randn(1, 512, 4)).requires_grad_()
-    loss = CodebookEntropyLoss(levels=levels)
+    loss = CodebookEntropyLoss()
     before = fsq(latents).indices.unique().numel()
     optimiser = torch.optim.Adam([latents], lr=0.05)
     for _ in range(150):
-        value = loss({}, {"latents": latents}, FORMAT)
+        value = loss({}, {"quantizer": fsq, "pre_quantized": latents}, FORMAT)
         optimiser.zero_grad()
         value.backward()
         optimiser.step()
@@ -125,25 +130,33 @@ def test_minimising_uses_more_codes():
 
 def test_padded_tokens_are_ignored():
     torch.manual_seed(0)
-    loss = CodebookEntropyLoss(levels=[8, 5, 5, 5])
+    loss = CodebookEntropyLoss()
+    levels = [8, 5, 5, 5]
     latents = torch.randn(2, 8, 4)
     mask = torch.zeros(2, 32, dtype=torch.bool)
     mask[0, :32], mask[1, :13] = True, True  # clip 2 covers tokens 0..3 (4 frames per token)
     garbage = latents.clone()
     garbage[1, 4:] = 10 * torch.randn(4, 4)
-    masked = loss({"mask": mask}, {"latents": latents}, FORMAT)
-    torch.testing.assert_close(masked, loss({"mask": mask}, {"latents": garbage}, FORMAT))
+    masked = loss({"mask": mask}, fsq_outputs(latents, levels), FORMAT)
+    torch.testing.assert_close(masked, loss({"mask": mask}, fsq_outputs(garbage, levels), FORMAT))
     real = torch.cat([latents[0], latents[1, :4]])[None]
-    torch.testing.assert_close(masked, loss({}, {"latents": real}, FORMAT))
+    torch.testing.assert_close(masked, loss({}, fsq_outputs(real, levels), FORMAT))
 
 
 def test_bfloat16_latents():
-    value = CodebookEntropyLoss(codebook_size=2048)({}, {"latents": torch.randn(2, 8, 4, dtype=torch.bfloat16)}, FORMAT)
+    latents = torch.randn(2, 8, 4, dtype=torch.bfloat16)
+    value = CodebookEntropyLoss()({}, fsq_outputs(latents, [8, 8, 6, 5]), FORMAT)
     assert value.dtype == torch.float32 and torch.isfinite(value)
+    torch.testing.assert_close(value, CodebookEntropyLoss()({}, fsq_outputs(latents.float(), [8, 8, 6, 5]), FORMAT))
 
 
-def test_codebook_size_picks_fsq_levels():
-    assert CodebookEntropyLoss(codebook_size=2048).levels == [8, 8, 6, 5]
+def test_the_levels_come_from_the_quantizer_the_recipe_built():
+    """The loss takes no levels of its own: the same latents under another FSQ grid give another value."""
+    latents = torch.randn(1, 64, 4, generator=torch.Generator().manual_seed(3))
+    loss = CodebookEntropyLoss()
+    coarse, fine = (loss({}, fsq_outputs(latents, levels), FORMAT) for levels in ([3, 3, 3, 3], [8, 8, 8, 8]))
+    # the soft batch entropy is bounded by ln K of the quantizer's own grid
+    assert coarse > -math.log(81) - 1e-4 and fine < coarse
 
 
 def test_a_projected_fsq_is_regularised_in_its_own_space():
@@ -155,29 +168,31 @@ def test_a_projected_fsq_is_regularised_in_its_own_space():
     outputs = tokenizer(torch.randn(2, 16, 12))
     assert outputs["latents"].shape[-1] == 16 and outputs["pre_quantized"].shape == (2, 8, 4)
     # the values FSQ rounds: soft assignments peak on the codes it picked
-    bounded = fsq_bound(outputs["pre_quantized"].reshape(-1, 4), levels)
+    bounded = fsq.to_grid(outputs["pre_quantized"].reshape(-1, 4))
     level_index = torch.stack([log_p.argmax(-1) for log_p in level_log_probs(bounded, levels, 0.5)], -1)
     assert torch.equal((level_index * torch.tensor([1, 8, 64, 384])).sum(-1), outputs["indices"].reshape(-1))
 
-    CodebookEntropyLoss(levels=levels)({}, outputs, FORMAT).backward()
+    CodebookEntropyLoss()({}, outputs, FORMAT).backward()
     assert fsq.fsq.project_in.weight.grad.abs().sum() > 0 and enc.proj_in.weight.grad.abs().sum() > 0
 
 
-def test_levels_that_do_not_match_the_quantizer_are_refused():
-    loss = CodebookEntropyLoss(levels=[8, 8, 6, 5])
-    with pytest.raises(MotionhubError, match=r"outputs\['pre_quantized'\] has 3 channels.*levels of the recipe's fsq"):
-        loss({}, {"latents": torch.randn(2, 8, 512), "pre_quantized": torch.randn(2, 8, 3)}, FORMAT)
-    with pytest.raises(MotionhubError, match=r"outputs\['latents'\] has 512 channels"):
-        loss({}, {"latents": torch.randn(2, 8, 512)}, FORMAT)
+def test_a_quantizer_without_levels_or_its_input_is_refused():
+    loss = CodebookEntropyLoss()
+    with pytest.raises(MotionhubError, match=r"outputs\['quantizer'\], which the tokenizer's outputs lack"):
+        loss({}, {"latents": torch.randn(2, 8, 4), "pre_quantized": torch.randn(2, 8, 4)}, FORMAT)
+    with pytest.raises(MotionhubError, match=r"quantizer VQ has none: use it with the fsq quantizer"):
+        loss({}, {"quantizer": VQ(dim=4, codebook_size=16), "latents": torch.randn(2, 8, 4)}, FORMAT)
+    with pytest.raises(MotionhubError, match=r"should have 4 channels for levels \[8, 8, 6, 5\], but has 3 channels"):
+        loss({}, fsq_outputs(torch.randn(2, 8, 3), [8, 8, 6, 5]), FORMAT)
+    with pytest.raises(MotionhubError, match=r"but has none"):
+        loss({}, {"quantizer": FSQ(dim=4, levels=[8, 8, 6, 5])}, FORMAT)
 
 
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(), "exactly one of"),
-        (dict(levels=[8, 5], codebook_size=2048), "exactly one of"),
-        (dict(levels=[8, 2]), ">= 3"),
-        (dict(levels=[8, 5], temperature=0.0), "temperature"),
+        (dict(temperature=0.0), "temperature"),
+        (dict(temperature=-1.0), "temperature"),
     ],
 )
 def test_bad_options(kwargs, match):
@@ -187,8 +202,8 @@ def test_bad_options(kwargs, match):
 
 def test_recipe_arguments_are_type_checked():
     component = Component("loss", "codebook_entropy", CodebookEntropyLoss, "motionhub_losses")
-    assert bind_arguments(component, dict(levels=[8, 5, 5, 5], temperature=0.5, diversity_weight=2), "losses[0]") == []
-    problems = dict(bind_arguments(component, dict(levels=8, temperature="low"), "losses[0]"))
+    assert bind_arguments(component, dict(temperature=0.5, diversity_weight=2), "losses[0]") == []
+    problems = dict(bind_arguments(component, dict(levels=[8, 5], temperature="low"), "losses[0]"))
     assert set(problems) == {"losses[0].levels", "losses[0].temperature"}
 
 

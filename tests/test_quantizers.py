@@ -84,7 +84,30 @@ def test_plugin_registers_quantizers():
 @pytest.mark.parametrize("size, levels", sorted(LEVELS_FOR_SIZE.items()))
 def test_fsq_codebook_size_maps_to_reference_levels(size, levels):
     q = FSQ(codebook_size=size)
-    assert q.levels == levels and q.codebook_size == math.prod(levels)
+    assert q.levels == tuple(levels) and q.codebook_size == math.prod(levels)
+
+
+@pytest.mark.parametrize("levels", [[8, 5, 5, 5], [8, 8, 6, 5], [3, 4], [7, 5, 5, 5, 5]])
+def test_fsq_to_grid_is_what_the_library_rounds(levels):
+    """Rounded and scaled, ``to_grid`` is the library's bound; rounded and shifted, it is the index digits."""
+    torch.manual_seed(0)
+    q = FSQ(dim=len(levels), levels=levels)
+    z = torch.randn(3, 50, len(levels)) * 3
+    grid = q.to_grid(z)
+    half_width = torch.tensor(levels) // 2
+    assert torch.equal(grid.round() / half_width, q.fsq.bound(z))
+    digits = grid.round().long() + half_width
+    basis = torch.tensor([math.prod(levels[:g]) for g in range(len(levels))])
+    assert torch.equal((digits * basis).sum(-1), q(z).indices)
+    assert ((digits >= 0) & (digits < torch.tensor(levels))).all()
+
+
+@pytest.mark.parametrize("name", [n for n in QUANTIZERS if n != "fsq"])
+def test_quantizers_with_a_learned_codebook_have_no_levels(name):
+    quantizer = QUANTIZERS[name](16)
+    assert quantizer.levels is None
+    with pytest.raises(NotImplementedError, match="has no grid of levels"):
+        quantizer.to_grid(torch.zeros(2, 3))
 
 
 def test_fsq_reports_true_size():

@@ -374,3 +374,20 @@ def test_the_ema_reset_quantizer_counts_codes_with_the_shared_histogram():
     indices = quantizer.eval()(z).indices
     quantizer.train()(z)
     torch.testing.assert_close(quantizer.code_count, 0.5 * before + 0.5 * code_histogram(indices, 8).float())
+
+
+def reference_fsq_bound(z, levels):
+    """The codebook-entropy loss's own copy of FSQ's bound, as it was."""
+    levels_t = torch.tensor(levels, dtype=z.dtype, device=z.device)
+    half = (levels_t - 1) * (1 + 1e-3) / 2
+    offset = (1 - levels_t % 2) / 2
+    return torch.tanh(z + torch.atanh(offset / half)) * half - offset
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fsq_to_grid_is_the_bound_the_entropy_loss_copied(dtype):
+    from motionhub_quantizers import FSQ
+
+    for levels in ([8, 8, 6, 5], [3, 5], [8, 8, 8, 5, 5, 5]):
+        z = torch.randn(500, len(levels), dtype=dtype, generator=torch.Generator().manual_seed(len(levels))) * 2
+        assert torch.equal(FSQ(dim=len(levels), levels=levels).to_grid(z), reference_fsq_bound(z, levels))

@@ -17,7 +17,8 @@ class Loss:
     ``__call__(batch, outputs, format)`` returns a scalar tensor. ``batch["motion"]`` is the
     normalised input (B, T, *F) and ``batch.get("mask")`` an optional (B, T) bool mask of
     real (not padded) frames; ``outputs`` is the tokenizer's dict (``recon``, ``indices``,
-    ``aux_loss``, ...). Constructors take recipe keyword arguments only; ``weight``,
+    ``aux_loss``, ..., and ``quantizer``: what a loss needs of the quantizer comes through its
+    contract in ``motionhub.model.quantizer``). Constructors take recipe keyword arguments only; ``weight``,
     ``every`` and ``schedule`` are handled by the framework.
 
     A loss may also define ``figures() -> dict[str, Tensor]``: scalars of its last call worth

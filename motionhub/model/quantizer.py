@@ -1,8 +1,37 @@
-"""The one output type every quantizer plugin returns, and the base class they share.
+"""The quantizer contract: the one output type every quantizer plugin returns, and what else it exposes.
 
 vector-quantize-pytorch returns 2-tuples (FSQ) or 3-tuples (VQ, RVQ, LFQ); motionhub
 quantizers normalise that to ``QuantizerOutput`` so the tokenizer, losses and metrics
 never care which quantizer a recipe picked.
+
+Every quantizer is a :class:`Quantizer` (an ``nn.Module``) and exposes, with B the batch,
+N the tokens per clip, C the latent width, D the width of its own code space and Q its
+number of codebooks (residual levels):
+
+``dim: int``
+    C, the width of the latents it takes and of the codes it returns.
+``forward(z: (B, N, C)) -> QuantizerOutput``
+    ``quantized`` (B, N, C), ``indices`` (B, N) or (B, N, Q) int64 in ``[0, codebook_size)``,
+    scalar ``aux_loss`` and, where it has one, ``pre_quantized`` (B, N, D): what it rounds or
+    looks up, in its own code space (after any input projection C -> D), with gradients.
+``codebook_size: int``
+    K, the real number of codes per codebook (FSQ levels (8, 8, 6, 5) -> 1920, not the
+    nominal 2048).
+``levels: tuple[int, ...] | None``
+    For a scalar quantizer (FSQ), the number of grid values of each of its D = len(levels)
+    code dimensions, so K = prod(levels); None for a quantizer with a learned codebook.
+``to_grid(pre_quantized: (..., D)) -> (..., D)``
+    Scalar quantizers only: where each value of ``pre_quantized`` falls on its dimension's
+    grid, in grid steps, before rounding; ``round(to_grid(x)) + level // 2`` is the level
+    index of each dimension. Differentiable, so a loss can softly assign values to the grid.
+``indices_to_codes(indices: (B, N) or (B, N, Q)) -> (B, N, C)``
+    The quantized latents of token ids (what the decoder reads when decoding tokens).
+``codebook_state() -> dict[str, Tensor]``
+    Codebook training state that is not a parameter or persistent buffer (see below).
+
+Losses and metrics reach the quantizer the tokenizer ran through its outputs:
+``outputs["quantizer"]`` is this module and ``outputs["pre_quantized"]`` its code-space
+input. They read what they need from this contract and never import a quantizer plugin.
 """
 
 from __future__ import annotations
@@ -31,12 +60,13 @@ class QuantizerOutput(NamedTuple):
 
 
 class Quantizer(nn.Module):
-    """Base class for quantizer plugins.
+    """Base class for quantizer plugins (the contract is in this module's docstring).
 
     Subclasses take ``dim`` (the latent width C; the recipe may leave it to the encoder)
     and implement ``forward(z: (B, N, C)) -> QuantizerOutput``, ``codebook_size`` (the
     real number of codes, e.g. FSQ levels [8, 8, 6, 5] -> 1920) and
-    ``indices_to_codes(indices) -> (B, N, C)``.
+    ``indices_to_codes(indices) -> (B, N, C)``. Scalar quantizers also give ``levels``
+    and ``to_grid``.
     """
 
     dim: int
@@ -44,6 +74,16 @@ class Quantizer(nn.Module):
     @property
     def codebook_size(self) -> int:
         raise NotImplementedError
+
+    @property
+    def levels(self) -> Optional[tuple[int, ...]]:
+        """Grid values per code dimension of a scalar quantizer, e.g. (8, 8, 6, 5); None here."""
+        return None
+
+    def to_grid(self, pre_quantized: torch.Tensor) -> torch.Tensor:
+        """(..., D) -> (..., D): each value's place on its dimension's grid, in grid steps, before rounding."""
+        raise NotImplementedError(f"{type(self).__name__} has no grid of levels (levels is None): only scalar "
+                                  f"quantizers such as fsq place values on a grid")
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -62,7 +62,9 @@ class Tokenizer(nn.Module):
 
     ``forward(x: (B, T, *F))`` returns a dict with ``recon`` (or the decoder's own keys,
     e.g. ``logits``), ``latents`` (B, T', C), ``quantized`` (B, T', C), ``indices``,
-    ``aux_loss`` and, where the quantizer gives it, ``pre_quantized`` (B, T', D).
+    ``aux_loss``, where the quantizer gives it, ``pre_quantized`` (B, T', D), and ``quantizer``:
+    the quantizer module itself, so that losses and metrics read its contract (levels, code
+    space, ``codebook_size``, ``indices_to_codes``; see ``motionhub.model.quantizer``).
     """
 
     def __init__(self, encoder: Encoder, quantizer: Quantizer, decoder: Decoder):
@@ -73,13 +75,13 @@ class Tokenizer(nn.Module):
     def downsample(self) -> int:
         return getattr(self.encoder, "downsample", 1)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> dict[str, Any]:
         latents = self.encoder(x)
         q = self.quantizer(latents)
         decoded = self.decoder(q.quantized)
         outputs = decoded if isinstance(decoded, dict) else {"recon": decoded}
         outputs = {**outputs, "latents": latents, "quantized": q.quantized, "indices": q.indices,
-                   "aux_loss": q.aux_loss}
+                   "aux_loss": q.aux_loss, "quantizer": self.quantizer}
         if q.pre_quantized is not None:
             outputs["pre_quantized"] = q.pre_quantized
         return outputs

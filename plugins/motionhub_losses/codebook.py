@@ -11,35 +11,23 @@ the second makes the batch as a whole spread over many codes.
 
 from __future__ import annotations
 
-from typing import Optional
+from collections.abc import Sequence
 
 import torch
 
 from motionhub.errors import MotionhubError
 from motionhub.data.formats import MotionFormat
 from motionhub.model.losses import Loss
-from motionhub_quantizers.fsq import fsq_levels
 
 _EPS = 1e-12
 
 
-def fsq_bound(z: torch.Tensor, levels: list[int]) -> torch.Tensor:
-    """The value FSQ rounds, in grid steps: (..., G) -> (..., G), G = len(levels).
-
-    The same bound as ``vector_quantize_pytorch.FSQ`` (tanh with eps 1e-3, half-step offset for even
-    levels): rounding it and adding ``level // 2`` gives FSQ's level index per dimension.
-    """
-    levels_t = torch.tensor(levels, dtype=z.dtype, device=z.device)
-    half = (levels_t - 1) * (1 + 1e-3) / 2
-    offset = (1 - levels_t % 2) / 2
-    return torch.tanh(z + torch.atanh(offset / half)) * half - offset
-
-
-def level_log_probs(bounded: torch.Tensor, levels: list[int], temperature: float) -> list[torch.Tensor]:
+def level_log_probs(bounded: torch.Tensor, levels: Sequence[int], temperature: float) -> list[torch.Tensor]:
     """Per-dimension soft assignments to the level grid: (M, G) -> G tensors (M, L_g) of log-probabilities.
 
-    log p_g(k) = log_softmax_k(-(bounded_g - (k - L_g // 2))^2 / temperature), so ``temperature``
-    is in squared grid steps.
+    ``bounded`` is in grid steps (a quantizer's ``to_grid``). log p_g(k) =
+    log_softmax_k(-(bounded_g - (k - L_g // 2))^2 / temperature), so ``temperature`` is in
+    squared grid steps.
     """
     out = []
     for g, level in enumerate(levels):
@@ -72,47 +60,50 @@ def entropy_terms(log_probs: list[torch.Tensor], weights: torch.Tensor) -> tuple
 class CodebookEntropyLoss(Loss):
     """Differentiable codebook-usage regulariser for FSQ: per-token entropy - diversity_weight * batch entropy.
 
-    levels:           the FSQ quantizer's levels, e.g. [8, 8, 6, 5]; or
-    codebook_size:    its nominal size (2048 -> [8, 8, 6, 5]), exactly as the ``fsq`` quantizer takes it.
     temperature:      of the soft assignment, in squared grid steps; lower is closer to hard rounding.
     diversity_weight: weight of the batch-entropy (usage) term.
 
-    It reads FSQ's input (B, N, G), G = len(levels): ``outputs["pre_quantized"]``, which the ``fsq``
-    quantizer gives after its projection when the latent width differs from G, else
-    ``outputs["latents"]``. Each value goes through FSQ's own bound; dimension g is softly
-    assigned to its L_g grid values with softmax(-distance^2 / temperature), and a token's
-    code distribution is the product over g.
+    It regularises the quantizer the tokenizer ran, which it reads from the outputs through the
+    quantizer contract (``motionhub.model.quantizer``): ``outputs["quantizer"]`` must have a grid of
+    ``levels`` (a scalar quantizer such as ``fsq``), and ``outputs["pre_quantized"]`` (B, N, G),
+    G = len(levels), is its input in its own code space. Each value goes through the quantizer's
+    ``to_grid``; dimension g is softly assigned to its L_g grid values with
+    softmax(-distance^2 / temperature), and a token's code distribution is the product over g.
     Both entropies are in nats and use only real tokens when the batch has a ``mask``; see
-    ``entropy_terms`` for exactly what the batch term measures. Other quantizers are not supported:
-    a loss sees the tokenizer's outputs only, not a VQ codebook (LFQ has this regulariser built in,
-    ``entropy_loss_weight``).
+    ``entropy_terms`` for exactly what the batch term measures. Quantizers with a learned codebook
+    are not supported (LFQ has this regulariser built in, ``entropy_loss_weight``).
     """
 
-    def __init__(
-        self,
-        levels: Optional[list[int]] = None,
-        codebook_size: Optional[int] = None,
-        temperature: float = 0.5,
-        diversity_weight: float = 1.0,
-    ):
+    def __init__(self, temperature: float = 0.5, diversity_weight: float = 1.0):
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.levels = fsq_levels(levels, codebook_size)
         self.temperature, self.diversity_weight = temperature, diversity_weight
 
     def __call__(self, batch, outputs, format: MotionFormat) -> torch.Tensor:
-        key = "pre_quantized" if "pre_quantized" in outputs else "latents"
-        latents = outputs[key]
-        b, n, g = latents.shape
-        if g != len(self.levels):
+        quantizer = outputs.get("quantizer")
+        if quantizer is None:
             raise MotionhubError(
-                f"codebook_entropy reads the FSQ quantizer's input, which has {len(self.levels)} dimensions for "
-                f"levels {self.levels}, but outputs['{key}'] has {g} channels: give the loss the levels of the "
-                f"recipe's fsq quantizer (the quantizer section must be fsq)"
+                f"codebook_entropy reads the quantizer from outputs['quantizer'], which the tokenizer's outputs "
+                f"lack (they have {', '.join(sorted(outputs))})"
             )
+        levels = quantizer.levels
+        if levels is None:
+            raise MotionhubError(
+                f"codebook_entropy regularises a quantizer with a grid of levels (fsq), but the recipe's quantizer "
+                f"{type(quantizer).__name__} has none: use it with the fsq quantizer, or the quantizer's own usage "
+                f"loss (lfq: entropy_loss_weight)"
+            )
+        latents = outputs.get("pre_quantized")
+        if latents is None or latents.shape[-1] != len(levels):
+            found = "none" if latents is None else f"{latents.shape[-1]} channels"
+            raise MotionhubError(
+                f"codebook_entropy reads the quantizer's input outputs['pre_quantized'], which should have "
+                f"{len(levels)} channels for levels {list(levels)}, but has {found}"
+            )
+        b, n, g = latents.shape
         weights = _token_weights(batch.get("mask"), b, n).to(latents.device)
-        bounded = fsq_bound(latents.float().reshape(b * n, g), self.levels)
-        per_sample, batch_entropy = entropy_terms(level_log_probs(bounded, self.levels, self.temperature), weights)
+        bounded = quantizer.to_grid(latents.float().reshape(b * n, g))
+        per_sample, batch_entropy = entropy_terms(level_log_probs(bounded, levels, self.temperature), weights)
         return per_sample - self.diversity_weight * batch_entropy
 
 

@@ -46,24 +46,41 @@ class FSQ(Quantizer):
 
     Exactly one of ``levels`` / ``codebook_size``. Quantisation runs in fp32; ``aux_loss`` is 0.
     forward: (B, N, C) -> quantized (B, N, C), indices (B, N), pre_quantized (B, N, len(levels)).
+    ``levels`` (a tuple) and ``to_grid`` are the scalar-quantizer part of the quantizer contract.
     """
 
     def __init__(
         self, dim: Optional[int] = None, levels: Optional[list[int]] = None, codebook_size: Optional[int] = None
     ):
         super().__init__()
-        self.levels = fsq_levels(levels, codebook_size)
-        self.fsq = vqp.FSQ(levels=self.levels, dim=dim)
+        self._levels = tuple(fsq_levels(levels, codebook_size))
+        self.fsq = vqp.FSQ(levels=list(self._levels), dim=dim)
         self.dim = self.fsq.dim
 
     @property
+    def levels(self) -> tuple[int, ...]:
+        """Grid values per dimension, e.g. (8, 8, 6, 5)."""
+        return self._levels
+
+    @property
     def codebook_size(self) -> int:
-        return math.prod(self.levels)
+        return math.prod(self._levels)
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         quantized, indices = self.fsq(z)
         # the library projects inside its forward; a (B, N, C) x (C, G) product again is cheap
         return QuantizerOutput(quantized, indices.long(), z.new_zeros(()), pre_quantized=self.fsq.project_in(z))
+
+    def to_grid(self, pre_quantized: torch.Tensor) -> torch.Tensor:
+        """(..., G) -> (..., G), G = len(levels): the value FSQ rounds, in grid steps.
+
+        The library's bound (tanh with eps 1e-3, half-step offset for even levels) before its
+        rounding: rounding it and adding ``level // 2`` gives FSQ's level index per dimension.
+        """
+        levels = torch.tensor(self._levels, dtype=pre_quantized.dtype, device=pre_quantized.device)
+        half = (levels - 1) * (1 + 1e-3) / 2
+        offset = (1 - levels % 2) / 2
+        return torch.tanh(pre_quantized + torch.atanh(offset / half)) * half - offset
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
         """(B, N) -> (B, N, C)."""
