@@ -8,6 +8,7 @@ plugins call these so every plugin that reads one layout describes it the same w
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -73,6 +74,31 @@ def point_tracks(views: int, tracks: int, fps: float, image_size: tuple[int, int
 
 
 TRACK_LABELS = ("pixel", "velocity")
+COTRACKER_RESOLUTION = (384, 512)  # (height, width) CoTracker3 places its query grid in
+
+
+def cotracker_grid(points: int, image_size: Sequence[int], resolution: Sequence[int] = COTRACKER_RESOLUTION
+                   ) -> np.ndarray:
+    """(points, 2) (x, y) pixels of CoTracker's query grid of side sqrt(points) on a (height, width) frame.
+
+    CoTracker places a side x side grid on its model resolution (384 x 512 for CoTracker3),
+    inset by a margin of 1/64 of that width on every side, row-major with x varying fastest
+    (point n is in grid row n // side and column n % side), and maps it to the frame by
+    (W - 1) / (512 - 1) along x and (H - 1) / (384 - 1) along y. One point sits in the centre.
+    Track data sets that store velocities place their first frame on it.
+    """
+    side = math.isqrt(points)
+    if side * side != points:
+        raise ValueError(f"a query grid has a square number of points; got {points}")
+    height, width = (float(s) for s in image_size)
+    model_h, model_w = (float(s) for s in resolution)
+    if side == 1:
+        return np.array([[width / 2, height / 2]])
+    margin = model_w / 64
+    ys = np.linspace(margin, model_h - margin, side) * (height - 1) / (model_h - 1)
+    xs = np.linspace(margin, model_w - margin, side) * (width - 1) / (model_w - 1)
+    rows, cols = np.meshgrid(ys, xs, indexing="ij")
+    return np.stack([cols.ravel(), rows.ravel()], axis=-1)
 
 
 def average_over_groups(values: np.ndarray, groups: Iterable[slice | Sequence[int] | np.ndarray]) -> np.ndarray:

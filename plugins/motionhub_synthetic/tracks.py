@@ -113,14 +113,14 @@ def write_velocity_files(root: str | Path, *, segments: int, frames: int, tracks
     training files; returns their paths.
 
     Segment ``i`` is a scene as in ``write_track_files``, tracked from CoTracker's query grid
-    (``motionhub_tracks.velocity_files.cotracker_grid``, so ``laps_velocities`` recovers the
+    (``motionhub.data.layouts.cotracker_grid``, so ``laps_velocities`` recovers the
     positions wherever no step saturates); window ``t`` is ``root/segment_<i>_start<t:06d>.pt``
     holding float32 (horizon - 1, tracks, 2) = clamp(step in (x, y) pixels / ``radius``, -1, 1),
     computed in float32 as the reference's preprocessing does. ``image_size`` is (height, width).
     """
     import torch
 
-    from motionhub_tracks.velocity_files import cotracker_grid
+    from motionhub.data.layouts import cotracker_grid
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from motionhub.data import layouts
+from motionhub.data.layouts import cotracker_grid
 from motionhub.data.files import BadDataPolicy, ClipError, OnBad
 from motionhub.data.dataset import SPLITS, Clip, Dataset
 from motionhub.errors import DataError
@@ -33,34 +34,10 @@ from .files import fingerprint, split_by_fraction
 from .points import TrackLabels
 
 DEFAULT_IMAGE_SIZE = (480, 853)  # a 16:9 frame at the preprocessing's shorter side of 480, width round(480 * 16 / 9)
-TRACKER_RESOLUTION = (384, 512)  # (height, width) CoTracker3 places its query grid in
 NAME = re.compile(r"(?P<segment>.+)_start(?P<start>\d{6,})")
 EXPECTED = ("expected one float tensor (steps, points, 2) per file: per step and point the velocity (x, y) = "
             "clamp(pixels / radius, -1, 1), as the LAPS preprocessing saves it with torch.save")
 _LISTED = 10
-
-
-def cotracker_grid(points: int, image_size: Sequence[int], resolution: Sequence[int] = TRACKER_RESOLUTION
-                   ) -> np.ndarray:
-    """(points, 2) (x, y) pixels of CoTracker's query grid of side sqrt(points) on a (height, width) frame.
-
-    CoTracker places a side x side grid on its model resolution (384 x 512 for CoTracker3),
-    inset by a margin of 1/64 of that width on every side, row-major with x varying fastest
-    (point n is in grid row n // side and column n % side), and maps it to the frame by
-    (W - 1) / (512 - 1) along x and (H - 1) / (384 - 1) along y. One point sits in the centre.
-    """
-    side = math.isqrt(points)
-    if side * side != points:
-        raise ValueError(f"a query grid has a square number of points; got {points}")
-    height, width = (float(s) for s in image_size)
-    model_h, model_w = (float(s) for s in resolution)
-    if side == 1:
-        return np.array([[width / 2, height / 2]])
-    margin = model_w / 64
-    ys = np.linspace(margin, model_h - margin, side) * (height - 1) / (model_h - 1)
-    xs = np.linspace(margin, model_w - margin, side) * (width - 1) / (model_w - 1)
-    rows, cols = np.meshgrid(ys, xs, indexing="ij")
-    return np.stack([cols.ravel(), rows.ravel()], axis=-1)
 
 
 @functools.lru_cache(maxsize=8)
