@@ -62,7 +62,11 @@ _EXPORTS = {
     "ExportResult": "motionhub.use.export",
     "SourceClip": "motionhub.use.export",
     "Importer": "motionhub.use.importing",
+    "Imported": "motionhub.use.importing",
+    "StateDictImporter": "motionhub.use.importing",
+    "ForeignCheckpoint": "motionhub.use.importing",
     "Command": "motionhub.commands",
+    "ExporterCommand": "motionhub.commands.export",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -84,6 +88,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for editors and type checkers; at run time names resolve lazily above
     from motionhub.commands import Command
+    from motionhub.commands.export import ExporterCommand
     from motionhub.data import layouts
     from motionhub.data.dataset import SPLITS, Clip, Dataset
     from motionhub.data.files import BadDataPolicy, ClipError, FolderDataset, OnBad, find_stats, read_stats, split_files
@@ -101,4 +106,4 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time names resolve la
     from motionhub.plugins.testing import registered_plugin
     from motionhub.plugins.types import Bounds
     from motionhub.use.export import Exporter, ExportResult, ExportSource, SourceClip
-    from motionhub.use.importing import Importer
+    from motionhub.use.importing import ForeignCheckpoint, Imported, Importer, StateDictImporter

@@ -1,24 +1,24 @@
-"""The ``motionhub`` command line."""
+"""The ``motionhub`` command line: parses the arguments and dispatches to the chosen command.
+
+The commands themselves are plugins' (``register_commands``); the core's own are registered by
+``motionhub.commands.builtin``.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
-import pkgutil
 import sys
 
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.table import Table
 
-from motionhub import __version__, commands
-from motionhub.errors import MotionhubError
-from motionhub.plugins.registry import KINDS, plural
+from motionhub import __version__
+from motionhub.errors import MotionhubError, PluginError
+from motionhub.plugins.registry import plural
 
 console = Console(stderr=True)
-KIND_NAMES = {**{plural(k): k for k in KINDS}, **{k: k for k in KINDS}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,39 +50,57 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    """The top-level parser; a command's own parser is built only when that command is chosen.
+
+    Every command, the core's included (``motionhub.commands.builtin``), comes from the
+    registry: a plugin's ``register_commands`` hook adds ``motionhub <its-command>``.
+    """
+    from motionhub.commands.options import add_subcommands, missing_message
+    from motionhub.plugins.manager import get_registry
+
     parser = argparse.ArgumentParser(
         prog="motionhub", description="Train motion tokenizers from one YAML recipe.",
         epilog="Run 'motionhub <command> --help' for a command's options.")
     parser.add_argument("--version", action="store_true", help="print versions of motionhub and its plugins")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
-    sub = parser.add_subparsers(dest="command", metavar="<command>")
-
-    p = sub.add_parser("plugins", help="list loaded plugins as JSON")
-    p.set_defaults(func=_plugins)
-
-    p = sub.add_parser("list", help="list registered components of one kind")
-    p.add_argument("kind", help=f"one of: {', '.join(plural(k) for k in KINDS)}")
-    p.set_defaults(func=_list)
-
-    for name, func, text in (("validate", _validate, "check a recipe and report every problem"),
-                             ("train", _train, "train what a recipe names (or resume a run directory)")):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("recipe", help="path to the recipe YAML" + (", or a run directory to resume" if name == "train" else ""))
-        p.add_argument("overrides", nargs="*", metavar="key=value",
-                       help="override recipe values, e.g. train.lr=1e-4 data.root=./data")
-        if name == "train":
-            p.add_argument("--resume", action="store_true",
-                           help="continue the run in the recipe's run.out from its last checkpoint")
-        p.set_defaults(func=func)
-
-    p = sub.add_parser("report", help="print (and re-render report.md of) a finished run")
-    p.add_argument("run_dir", help="a run directory")
-    p.set_defaults(func=_report)
-
-    # Further commands live one per module in motionhub.commands, each with add_parser(sub).
-    for info in pkgutil.iter_modules(commands.__path__):
-        importlib.import_module(f"{commands.__name__}.{info.name}").add_parser(sub)
+    try:
+        registry = get_registry(strict=False)  # a broken plugin is reported by the commands that need it
+    except MotionhubError as exc:
+        parser.exit(exc.exit_code, f"Error: {exc}\n")
+    commands = {component.name: component for component in registry.components("command")}
+    add_subcommands(parser, dest="command", metavar="<command>",
+                    entries={name: _command_help(component) for name, component in commands.items()},
+                    build=lambda name, sub: _command_parser(commands[name], sub),
+                    unknown=lambda name: missing_message("command", name, registry))
     return parser
+
+
+def _command_help(component) -> str:
+    """The one line ``motionhub --help`` shows for a command (importing only its class)."""
+    try:
+        return getattr(component.cls, "help", "") or component.description
+    except MotionhubError as exc:
+        return f"UNAVAILABLE: {exc}"
+
+
+def _command_parser(component, parser: argparse.ArgumentParser) -> None:
+    """Fill the chosen command's parser: its description, its arguments, and ``func = run``."""
+    from motionhub.commands import ParagraphFormatter
+
+    cls = component.cls
+    missing = [what for what, ok in (("a one-line 'help'", isinstance(getattr(cls, "help", None), str) and cls.help),
+                                     ("add_arguments(parser)", callable(getattr(cls, "add_arguments", None))),
+                                     ("run(args)", callable(getattr(cls, "run", None)))) if not ok]
+    if missing:
+        raise PluginError(f"plugin '{component.provider}' registered command '{component.name}' "
+                          f"({cls.__module__}.{cls.__qualname__}) without {' and '.join(missing)}; a command "
+                          f"subclasses motionhub.api.Command and provides help, add_arguments(parser) and "
+                          f"run(args) -> int")
+    command = cls()
+    parser.description = getattr(command, "description", "") or command.help
+    parser.formatter_class = ParagraphFormatter
+    command.add_arguments(parser)
+    parser.set_defaults(func=command.run)
 
 
 def _version() -> int:
@@ -118,67 +136,6 @@ def _plugins(args) -> int:
             entry["warnings"] = list(row.warnings)
         rows.append(entry)
     print(json.dumps(rows, indent=2))
-    return 0
-
-
-def _list(args) -> int:
-    from motionhub.errors import did_you_mean
-    from motionhub.plugins.manager import get_registry
-
-    kind = KIND_NAMES.get(args.kind)
-    if kind is None:
-        choices = [plural(k) for k in KINDS]
-        raise MotionhubError(f"unknown kind '{args.kind}'{did_you_mean(args.kind, choices) or '.'} "
-                             f"Kinds: {', '.join(choices)}")
-    table = Table(title=f"motionhub {plural(kind)}")
-    for column in ("name", "provider", "description"):
-        table.add_column(column)
-    for component in get_registry().components(kind):
-        table.add_row(component.name, component.provider, component.description)
-    Console().print(table)
-    return 0
-
-
-def _validate(args) -> int:
-    from motionhub.recipes.recipe import load_recipe
-
-    recipe = load_recipe(args.recipe, args.overrides)
-    parts = [f"{s}={getattr(recipe, s).name}" for s in ("data", "encoder", "quantizer", "decoder")]
-    parts.append("losses=" + ",".join(spec.name for spec in recipe.losses))
-    print(f"{args.recipe}: OK ({' '.join(parts)})")
-    return 0
-
-
-def _train(args) -> int:
-    from pathlib import Path
-
-    from motionhub.recipes.recipe import load_recipe
-    from motionhub.train.trainer import train
-
-    path, overrides, resume = Path(args.recipe), list(args.overrides), args.resume
-    if path.is_dir():  # a run directory: resume it with the recipe it was started with
-        if not (path / "recipe.yaml").is_file():
-            raise MotionhubError(f"{path} is a directory, not a recipe file, and not a run directory either "
-                                 f"(it holds no recipe.yaml): pass a recipe's YAML file, or a run directory to resume")
-        overrides, resume = [*overrides, f"run.out={path}"], True
-        path = path / "recipe.yaml"
-    recipe = load_recipe(path, overrides)
-    run_dir = train(recipe, console, resume=resume)
-    print(run_dir)
-    return 0
-
-
-def _report(args) -> int:
-    from pathlib import Path
-
-    from motionhub.train.report import load_report, print_report, render_markdown
-
-    run_dir = Path(args.run_dir)
-    if not (run_dir / "report.json").is_file():
-        raise MotionhubError(f"no report.json in {run_dir}: is it a finished run directory?")
-    report = load_report(run_dir)
-    (run_dir / "report.md").write_text(render_markdown(report))
-    print_report(report, Console())
     return 0
 
 

@@ -19,12 +19,12 @@ from motionhub.use import importing
 from motionhub.model.build import build_tokenizer
 from motionhub.train.checkpoint import load_checkpoint
 from motionhub.cli import main
-from motionhub.commands import import_checkpoint as import_command
 from motionhub.errors import MotionhubError
 from motionhub.data.formats import MotionFormat
 from motionhub.recipes.recipe import recipe_from_tree
 from motionhub.use.trained_run import load_run
 from motionhub.model.tokenizer import Tokenizer
+from motionhub.plugins.manager import get_registry
 from motionhub_conv import Conv1dDecoder, Conv1dEncoder
 from motionhub_quantizers import FSQ, EMAResetVQ
 
@@ -165,9 +165,10 @@ def test_reading_a_ddp_checkpoint_with_its_iteration(tmp_path):
 def test_reading_the_wrong_kind_of_checkpoint_says_where_weights_are_kept(tmp_path):
     path = tmp_path / "latest.pt"
     torch.save({"model": {"encoder.encoder_proj.weight": torch.zeros(1)}, "epoch": 3}, path)
-    with pytest.raises(MotionhubError, match=r"no 'net' state dict.*top-level keys: model, epoch"):
+    with pytest.raises(MotionhubError, match=r"no 'net' state dict.*top-level keys: model, epoch; "
+                                             r"amplify and laps checkpoints keep 'model'"):
         importing.read_reference(path, "t2m-gpt")
-    with pytest.raises(MotionhubError, match="unknown checkpoint source 'mdm'"):
+    with pytest.raises(MotionhubError, match="unknown importer 'mdm'. Available importers: amplify, laps, "):
         importing.read_reference(path, "mdm")
 
 
@@ -265,7 +266,7 @@ def test_amplify_attention_must_match_the_recipe():
 
 
 def test_amplify_steps_come_from_samples_and_batch_size():
-    reference = importing.Reference("amplify", Path("latest.pt"), {}, None, 64 * 30, {"batch_size": 64})
+    reference = importing.ForeignCheckpoint("amplify", Path("latest.pt"), {}, None, 64 * 30, {"batch_size": 64})
     assert importing.completed_steps(reference, warmup_iters=100) == 30
 
 
@@ -346,5 +347,43 @@ def test_cli_import_without_data_takes_the_statistics_files(tmp_path, capsys):
     assert saved["recipe"]["run"]["out"] == str(tmp_path / "run")
 
 
-def test_the_command_lists_the_library_sources():
-    assert import_command.SOURCES == importing.SOURCES
+# ---------------------------------------------------------------------------- the importers are plugins
+def test_each_reference_importer_comes_from_its_plugin():
+    registry = get_registry()
+    providers = {name: registry.get("importer", name).provider for name in ("t2m-gpt", "motionmillion", "amplify", "laps")}
+    assert providers == {"t2m-gpt": "motionhub_conv", "motionmillion": "motionhub_motionmillion",
+                         "amplify": "motionhub_amplify", "laps": "motionhub_amplify"}
+    assert all(issubclass(registry.get("importer", name).cls, importing.StateDictImporter) for name in providers)
+
+
+def test_the_core_importing_module_names_no_reference_and_reaches_no_trainer():
+    source = Path(importing.__file__).read_text().lower()
+    for name in ("t2m", "motionmillion", "amplify", "laps", "vqvae", "motionhub.train.trainer"):
+        assert name not in source, name
+
+
+def test_an_unknown_importer_lists_the_registered_ones_and_suggests_the_closest(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["import", "t2m-gtp", str(tmp_path / "net.pth"), "--recipe", "r.yaml", "--out", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown importer 't2m-gtp'; did you mean 't2m-gpt'?" in err
+    assert "Available importers: amplify, laps, motionmillion, t2m-gpt." in err
+
+
+def test_an_importers_options_come_from_its_constructor(capsys):
+    with pytest.raises(SystemExit):
+        main(["import", "motionmillion", "--help"])
+    out = capsys.readouterr().out
+    assert "usage: motionhub import motionmillion" in out and "--recipe RECIPE" in out and "--no-data" in out
+    assert "--stats-mean STATS_MEAN" in out and "key=value" in out and "CHECKPOINT" in out.upper()
+    assert "nb_iter" in out  # the importer's own description
+
+
+def test_no_data_without_the_statistics_files_says_what_is_missing(tmp_path, capsys):
+    args = ["import", "t2m-gpt", str(tmp_path / "net.pth"), "--recipe", str(tmp_path / "r.yaml"),
+            "--out", str(tmp_path / "run")]
+    assert main([*args, "--no-data"]) == 2
+    assert "--no-data needs both --stats-mean and --stats-std" in capsys.readouterr().err
+    assert main([*args, "--stats-mean", "m.npy"]) == 2
+    assert "--stats-mean / --stats-std are read only with --no-data" in capsys.readouterr().err

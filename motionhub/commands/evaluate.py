@@ -4,36 +4,38 @@ from __future__ import annotations
 
 import json
 
-from motionhub.commands import add_run_arguments
+from motionhub.commands import Command, add_run_arguments
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate a trained run on a split (losses, MPJPE, codebook usage)")
-    add_run_arguments(p)
-    p.add_argument("--split", default="val", choices=("train", "val", "test"),
-                   help="split to evaluate (default: val)")
-    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when there is a GPU, else cpu")
-    p.set_defaults(func=run)
+class Evaluate(Command):
+    """Losses, metrics and codebook usage of a trained run on one split."""
 
+    help = "evaluate a trained run on a split (losses, MPJPE, codebook usage)"
 
-def run(args) -> int:
-    from rich.console import Console
-    from rich.table import Table
+    def add_arguments(self, parser) -> None:
+        add_run_arguments(parser)
+        parser.add_argument("--split", default="val", choices=("train", "val", "test"),
+                            help="split to evaluate (default: val)")
+        parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when there is a GPU, else cpu")
 
-    from motionhub.use.trained_run import load_run
+    def run(self, args) -> int:
+        from rich.console import Console
+        from rich.table import Table
 
-    console = Console(stderr=True)
-    loaded = load_run(args.run_dir, args.checkpoint, args.overrides)
-    result = evaluate_run(loaded, args.split, args.device, console)
-    out = loaded.run.path / f"eval_{args.split}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+        from motionhub.use.trained_run import load_run
 
-    table = Table(title=f"{loaded.run.path} · {args.split} · step {loaded.step}", show_header=False)
-    for key, value in result.items():
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-    Console().print(table)
-    print(out)
-    return 0
+        console = Console(stderr=True)
+        loaded = load_run(args.run_dir, args.checkpoint, args.overrides)
+        result = evaluate_run(loaded, args.split, args.device, console)
+        out = loaded.run.path / f"eval_{args.split}.json"
+        out.write_text(json.dumps(result, indent=2) + "\n")
+
+        table = Table(title=f"{loaded.run.path} · {args.split} · step {loaded.step}", show_header=False)
+        for key, value in result.items():
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        Console().print(table)
+        print(out)
+        return 0
 
 
 def evaluate_run(loaded, split: str, device: str | None = None, console=None, *, clips=None,

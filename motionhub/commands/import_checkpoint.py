@@ -1,49 +1,61 @@
-"""``motionhub import SOURCE CHECKPOINT --recipe R --out RUN_DIR``: a reference checkpoint as a run directory."""
+"""``motionhub import IMPORTER CHECKPOINT --out RUN_DIR [options]``: a checkpoint written elsewhere as a run directory.
+
+The importers are plugins' (``register_importers``); each one's options are its constructor's
+arguments (``motionhub.commands.options``), so ``motionhub import t2m-gpt --help`` lists them.
+"""
 
 from __future__ import annotations
 
-from motionhub.commands import add_overrides
+import argparse
+from pathlib import Path
 
-SOURCES = ("t2m-gpt", "motionmillion", "amplify", "laps")  # as motionhub.use.importing.SOURCES, kept here for a fast --help
+from motionhub.commands import Command
 
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("import", help="turn a T2M-GPT / MotionMillion / AMPLIFY / LAPS checkpoint into a run directory",
-                       description="Build the recipe's tokenizer, give every tensor of the reference checkpoint "
-                                   "its place, and write RUN_DIR (recipe.yaml, checkpoints/last.pt) for "
-                                   "'motionhub eval', 'encode' and 'train RUN_DIR' (continue training).")
-    p.add_argument("source", choices=SOURCES, help="which code base wrote the checkpoint")
-    p.add_argument("checkpoint", help="the reference checkpoint, e.g. net_last.pth or best.pth")
-    p.add_argument("--recipe", required=True, help="recipe describing the checkpoint's model and data")
-    p.add_argument("--out", required=True, help="run directory to create")
-    p.add_argument("--no-data", action="store_true",
-                   help="do not read the data set; take the statistics from --stats-mean / --stats-std")
-    p.add_argument("--stats-mean", help="with --no-data: mean.npy the model was trained with")
-    p.add_argument("--stats-std", help="with --no-data: std.npy the model was trained with")
-    add_overrides(p)
-    p.set_defaults(func=run)
+RESERVED = ("checkpoint", "out")  # the command's own arguments
 
 
-def run(args) -> int:
-    from rich.console import Console
+class Import(Command):
+    """Turn a checkpoint written by another code base into a run directory, with a registered importer."""
 
-    from motionhub.errors import DataError, MotionhubError
-    from motionhub.use.importing import import_checkpoint
+    help = "turn a checkpoint written by another code base into a run directory (see: motionhub list importers)"
+    description = (
+        "Read CHECKPOINT with the named importer and write RUN_DIR (recipe.yaml, checkpoints/last.pt) for "
+        "'motionhub eval', 'encode' and 'train RUN_DIR' (continue training). The importers are plugins': "
+        "'motionhub list importers' lists them, 'motionhub import IMPORTER --help' shows one's options.")
 
-    given = args.stats_mean is not None, args.stats_std is not None
-    if args.no_data and not all(given):
-        raise MotionhubError("--no-data needs both --stats-mean and --stats-std (the .npy statistics the "
-                             "checkpoint was trained with)")
-    if any(given) and not args.no_data:
-        raise MotionhubError("--stats-mean / --stats-std are read only with --no-data; without it the "
-                             "statistics come from the recipe's data set")
-    stats = (args.stats_mean, args.stats_std) if args.no_data else None
-    try:
-        imported = import_checkpoint(args.source, args.checkpoint, args.recipe, args.out, args.overrides, stats)
-    except DataError as exc:
-        raise DataError(f"{exc}\nWithout the data at hand, import with --no-data --stats-mean MEAN.npy "
-                        f"--stats-std STD.npy.") from None
-    Console(stderr=True).print(f"[green]imported[/] {imported.tensors} tensors of {args.checkpoint} ({args.source}) "
-                               f"at step {imported.step} -> {imported.run / 'checkpoints' / 'last.pt'}")
-    print(imported.run)
-    return 0
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        from motionhub.commands.options import add_subcommands, missing_message
+        from motionhub.plugins.manager import get_registry
+
+        registry = get_registry(strict=False)
+        importers = {component.name: component for component in registry.components("importer")}
+        add_subcommands(parser, dest="importer", metavar="<importer>", title="importers",
+                        entries={name: component.description for name, component in importers.items()},
+                        build=lambda name, sub: importer_parser(importers[name], sub),
+                        unknown=lambda name: missing_message("importer", name, registry))
+
+    def run(self, args: argparse.Namespace) -> int:
+        from rich.console import Console
+
+        from motionhub.commands.options import component_options
+
+        importer = args.importer_class(**component_options(args, args.importer_options))
+        imported = importer.import_run(args.checkpoint, args.out)
+        Console(stderr=True).print(f"[green]imported[/] {imported.tensors} tensors of {args.checkpoint} "
+                                   f"({args.importer}) at step {imported.step} -> "
+                                   f"{imported.run / 'checkpoints' / 'last.pt'}")
+        print(imported.run)
+        return 0
+
+
+def importer_parser(component, parser: argparse.ArgumentParser) -> None:
+    """``CHECKPOINT --out RUN_DIR`` and the importer's own options."""
+    from motionhub.commands import ParagraphFormatter
+    from motionhub.commands.options import add_component_options, described
+
+    parser.formatter_class = ParagraphFormatter
+    parser.description = described(component.cls)
+    parser.add_argument("checkpoint", type=Path, help="the checkpoint to import, e.g. net_last.pth or best.pth")
+    parser.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="run directory to create")
+    names = add_component_options(parser, component, reserved=RESERVED)
+    parser.set_defaults(importer_class=component.cls, importer_options=names)

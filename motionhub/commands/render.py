@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from motionhub.commands import add_run_arguments
+from motionhub.commands import Command, add_run_arguments
 
 if TYPE_CHECKING:
     import torch
@@ -18,44 +18,47 @@ if TYPE_CHECKING:
 SHOWN_IDS = 5  # ids listed when a clip id is unknown
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "render", help="draw a clip next to its reconstruction (.gif, .mp4 or .png)",
-        description="Reconstruct one clip with a trained run and draw ground truth and reconstruction side "
-                    "by side: skeletons for formats with joints, points with trails for point tracks. "
-                    "Needs matplotlib (pip install 'motionhub[render]'); .mp4 also needs ffmpeg.")
-    add_run_arguments(p)
-    p.add_argument("--clip", metavar="ID", help="id of the clip to draw (see --list)")
-    p.add_argument("--split", default="val", choices=("train", "val", "test"),
-                   help="split the clip is in (default: val)")
-    p.add_argument("--frames", type=int, metavar="N", help="animate only the first N frames")
-    p.add_argument("--fps", type=float, metavar="F", help="frames per second (default: the data's)")
-    p.add_argument("--frame", type=int, default=0, metavar="K", help="frame drawn into a .png (default: 0)")
-    p.add_argument("--out", type=Path, metavar="FILE", help="clip.gif, clip.mp4 or clip.png")
-    p.add_argument("--list", action="store_true", help="print the clip ids of the split and exit")
-    p.set_defaults(func=run)
+class Render(Command):
+    """One clip and its reconstruction by a trained run, drawn side by side."""
 
+    help = "draw a clip next to its reconstruction (.gif, .mp4 or .png)"
+    description = (
+        "Reconstruct one clip with a trained run and draw ground truth and reconstruction side by side: "
+        "skeletons for formats with joints, points with trails for point tracks. Needs matplotlib (pip "
+        "install 'motionhub[render]'); .mp4 also needs ffmpeg."
+    )
 
-def run(args: argparse.Namespace) -> int:
-    from motionhub.errors import MotionhubError
-    from motionhub.use.render import check_output, render_clip
-    from motionhub.use.trained_run import load_run
+    def add_arguments(self, parser) -> None:
+        add_run_arguments(parser)
+        parser.add_argument("--clip", metavar="ID", help="id of the clip to draw (see --list)")
+        parser.add_argument("--split", default="val", choices=("train", "val", "test"),
+                            help="split the clip is in (default: val)")
+        parser.add_argument("--frames", type=int, metavar="N", help="animate only the first N frames")
+        parser.add_argument("--fps", type=float, metavar="F", help="frames per second (default: the data's)")
+        parser.add_argument("--frame", type=int, default=0, metavar="K", help="frame drawn into a .png (default: 0)")
+        parser.add_argument("--out", type=Path, metavar="FILE", help="clip.gif, clip.mp4 or clip.png")
+        parser.add_argument("--list", action="store_true", help="print the clip ids of the split and exit")
 
-    if not args.list:
-        if args.clip is None or args.out is None:
-            raise MotionhubError("render needs --clip ID and --out FILE (or --list to print the clip ids)")
-        check_output(args.out)
-    loaded = load_run(args.run_dir, args.checkpoint, args.overrides)
-    if args.list:
-        for clip in loaded.dataset.clips(args.split):
-            print(clip.id)
+    def run(self, args: argparse.Namespace) -> int:
+        from motionhub.errors import MotionhubError
+        from motionhub.use.render import check_output, render_clip
+        from motionhub.use.trained_run import load_run
+
+        if not args.list:
+            if args.clip is None or args.out is None:
+                raise MotionhubError("render needs --clip ID and --out FILE (or --list to print the clip ids)")
+            check_output(args.out)
+        loaded = load_run(args.run_dir, args.checkpoint, args.overrides)
+        if args.list:
+            for clip in loaded.dataset.clips(args.split):
+                print(clip.id)
+            return 0
+        clip = find_clip(loaded.dataset, args.split, args.clip, args.run_dir)
+        target, recon = reconstruct(loaded.model, loaded.format, clip)
+        render_clip(loaded.format, target, recon, args.out, clip_id=clip.id, fps=args.fps, frames=args.frames,
+                    frame=args.frame)
+        print(args.out)
         return 0
-    clip = find_clip(loaded.dataset, args.split, args.clip, args.run_dir)
-    target, recon = reconstruct(loaded.model, loaded.format, clip)
-    render_clip(loaded.format, target, recon, args.out, clip_id=clip.id, fps=args.fps, frames=args.frames,
-                frame=args.frame)
-    print(args.out)
-    return 0
 
 
 def find_clip(dataset: Dataset, split: str, clip_id: str, run_dir: Path) -> Clip:

@@ -43,4 +43,20 @@ def register_metrics(register):
 
 @hookspec
 def register_exporters(register):
-    """Register exporters that turn a data set (and a trained tokenizer) into another format."""
+    """Register exporters (``motionhub.use.export.Exporter``) that turn one split of a data set, and
+    optionally a trained run, into another format's files. The constructor's keyword arguments are
+    the exporter's options: ``motionhub export NAME RUN_OR_RECIPE --out PATH --option value``."""
+
+
+@hookspec
+def register_importers(register):
+    """Register importers (``motionhub.use.importing.Importer``) that turn a checkpoint written
+    elsewhere into a motionhub run directory. The constructor's keyword arguments are the
+    importer's options: ``motionhub import NAME CHECKPOINT --out RUN_DIR --option value``."""
+
+
+@hookspec
+def register_commands(register):
+    """Register ``motionhub <name>`` sub-commands (``motionhub.commands.Command``): a one-line
+    ``help``, ``add_arguments(parser)`` and ``run(args) -> int``. Importing the class must stay
+    light (heavy imports go inside ``run``); a name another plugin registered is an error."""

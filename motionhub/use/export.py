@@ -1,17 +1,19 @@
-"""The exporter plugin contract: turn a data set into another format's files.
+"""The exporter plugin contract: turn a data set (and optionally a trained run) into another format's files.
 
-An exporter plugin registers a class with ``register_exporters``; the class is built
-without arguments and does its work in::
+An exporter plugin registers a class with ``register_exporters``. The class is built from
+the exporter's options, its constructor's keyword arguments (``motionhub export NAME
+RUN_OR_RECIPE --out PATH --option value`` passes them, typed and documented as a recipe
+component's arguments are), and does its work in::
 
-    export(source: ExportSource, out_path: Path, **options) -> ExportResult
+    export(source: ExportSource, out_path: Path) -> ExportResult
 
 ``source`` is one split of a data set, seen clip by clip as joint positions plus, where
-the data set has them, joint rotations and labels (:class:`SourceClip`). ``out_path`` is
-the main file to write; an exporter may write companion files next to it and lists every
-file it wrote in the result. ``options`` are the exporter's own keyword arguments (a
-command line or a script passes them). Problems a user can fix (a missing label, an
-option naming an unknown joint, no usable clip) raise ``MotionhubError``; clips that
-cannot be exported are counted by reason in the result, never dropped silently.
+the data set has them, joint rotations and labels (:class:`SourceClip`); an exporter that
+sets ``needs_model`` also gets the trained run (``source.run``). ``out_path`` is the main
+file to write; an exporter may write companion files next to it and lists every file it
+wrote in the result. Problems a user can fix (a missing label, an option naming an unknown
+joint, no usable clip) raise ``MotionhubError``; clips that cannot be exported are counted
+by reason in the result, never dropped silently.
 
 Data sets provide joint positions through their format's ``to_joints``. They may also
 define any of these methods, which exporters use where present:
@@ -26,13 +28,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from motionhub.data.dataset import Dataset
 from motionhub.errors import MotionhubError
 from motionhub.data.formats import MotionFormat
+
+if TYPE_CHECKING:
+    from motionhub.use.trained_run import LoadedRun
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -57,11 +62,14 @@ class SourceClip:
 class ExportSource:
     """One split of a data set, clip by clip (see the module docstring for the optional methods).
 
+    ``run``: the trained run (model, format with its training statistics) when the export
+    was given a run directory and the exporter needs the model; else None.
     ``on_clip`` is called with each clip id once that clip has been exported (progress).
     """
 
-    def __init__(self, dataset: Dataset, split: str = "train", on_clip: Callable[[str], None] | None = None):
-        self.dataset, self.split, self.on_clip = dataset, split, on_clip
+    def __init__(self, dataset: Dataset, split: str = "train", on_clip: Callable[[str], None] | None = None,
+                 run: LoadedRun | None = None):
+        self.dataset, self.split, self.on_clip, self.run = dataset, split, on_clip, run
 
     @property
     def format(self) -> MotionFormat:
@@ -118,8 +126,22 @@ class ExportResult:
 
 
 class Exporter:
-    """Base class for exporter plugins; subclasses implement ``export``."""
+    """Turns one split of a data set (and optionally a trained run) into another format's files.
 
-    def export(self, source: ExportSource, out_path: Path, **options: Any) -> ExportResult:
+    An exporter's constructor keyword arguments are its options: ``motionhub export NAME
+    RUN_OR_RECIPE --out PATH --option value`` passes them, typed and documented as a recipe
+    component's arguments are (annotations, defaults, one docstring line ``name: meaning``
+    each). It provides ``export(source, out_path) -> ExportResult``: read the clips of
+    ``source`` (an ``ExportSource``), write ``out_path`` and any companion files next to it, and
+    list every file written, the clips exported and the clips skipped by reason. An exporter
+    that needs the trained model sets ``needs_model = True``: the command then takes a run
+    directory only and the source carries the loaded run (``source.run``). ``output`` names the
+    main file in the command's summary (e.g. "pfnn database").
+    """
+
+    needs_model: bool = False
+    output: str = ""
+
+    def export(self, source: ExportSource, out_path: Path) -> ExportResult:
         """Write ``source`` to ``out_path`` (and companion files next to it)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not implement export(source, out_path)")

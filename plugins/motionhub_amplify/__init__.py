@@ -61,3 +61,9 @@ def register_losses(register):
 def register_metrics(register):
     register("tracks", "motionhub_amplify.metrics:TrackMetrics")
     register("track_classes", "motionhub_amplify.metrics:TrackClassMetrics")
+
+
+@motionhub.hookimpl
+def register_importers(register):
+    register("amplify", "motionhub_amplify.importers:AmplifyImporter")
+    register("laps", "motionhub_amplify.importers:LapsImporter")

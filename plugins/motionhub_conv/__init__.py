@@ -19,3 +19,8 @@ def register_encoders(register):
 @motionhub.hookimpl
 def register_decoders(register):
     register("conv1d", "motionhub_conv.conv1d:Conv1dDecoder")
+
+
+@motionhub.hookimpl
+def register_importers(register):
+    register("t2m-gpt", "motionhub_conv.importers:T2MGPTImporter")

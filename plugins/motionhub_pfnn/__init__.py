@@ -11,3 +11,8 @@ __getattr__, __dir__ = lazy_exports(__name__, {
 @motionhub.hookimpl
 def register_exporters(register):
     register("pfnn", "motionhub_pfnn.exporter:PFNNExporter")
+
+
+@motionhub.hookimpl
+def register_commands(register):
+    register("export-pfnn", "motionhub_pfnn.commands:ExportPFNN")

@@ -41,11 +41,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 
 from motionhub.errors import MotionhubError, did_you_mean
+from motionhub.plugins.types import Bounds
 from motionhub.use.export import Exporter, ExportResult, ExportSource, SourceClip
 from motionhub.data.formats import MotionFormat
 from motionhub.motion.rotations import quat_between, quat_to_matrix
@@ -95,30 +96,58 @@ class SkipClip(Exception):
 
 
 class PFNNExporter(Exporter):
-    """PFNN training data: database.npz (Xun, Yun, Pun and normalisation) and Xmean/Xstd/Ymean/Ystd.bin."""
+    """PFNN training data: database.npz (Xun, Yun, Pun and normalisation) and Xmean/Xstd/Ymean/Ystd.bin.
 
-    def export(self, source: ExportSource, out_path: Path, *, fps: float = 60.0,
-               facing: Sequence[str] | None = None, feet: Sequence[str] | None = None,
-               foot_heights: Sequence[float] | None = None, crouch_head: str | None = None,
-               masked: Sequence[str] = (), phase_from: PhaseFrom = "contacts", gait_from: GaitFrom = "speed",
-               rotations: RotationsFrom = "auto") -> ExportResult:
-        """Write ``out_path`` (a ``.npz``) and the four ``.bin`` files next to it.
+    Writes PFNN training data (Holden et al. 2017) of one split of a data set: database.npz
+    (Xun, Yun, Pun and Xmean/Xstd/Ymean/Ystd) and PFNN's Xmean.bin, Xstd.bin, Ymean.bin and
+    Ystd.bin next to it. The source is a run directory (the data set of the recipe it was
+    trained with; the model is not needed for PFNN data) or a recipe file (its data section).
 
-        Options (joint names refer to the format's skeleton):
-            fps: frame rate of the rows (PFNN: 60; window and thresholds are in its frames).
-            facing: (left, right) joint pairs whose left-minus-right vectors sum to the across direction.
-            feet: foot joints whose contacts Y holds, the left ones then as many right ones.
-            foot_heights: height of each foot joint of one side above the floor when planted (PFNN units).
-            crouch_head: joint whose height sets the crouch gait, or None.
-            masked: joints whose inputs the normalisation switches off (std 1e10 times larger).
-            phase_from, gait_from, rotations: see the module docstring.
-        """
+    Skeleton choices (facing joints, feet, their planted heights) come from the data format's
+    skeleton unless given. Phase: 'contacts' starts a cycle at each right-foot landing (the
+    layout's foot-contact features where it has them, else foot speed); 'labels' reads the data
+    set's phase labels (and footstep cycles), e.g. PFNN's .phase and _footsteps.txt next to BVH
+    files.
+
+    Joint rotations: 'auto' uses the data set's rotations where it has them (BVH), else derives
+    them from positions ('swing'): each joint's rotation is the shortest arc turning its rest bone
+    direction onto its current one, and the root gets its facing yaw. HumanML3D's 6D rotations are
+    not used: they hold the same bone rotations, but relative to the previous bone of each chain,
+    with arm chains relative to a quirky root rotation (negated hip term, smoothed, identity at
+    frame 0).
+
+    fps: frame rate of the rows (PFNN's window and thresholds are in frames of its 60 fps)
+    facing: (left, right) joint pairs giving the across direction (default: the skeleton's hips and shoulders)
+    feet: foot joints whose contacts Y holds, the left ones then as many right ones (default: the skeleton's feet)
+    foot_heights: planted height of each foot joint of a side, PFNN units (about cm; default: t2m's measured, else 5,4)
+    crouch_head: set the crouch gait from this joint's height, as PFNN does for flat-ground clips
+    masked: joints whose inputs the normalisation switches off (std 1e10 times larger; PFNN masks 12 of its 31)
+    phase_from: phase from foot contacts or from the data set's phase labels
+    gait_from: one-hot stand/walk/jog from root speed or the data set's gait labels
+    rotations: joint rotations: the data set's (source), derived from positions (swing), none, or auto
+    """
+
+    output = "pfnn database"
+
+    def __init__(self, fps: Annotated[float, Bounds(low=0, low_open=True)] = 60.0,
+                 facing: Sequence[str] | None = None, feet: Sequence[str] | None = None,
+                 foot_heights: Sequence[float] | None = None, crouch_head: str | None = None,
+                 masked: Sequence[str] = (), phase_from: PhaseFrom = "contacts", gait_from: GaitFrom = "speed",
+                 rotations: RotationsFrom = "auto"):
+        self.fps, self.facing, self.feet, self.foot_heights = fps, facing, feet, foot_heights
+        self.crouch_head, self.masked = crouch_head, masked
+        self.phase_from, self.gait_from, self.rotations = phase_from, gait_from, rotations
+
+    def export(self, source: ExportSource, out_path: Path) -> ExportResult:
+        """Write ``out_path`` (a ``.npz``) and the four ``.bin`` files next to it (joint names refer to
+        the format's skeleton)."""
         out_path = Path(out_path)
         if out_path.suffix != ".npz":
             raise MotionhubError(f"pfnn exporter: the output must be a .npz file, got {out_path}")
         fmt = source.format
-        config = pfnn_config(fmt, fps, facing, feet, foot_heights, crouch_head, masked)
-        rotations_from = resolve_rotations(rotations, source)
+        config = pfnn_config(fmt, self.fps, self.facing, self.feet, self.foot_heights, self.crouch_head, self.masked)
+        phase_from, gait_from, crouch_head = self.phase_from, self.gait_from, self.crouch_head
+        rotations_from = resolve_rotations(self.rotations, source)
         x_lay, y_lay = layouts(fmt.skeleton.num_joints, config, rotations=rotations_from != "none")
 
         parts: list[PFNNDatabase] = []

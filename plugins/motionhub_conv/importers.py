@@ -1,0 +1,94 @@
+"""Importers of VQ-VAE checkpoints written by T2M-GPT's ``HumanVQVAE`` (``vqvae.encoder.model.0.weight``,
+...) into the ``conv1d`` encoder and decoder.
+
+The Conv1d encoder and decoder name their reference tensors with ``reference_key_map()``; the
+quantizer's tensors are placed by ``motionhub_quantizers.reference`` (an EMA codebook, whose
+statistics are rebuilt, or FSQ's projections). MotionMillion's checkpoints share the layout
+(its importer lives in ``motionhub_motionmillion``): its parameter-free wavelet patcher, when
+trained with one, occupies the encoder's ``model.0`` and is recognised by its ``wavelets``
+buffer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from motionhub.api import MotionhubError, StateDictImporter
+from motionhub_quantizers.reference import ReferenceQuantizer, quantizer_keys
+
+PATCHER = "vqvae.encoder.model.0.wavelets"  # present when MotionMillion's wavelet patcher was used
+
+_STEM_OR_OUT = re.compile(r"vqvae\.encoder\.model\.(\d+)\.weight")
+_DOWN = re.compile(r"vqvae\.encoder\.model\.\d+\.0\.weight")
+_BLOCK = re.compile(r"vqvae\.encoder\.model\.\d+\.1\.model\.(\d+)\.conv1\.weight")
+
+
+class VQVAEImporter(ReferenceQuantizer, StateDictImporter):
+    """A ``HumanVQVAE`` checkpoint (``{'net': state dict}``) into a conv1d encoder and decoder and our quantizer.
+
+    The recipe describes the checkpoint's model: encoder and decoder ``conv1d`` with its width,
+    depth, down-sampling and norm; quantizer ``vq_ema_reset`` (an EMA codebook) or ``fsq``.
+    """
+
+    state_entry = "net"
+    iteration_key = "nb_iter"  # steps after warm-up, where the checkpoint counts them
+
+    @classmethod
+    def key_map(cls, model: nn.Module, reference: Mapping[str, torch.Tensor]) -> dict[str, str]:
+        for part in ("encoder", "decoder"):
+            if not hasattr(getattr(model, part), "reference_key_map"):
+                raise MotionhubError(f"the recipe's {part} ({type(getattr(model, part)).__name__}) has no "
+                                     f"counterpart in the reference VQ-VAE; use {part}: {{name: conv1d}}")
+        patcher = PATCHER in reference
+        encoder = model.encoder.reference_key_map(patcher=patcher) if patcher else model.encoder.reference_key_map()
+        keys = {f"encoder.{ours}": f"vqvae.encoder.{ref}" for ours, ref in encoder.items()}
+        keys |= {f"decoder.{ours}": f"vqvae.decoder.{ref}" for ours, ref in model.decoder.reference_key_map().items()}
+        return keys | quantizer_keys(model.quantizer, "vqvae.quantizer.")
+
+    @classmethod
+    def skipped(cls, key: str) -> bool:
+        """The wavelet patcher's fixed filters."""
+        return key.startswith(("vqvae.encoder.", "vqvae.decoder.")) and key.endswith((".wavelets", "._arange"))
+
+    @classmethod
+    def likely_cause(cls, reference: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> str:
+        return (f"The checkpoint holds: {describe_vqvae(reference)}. Most likely the recipe does not describe its "
+                f"model: make encoder width / depth / down_t / stride_t / output_emb_width / norm, the quantizer "
+                f"and the data layout (feature size) match it (key=value overrides work).")
+
+
+class T2MGPTImporter(VQVAEImporter):
+    """T2M-GPT's VQ-VAE (net_last.pth / net_best_fid.pth) as a run: conv1d encoder and decoder, vq_ema_reset.
+
+    The EMA codebook's sums and counts, which T2M-GPT keeps outside its checkpoint, are rebuilt as
+    its initialisation sets them. T2M-GPT saves no step counter: the run starts at step 0.
+    """
+
+    source = "t2m-gpt"
+
+
+def describe_vqvae(reference: Mapping[str, torch.Tensor]) -> str:
+    """The hyper-parameters a T2M-GPT / MotionMillion state dict reveals, as recipe settings."""
+    convs = sorted((int(m[1]), key) for key in reference if (m := _STEM_OR_OUT.fullmatch(key)))
+    downs = [key for key in reference if _DOWN.fullmatch(key)]
+    parts = []
+    if convs:
+        stem, out = reference[convs[0][1]], reference[convs[-1][1]]
+        parts += [f"feature size {stem.shape[1]}", f"width {stem.shape[0]}", f"output_emb_width {out.shape[0]}"]
+    parts.append(f"down_t {len(downs)}" + (f", stride_t {reference[downs[0]].shape[-1] // 2}" if downs else ""))
+    parts.append(f"depth {len({m[1] for key in reference if (m := _BLOCK.fullmatch(key))})}")
+    if any(key.endswith("norm1.running_mean") for key in reference):
+        parts.append("norm BN")
+    else:
+        parts.append("norm LN or GN" if any(key.endswith("norm1.weight") for key in reference) else "no norm")
+    if "vqvae.quantizer.codebook" in reference:
+        size, dim = reference["vqvae.quantizer.codebook"].shape
+        parts.append(f"an EMA codebook of {size} x {dim} (vq_ema_reset, codebook_size {size})")
+    elif "vqvae.quantizer.project_in.weight" in reference:
+        parts.append(f"FSQ with {reference['vqvae.quantizer.project_in.weight'].shape[0]} levels (fsq)")
+    return ", ".join(parts)
