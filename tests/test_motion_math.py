@@ -228,19 +228,44 @@ def test_rotation_helpers_are_batched_and_check_shapes() -> None:
 # skeletons and forward kinematics
 
 
-def test_skeleton_constants() -> None:
-    assert T2M_SKELETON.num_joints == 22 and KIT_SKELETON.num_joints == 21
-    assert T2M_SKELETON.parents == (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19)
-    assert KIT_SKELETON.parents == (-1, 0, 1, 2, 3, 3, 5, 6, 3, 8, 9, 0, 11, 12, 13, 14, 0, 16, 17, 18, 19)
-    assert T2M_SKELETON.face_joints == (2, 1, 17, 16) and KIT_SKELETON.face_joints == (11, 16, 5, 8)
-    assert (T2M_SKELETON.feet_left, T2M_SKELETON.feet_right) == ((7, 10), (8, 11))
-    assert (KIT_SKELETON.feet_left, KIT_SKELETON.feet_right) == ((19, 20), (14, 15))
-    assert T2M_SKELETON.leg_joints == (5, 8) and KIT_SKELETON.leg_joints == (17, 18)
-    for skeleton in (T2M_SKELETON, KIT_SKELETON):
-        norms = np.linalg.norm(skeleton.raw_offsets_array(), axis=-1)
-        np.testing.assert_array_equal(norms, [0.0] + [1.0] * (skeleton.num_joints - 1))
-    assert T2M_SKELETON.joint_names[16:18] == ("left_shoulder", "right_shoulder")
-    assert len(T2M_TARGET_BONE_LENGTHS) == 22
+@pytest.mark.parametrize("skeleton", [T2M_SKELETON, KIT_SKELETON], ids=["t2m", "kit"])
+def test_skeleton_constants_describe_the_body_they_name(skeleton: Skeleton) -> None:
+    """Feet, face and leg joints are where their names and roles put them on the rest pose
+    (every bone of unit length, so left and right mirror each other exactly)."""
+    names, parents = skeleton.joint_names, skeleton.parents
+    assert len(parents) == len(set(names))
+    norms = np.linalg.norm(skeleton.raw_offsets_array(), axis=-1)
+    np.testing.assert_array_equal(norms, [0.0] + [1.0] * (skeleton.num_joints - 1))
+    rest = forward_kinematics(skeleton.raw_offsets_array(), parents,
+                              np.broadcast_to(np.eye(3), (1, skeleton.num_joints, 3, 3)), np.zeros((1, 3)))[0]
+
+    def ancestors(joint: int) -> list[int]:
+        chain = []
+        while joint >= 0:
+            chain.append(joint)
+            joint = parents[joint]
+        return chain
+
+    r_hip, l_hip, r_shoulder, l_shoulder = skeleton.face_joints
+    for side, (ankle, toe), hip, shoulder in (("left", skeleton.feet_left, l_hip, l_shoulder),
+                                              ("right", skeleton.feet_right, r_hip, r_shoulder)):
+        # (ankle, toe): the toe hangs below the ankle, on the leg that starts at this side's hip
+        assert ankle in ancestors(toe)[1:] and hip in ancestors(ankle)[1:]
+        assert parents[hip] == 0 and shoulder not in ancestors(toe) and hip not in ancestors(shoulder)
+        assert all(names[j].startswith(side) for j in (hip, shoulder, ankle, toe))
+        assert "hip" in names[hip] and "shoulder" in names[shoulder]
+        # feet are the lowest joints, the toe horizontally in front of the ankle
+        assert rest[ankle, 1] == rest[toe, 1] == rest[:, 1].min() and rest[toe, 2] > rest[ankle, 2]
+    # the two feet, hips and shoulders mirror each other across the body's mid-plane
+    for left, right in ((l_hip, r_hip), (l_shoulder, r_shoulder), *zip(skeleton.feet_left, skeleton.feet_right)):
+        np.testing.assert_allclose(rest[left] * [-1, 1, 1], rest[right], atol=1e-12)
+    # leg_joints: the knee and ankle whose parent bones are the thigh (from a hip) and the shin
+    knee, ankle = skeleton.leg_joints
+    assert parents[ankle] == knee and parents[parents[knee]] == 0 and "knee" in names[knee]
+    # the face joints span the torso: shoulders above hips, both pairs across the same axis
+    assert min(rest[l_shoulder, 1], rest[r_shoulder, 1]) > max(rest[l_hip, 1], rest[r_hip, 1])
+    across = (rest[r_hip] - rest[l_hip]) + (rest[r_shoulder] - rest[l_shoulder])
+    assert abs(across[0]) > 0 and across[1] == across[2] == 0
 
 
 def test_skeleton_rejects_inconsistent_chains() -> None:

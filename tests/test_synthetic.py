@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from motionhub.motion import humanml3d, representation272
+from motionhub.motion.rotations import yaw_to_matrix
 from motionhub.motion.skeletons import KIT_SKELETON, T2M_SKELETON
 from motionhub_synthetic.dataset import KIT_BONE_LENGTHS, SyntheticMotion
 from motionhub_synthetic.motion import rest_offsets, synthesize
@@ -52,20 +53,34 @@ def test_263_features_recover_the_generated_skeleton():
     assert 1.4 < expected[..., 1].max() < 2.0
 
 
-def test_kit_and_272_are_consistent_with_their_joints():
+def test_kit_features_recover_the_generated_bone_lengths():
     kit = SyntheticMotion(layout="kit_251", **SMALL)
     joints = kit.format.to_joints(next(kit.clips("train")).motion)
+    lengths = humanml3d.bone_lengths(joints, KIT_SKELETON.parents)  # millimetres, every frame
+    np.testing.assert_allclose(lengths, np.broadcast_to(KIT_BONE_LENGTHS, lengths.shape), atol=1e-3)
     heights = joints[..., 1].max() - joints[..., 1].min()
-    assert 1300 < heights < 2000  # millimetres, floor to head joint
-    assert len(KIT_BONE_LENGTHS) == KIT_SKELETON.num_joints
+    assert 1300 < heights < 2000  # floor to head joint
 
-    data = SyntheticMotion(layout="motionmillion_272", **SMALL)
-    features = next(data.clips("train")).motion
-    recovered = representation272.recover_from_local_position(features)
-    # positions integrate to velocities within the layout
+
+def test_272_features_recover_the_generated_skeleton_up_to_heading_and_place():
+    """The 272 layout starts each clip at the origin facing +z: its joints are the generated ones
+    turned once about the vertical and moved, and its positions integrate to its velocities."""
+    data = SyntheticMotion(layout="motionmillion_272", clips=4, min_frames=60, max_frames=60, seed=5)
+    clip = next(c for c in data.clips("train") if c.id == "synthetic_00000")
+    recovered = representation272.recover_from_local_position(clip.motion)
+    rng = np.random.default_rng([5, 0])
+    frames = int(rng.integers(60, 61)) + 1
+    motion = synthesize(rng, T2M_SKELETON, rest_offsets(T2M_SKELETON, humanml3d.T2M_TARGET_BONE_LENGTHS),
+                        frames, data.format.fps)
+    generated = (motion.joints[:-1] - motion.joints[0, 0]).reshape(-1, 3)
+    ours = (recovered - recovered[0, 0]).reshape(-1, 3)
+    # the one yaw that best turns the generated joints onto the recovered ones
+    yaw = np.arctan2((generated[:, 2] * ours[:, 0] - generated[:, 0] * ours[:, 2]).sum(),
+                     (generated[:, 0] * ours[:, 0] + generated[:, 2] * ours[:, 2]).sum())
+    np.testing.assert_allclose(generated @ yaw_to_matrix(np.array(yaw)).T, ours, atol=1e-5)
+    features = clip.motion
     steps = np.diff(features[:, data.format.slice("positions")], axis=0)
     np.testing.assert_allclose(steps, features[1:, data.format.slice("velocities")], atol=1e-5)
-    assert recovered.shape == (len(features), 22, 3)
 
 
 def test_walking_clips_actually_move_and_feet_make_contact():

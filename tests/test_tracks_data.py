@@ -211,8 +211,18 @@ def test_missing_folder_and_no_track_files(tmp_path):
     assert f"no .h5 or .hdf5 track files under {tmp_path}" in message(tmp_path)
 
 
-def test_construction_reads_nothing(tmp_path):
-    GTEATracks(str(tmp_path / "nowhere"))  # errors come when the data is first used
+def test_construction_reads_nothing_and_the_first_use_reads_the_folder(tmp_path):
+    """A data set is built before its folder exists; the folder is read, and an error raised, on first use."""
+    root = tmp_path / "later"
+    missing = GTEATracks(str(root), val_fraction=0.0)
+    dataset = GTEATracks(str(root), val_fraction=0.0, views=["agentview"])
+    with pytest.raises(DataError, match=f"track folder {root} does not exist"):
+        list(missing.clips("train"))
+    write_track_files(root, videos=2, frames=5, tracks=4, horizon=3, views=("agentview",), image_size=SIZE, seed=2)
+    clips = list(dataset.clips("train"))
+    assert [c.id for c in clips[:2]] == ["video_000/agentview/0", "video_000/agentview/1"]
+    assert len(clips) == 2 * 5 and clips[0].motion.shape == (3, 1, 4, 2)
+    assert dataset.format.feature_shape == (1, 4, 2)
 
 
 def test_files_missing_groups_views_or_datasets(tmp_path):
