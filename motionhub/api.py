@@ -34,6 +34,7 @@ _EXPORTS = {
     "ClipError": "motionhub.data.files",
     "OnBad": "motionhub.data.files",
     "find_stats": "motionhub.data.files",
+    "load_motion": "motionhub.data.files",
     "read_stats": "motionhub.data.files",
     "split_files": "motionhub.data.files",
     "layouts": "motionhub.data",
@@ -91,7 +92,8 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time names resolve la
     from motionhub.commands.export import ExporterCommand
     from motionhub.data import layouts
     from motionhub.data.dataset import SPLITS, Clip, Dataset
-    from motionhub.data.files import BadDataPolicy, ClipError, FolderDataset, OnBad, find_stats, read_stats, split_files
+    from motionhub.data.files import (BadDataPolicy, ClipError, FolderDataset, OnBad, find_stats, load_motion, read_stats,
+                                      split_files)
     from motionhub.data.formats import MotionFormat
     from motionhub.errors import DataError, MotionhubError, did_you_mean
     from motionhub.model.codebook import code_histogram, codebook_usage, usage_from_histogram

@@ -1,9 +1,14 @@
-"""``motionhub prepare``: joint positions to HumanML3D features, on synthetic and real clips."""
+"""``motionhub prepare``: joint positions to HumanML3D features, on synthetic and real clips.
+
+The command is the HumanML3D plugin's, registered with ``register_commands``; the core has none.
+"""
 
 import numpy as np
 import pytest
+from helpers import run_cli
 
 from motionhub.cli import main
+from motionhub.plugins.manager import get_registry
 from motionhub.motion import humanml3d
 from motionhub.motion.skeletons import T2M_SKELETON
 from motionhub_synthetic.motion import rest_offsets, synthesize
@@ -57,3 +62,11 @@ def test_prepare_reproduces_the_published_features_of_a_real_clip(tmp_path, real
     np.testing.assert_allclose(ours[:80], published[:80], atol=2e-5)
     for name, part in humanml3d.slices(22).items():
         assert np.abs(ours[:, part] - published[:, part]).max() < 3e-2, name
+
+
+def test_prepare_is_a_command_of_the_humanml3d_plugin_not_of_the_core(tmp_path):
+    assert get_registry().get("command", "prepare").provider == "motionhub_humanml3d"
+    without = run_cli("prepare", str(tmp_path), "--out", str(tmp_path / "out"),
+                      env={"MOTIONHUB_DISABLE_PLUGINS": "motionhub_humanml3d"})
+    assert without.returncode == 2
+    assert "unknown command 'prepare'" in without.stderr and "Switched off by MOTIONHUB_DISABLE_PLUGINS" in without.stderr

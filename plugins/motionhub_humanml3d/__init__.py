@@ -13,3 +13,8 @@ __getattr__, __dir__ = lazy_exports(__name__, {
 def register_datasets(register):
     register("humanml3d", "motionhub_humanml3d.dataset:HumanML3D")
     register("kit", "motionhub_humanml3d.dataset:KIT")
+
+
+@motionhub.hookimpl
+def register_commands(register):
+    register("prepare", "motionhub_humanml3d.commands:Prepare")

@@ -8,13 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from motionhub.data.files import load_motion
-from motionhub.errors import DataError
-from motionhub.motion import humanml3d
-from motionhub.motion.skeletons import KIT_SKELETON, T2M_SKELETON
-from motionhub.data.layouts import group_averaged_std, humanml3d_263, kit_251
+from motionhub.api import DataError, humanml3d, layouts, load_motion, skeletons
 
-SKELETONS = {"t2m": (T2M_SKELETON, humanml3d_263), "kit": (KIT_SKELETON, kit_251)}
+SKELETONS = {"t2m": (skeletons.T2M_SKELETON, layouts.humanml3d_263), "kit": (skeletons.KIT_SKELETON, layouts.kit_251)}
 
 
 @dataclasses.dataclass
@@ -59,6 +55,6 @@ def prepare_folder(joints_dir: str | Path, out_dir: str | Path, *, skeleton: str
             progress(clip_id)
     frames = np.concatenate(features_all).astype(np.float64)
     np.save(out_dir / "Mean.npy", frames.mean(axis=0).astype(np.float32))
-    np.save(out_dir / "Std.npy", group_averaged_std(frames, fmt))
+    np.save(out_dir / "Std.npy", layouts.group_averaged_std(frames, fmt))
     (out_dir / "all.txt").write_text("".join(f"{i}\n" for i in ids))
     return PrepareSummary(len(ids), len(frames), out_dir)
