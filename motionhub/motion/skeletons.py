@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from motionhub.errors import did_you_mean
 from motionhub.motion.rotations import numpy_compatible, quat_to_matrix
 
 
@@ -115,6 +116,21 @@ KIT_SKELETON = Skeleton(
     chains=((0, 11, 12, 13, 14, 15), (0, 16, 17, 18, 19, 20), (0, 1, 2, 3, 4), (3, 5, 6, 7), (3, 8, 9, 10)),
 )  # fmt: skip
 """KIT-ML skeleton (21 joints, mm-scale data)."""
+
+
+def joint_indices(names: Sequence[str], wanted: Sequence[str], option: str) -> list[int]:
+    """Indices in ``names`` of the ``wanted`` joint names; ``option`` names the setting they came from.
+
+    An unknown name is a ``ValueError`` that suggests the closest joint and lists them all.
+    """
+    names = list(names)
+    indices = []
+    for name in wanted:
+        if name not in names:
+            raise ValueError(f"{option}: no joint named '{name}'{did_you_mean(name, names) or '.'} "
+                             f"Joints: {', '.join(names)}")
+        indices.append(names.index(name))
+    return indices
 
 
 @numpy_compatible

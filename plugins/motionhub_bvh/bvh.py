@@ -46,8 +46,8 @@ class BVHError(ValueError):
 
 
 @dataclass(frozen=True, eq=False)
-class BVHMotion:
-    """One BVH clip: skeleton, channels and per-frame local transforms.
+class BVHHierarchy:
+    """The joints of a BVH file and its frame time, what :class:`BVHHeader` and :class:`BVHMotion` share.
 
     Attributes:
         joint_names: (J,) names of the ROOT/JOINT entries in file order.
@@ -55,10 +55,6 @@ class BVHMotion:
         offsets: (J, 3) OFFSET of each joint in its parent's frame.
         channels: per joint, its channel names in file order (canonical spelling).
         frame_time: seconds per frame.
-        local_rotations: (T, J, 3, 3) rotation of each joint relative to its parent.
-        local_positions: (T, J, 3) translation of each joint in its parent's frame.
-        end_site_parents: (E,) joint index each End Site hangs from.
-        end_site_offsets: (E, 3) End Site OFFSET in its parent's frame.
     """
 
     joint_names: tuple[str, ...]
@@ -66,18 +62,10 @@ class BVHMotion:
     offsets: np.ndarray
     channels: tuple[tuple[str, ...], ...]
     frame_time: float
-    local_rotations: np.ndarray
-    local_positions: np.ndarray
-    end_site_parents: np.ndarray
-    end_site_offsets: np.ndarray
 
     @property
     def fps(self) -> float:
         return 1.0 / self.frame_time
-
-    @property
-    def num_frames(self) -> int:
-        return self.local_rotations.shape[0]
 
     @property
     def num_joints(self) -> int:
@@ -85,6 +73,27 @@ class BVHMotion:
 
     def joint_index(self, name: str) -> int:
         return self.joint_names.index(name)
+
+
+@dataclass(frozen=True, eq=False)
+class BVHMotion(BVHHierarchy):
+    """One BVH clip: the :class:`BVHHierarchy` fields and per-frame local transforms.
+
+    Attributes:
+        local_rotations: (T, J, 3, 3) rotation of each joint relative to its parent.
+        local_positions: (T, J, 3) translation of each joint in its parent's frame.
+        end_site_parents: (E,) joint index each End Site hangs from.
+        end_site_offsets: (E, 3) End Site OFFSET in its parent's frame.
+    """
+
+    local_rotations: np.ndarray
+    local_positions: np.ndarray
+    end_site_parents: np.ndarray
+    end_site_offsets: np.ndarray
+
+    @property
+    def num_frames(self) -> int:
+        return self.local_rotations.shape[0]
 
     def global_transforms(self) -> tuple[np.ndarray, np.ndarray]:
         """Global joint positions (T, J, 3) and rotations (T, J, 3, 3)."""
@@ -135,22 +144,13 @@ def euler_to_matrix(degrees: np.ndarray, order: str) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
-class BVHHeader:
+class BVHHeader(BVHHierarchy):
     """The hierarchy and frame count of a BVH file, without its frame values.
 
-    Attributes are those of :class:`BVHMotion`, plus ``num_frames`` (from ``Frames:``).
+    Attributes are those of :class:`BVHHierarchy`, plus ``num_frames`` (from ``Frames:``).
     """
 
-    joint_names: tuple[str, ...]
-    parents: np.ndarray
-    offsets: np.ndarray
-    channels: tuple[tuple[str, ...], ...]
-    frame_time: float
     num_frames: int
-
-    @property
-    def fps(self) -> float:
-        return 1.0 / self.frame_time
 
 
 def read_bvh(path: str | os.PathLike) -> BVHMotion:

@@ -26,7 +26,7 @@ from motionhub.data import layouts
 from motionhub.data.files import BadDataPolicy, ClipError
 from motionhub.data.dataset import SPLITS, Clip, Dataset
 from motionhub.errors import DataError, did_you_mean
-from motionhub.motion.skeletons import Skeleton
+from motionhub.motion.skeletons import Skeleton, joint_indices
 
 from .bvh import BVHError, BVHHeader, BVHMotion, read_bvh, read_bvh_header
 
@@ -242,17 +242,6 @@ def bvh_skeleton(header: BVHHeader, feet: Sequence[str], facing: Sequence[str]) 
         raw_offsets=tuple(tuple(float(v) for v in d) for d in directions),
         chains=chains_from_parents(header.parents),
     )
-
-
-def joint_indices(names: Sequence[str], wanted: Sequence[str], option: str) -> list[int]:
-    """Indices of ``wanted`` joint names; an unknown name is an error listing the joints."""
-    indices = []
-    for name in wanted:
-        if name not in names:
-            raise ValueError(f"{option}: no joint named '{name}'{did_you_mean(name, names) or '.'} "
-                             f"Joints: {', '.join(names)}")
-        indices.append(names.index(name))
-    return indices
 
 
 def chains_from_parents(parents: Sequence[int]) -> tuple[tuple[int, ...], ...]:

@@ -245,10 +245,9 @@ def resample_linear(values: np.ndarray, source_fps: float, target_fps: float) ->
     ratio = integer_ratio(source_fps, target_fps)
     if ratio is not None:
         return values[::ratio]
-    times = resample_times(len(values), source_fps, target_fps)
-    lower, weight = _split_times(times, len(values))
+    lower, upper, weight = _neighbours(len(values), source_fps, target_fps)
     weight = weight.reshape((-1,) + (1,) * (values.ndim - 1))
-    return (1.0 - weight) * values[lower] + weight * values[np.minimum(lower + 1, len(values) - 1)]
+    return (1.0 - weight) * values[lower] + weight * values[upper]
 
 
 def resample_rotations(rotations: np.ndarray, source_fps: float, target_fps: float) -> np.ndarray:
@@ -257,11 +256,9 @@ def resample_rotations(rotations: np.ndarray, source_fps: float, target_fps: flo
     ratio = integer_ratio(source_fps, target_fps)
     if ratio is not None:
         return rotations[::ratio]
-    times = resample_times(len(rotations), source_fps, target_fps)
-    lower, weight = _split_times(times, len(rotations))
+    lower, upper, weight = _neighbours(len(rotations), source_fps, target_fps)
     q = matrix_to_quat(rotations)
-    q0, q1 = q[lower], q[np.minimum(lower + 1, len(q) - 1)]
-    return quat_to_matrix(quat_slerp(q0, q1, weight.reshape((-1,) + (1,) * (q.ndim - 1))))
+    return quat_to_matrix(quat_slerp(q[lower], q[upper], weight.reshape((-1,) + (1,) * (q.ndim - 1))))
 
 
 def resample_phase(phase: np.ndarray, source_fps: float, target_fps: float) -> np.ndarray:
@@ -275,9 +272,12 @@ def resample_phase(phase: np.ndarray, source_fps: float, target_fps: float) -> n
     return np.mod(resample_linear(unwrapped, source_fps, target_fps), 1.0)
 
 
-def _split_times(times: np.ndarray, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+def _neighbours(num_frames: int, source_fps: float, target_fps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each target frame (:func:`resample_times`): the source frames before and after it (F,)
+    and the weight (F,) of the one after."""
+    times = resample_times(num_frames, source_fps, target_fps)
     lower = np.minimum(np.floor(times).astype(np.int64), num_frames - 1)
-    return lower, times - lower
+    return lower, np.minimum(lower + 1, num_frames - 1), times - lower
 
 
 # ------------------------------------------------------------------------- rotations
