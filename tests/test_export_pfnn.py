@@ -143,6 +143,23 @@ def test_run_directory_source_reads_its_recipe_without_a_model(pfnn_plugins, tmp
     assert "needs no model" in capsys.readouterr().err
 
 
+def test_export_pfnn_is_the_generic_export_command_with_the_pfnn_exporter(pfnn_plugins, tmp_path, capsys):
+    recipe = write_recipe(tmp_path / "recipe.yaml", data={**SYNTHETIC, "clips": 4, "min_frames": 120})
+    flags = ["--split", "train", "--fps", "30", "--masked", "left_wrist,right_wrist", "--rotations", "none"]
+    assert main(["export", "pfnn", str(recipe), "--out", str(tmp_path / "a" / "database.npz"), *flags]) == 0
+    generic = capsys.readouterr().out
+    assert main(["export-pfnn", str(recipe), "--out", str(tmp_path / "b" / "database.npz"), *flags]) == 0
+    assert capsys.readouterr().out.replace("/b/", "/a/") == generic
+    assert "frame rate: 30 fps" in generic and "rotations: none" in generic
+    with np.load(tmp_path / "a" / "database.npz") as a, np.load(tmp_path / "b" / "database.npz") as b:
+        for name in a.files:
+            np.testing.assert_array_equal(a[name], b[name])
+    assert get_registry().get("command", "export-pfnn").provider == "motionhub_pfnn"
+    with pytest.raises(SystemExit):
+        main(["export", "pfnn", str(recipe), "--out", str(tmp_path / "c.npz"), "--fps", "0"])
+    assert "argument --fps: must be greater than 0, got 0.0" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [

@@ -1,4 +1,5 @@
-"""motionhub-example: a pendulum data set and a smoothness loss, registered through motionhub's hooks."""
+"""motionhub-example: a pendulum data set, a smoothness loss, a CSV exporter, an .npz importer and a
+``motionhub pendulums`` command, registered through motionhub's hooks."""
 
 import motionhub
 
@@ -14,3 +15,19 @@ def register_datasets(register):
 @motionhub.hookimpl
 def register_losses(register):
     register("smoothness", SmoothnessLoss)
+
+
+# References ("module:Class"): imported only when used, so `motionhub --help` stays fast.
+@motionhub.hookimpl
+def register_exporters(register):
+    register("positions_csv", "motionhub_example.positions_csv:PositionsCSV")
+
+
+@motionhub.hookimpl
+def register_importers(register):
+    register("npz", "motionhub_example.npz_weights:NpzWeights")
+
+
+@motionhub.hookimpl
+def register_commands(register):
+    register("pendulums", "motionhub_example.commands:DescribePendulums")

@@ -7,6 +7,8 @@ import numpy as np
 from motionhub.data.dataset import SPLITS, Clip, Dataset
 from motionhub.data.formats import MotionFormat
 
+LINK_LENGTH = 0.3  # metres, every link of the chain
+
 
 class Pendulums(Dataset):
     """Chains of pendulums swinging in a plane: joint positions, seeded."""
@@ -29,8 +31,8 @@ class Pendulums(Dataset):
         amplitude = rng.uniform(0.1, 0.8, self.links)
         frequency = rng.uniform(0.3, 1.5, self.links)
         angles = np.cumsum(amplitude * np.sin(2 * np.pi * frequency * t + rng.uniform(0, 6.3, self.links)), axis=1)
-        # each link is 0.3 m long; positions accumulate down the chain in the x-y plane
-        xy = np.cumsum(0.3 * np.stack([np.sin(angles), -np.cos(angles)], axis=-1), axis=1)
+        # positions accumulate down the chain in the x-y plane
+        xy = np.cumsum(LINK_LENGTH * np.stack([np.sin(angles), -np.cos(angles)], axis=-1), axis=1)
         positions = np.concatenate([xy, np.zeros_like(xy[..., :1])], axis=-1)
         return Clip(f"pendulum_{index:04d}", positions.reshape(self.frames, -1).astype(np.float32))
 

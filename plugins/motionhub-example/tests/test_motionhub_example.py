@@ -34,3 +34,14 @@ def test_smoothness_is_zero_for_linear_motion_and_positive_otherwise():
     t = torch.linspace(0, 1, 10)[None, :, None].expand(2, 10, 6)
     assert loss({}, {"recon": 3 * t + 1}, None).item() < 1e-10
     assert loss({}, {"recon": t**2}, None).item() > 0
+
+
+def test_registers_an_exporter_an_importer_and_a_command_by_reference():
+    pm.register(motionhub_example, name="example-under-test")
+    try:
+        registry = build_registry()
+        assert registry.get("exporter", "positions_csv").cls.__name__ == "PositionsCSV"
+        assert registry.get("importer", "npz").cls.__name__ == "NpzWeights"
+        assert registry.get("command", "pendulums").cls.help.startswith("describe a pendulums data set")
+    finally:
+        pm.unregister(name="example-under-test")
