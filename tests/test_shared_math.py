@@ -203,8 +203,9 @@ def test_skeleton_forward_kinematics_is_bit_for_bit_the_former_one(skeleton):
     out32 = forward_kinematics(offsets.numpy().astype(np.float32), np.array(skeleton.parents),
                                rotations.numpy().astype(np.float32), root.numpy().astype(np.float32))
     assert out32.dtype == np.float32
-    np.testing.assert_array_equal(
-        out32, reference_skeleton_forward_kinematics(offsets.float(), skeleton.parents, rotations.float(), root.float()))
+    expected32 = reference_skeleton_forward_kinematics(offsets.float(), skeleton.parents, rotations.float(),
+                                                       root.float())
+    np.testing.assert_array_equal(out32, expected32)
 
 
 # ------------------------------------------------------------------------------ smoothing
@@ -337,7 +338,8 @@ def test_code_histogram_usage_and_entropy_are_the_former_ones(codebook_size):
         # skewed towards low ids, so some codes are used often and many never
         indices = (torch.rand(count, generator=g) ** 3 * codebook_size).long().reshape(-1, 1)
         counts = code_histogram(indices, codebook_size)
-        assert counts.dtype == torch.int64 and torch.equal(counts, torch.bincount(indices.flatten(), minlength=codebook_size))
+        assert counts.dtype == torch.int64
+        assert torch.equal(counts, torch.bincount(indices.flatten(), minlength=codebook_size))
         assert torch.equal(code_histogram(indices), counts[: int(indices.max()) + 1])
         assert usage_from_histogram(counts) == reference_usage_from_histogram(counts)
         assert torch.equal(code_entropy(indices), reference_amplify_code_entropy(indices))

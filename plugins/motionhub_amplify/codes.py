@@ -15,6 +15,7 @@ from typing import Optional
 import torch
 
 from motionhub.data.formats import MotionFormat
+from motionhub.errors import MotionhubError
 from motionhub.model.codebook import code_histogram, histogram_entropy
 from motionhub.model.losses import Loss
 
@@ -47,8 +48,9 @@ class CodeHistogramEntropy(Loss):
 
     Value: -H / ln(max(2, K)) with H = -sum over used codes of p ln p (nats), p the share of
     each code among all of the batch's ``outputs["indices"]`` (every token of every sample,
-    flattened) and K = ``codebook_size`` (the LAPS re-implementation uses the product of its
-    FSQ levels: 1024 for [8, 8, 4, 4], 2048 for [8, 8, 8, 4]).
+    flattened) and K the quantizer's ``codebook_size`` (read from ``outputs["quantizer"]``; the LAPS
+    re-implementation uses the product of its FSQ levels: 1024 for [8, 8, 4, 4], 2048 for [8, 8, 8, 4]),
+    unless the recipe gives K.
 
     As in the reference it is computed from integer indices, so it carries no gradient: with
     weight lambda it lowers the reported total by lambda * H_norm but never changes an
@@ -59,11 +61,17 @@ class CodeHistogramEntropy(Loss):
     codes, use ``codebook_entropy``.
     """
 
-    def __init__(self, codebook_size: int):
-        """codebook_size: K, the number of codes (>= 1) the entropy is normalised by: ln K, at least ln 2."""
-        if codebook_size < 1:
+    def __init__(self, codebook_size: Optional[int] = None):
+        """codebook_size: K (>= 1), the entropy is divided by ln K (at least ln 2); default: the quantizer's size."""
+        if codebook_size is not None and codebook_size < 1:
             raise ValueError(f"codebook_size must be at least 1; got {codebook_size}")
-        self.codebook_size = int(codebook_size)
+        self.codebook_size = None if codebook_size is None else int(codebook_size)
 
     def __call__(self, batch: dict, outputs: dict, format: Optional[MotionFormat] = None) -> torch.Tensor:
-        return -code_entropy(outputs["indices"]) / math.log(max(2, self.codebook_size))
+        size = self.codebook_size
+        if size is None:
+            if "quantizer" not in outputs:
+                raise MotionhubError("code_histogram_entropy normalises by the quantizer's codebook_size, read from "
+                                     "outputs['quantizer'], which these outputs lack; give codebook_size")
+            size = outputs["quantizer"].codebook_size
+        return -code_entropy(outputs["indices"]) / math.log(max(2, size))
