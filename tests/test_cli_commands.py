@@ -233,3 +233,38 @@ def test_export_builds_the_exporter_from_its_options_end_to_end(tmp_path, capsys
     assert seen["every"] == 2 and seen["split"] == "val" and seen["run"] is None and seen["ids"]
     assert f"recording: {tmp_path / 'ids.txt'}\n" in out and "skipped 1: too dull (x)" in out and "widgets: 3" in out
     assert (tmp_path / "ids.txt").read_text().split("\n") == seen["ids"]
+
+
+def test_an_exporter_that_needs_the_model_gets_the_trained_run(tmp_path, capsys):
+    seen = {}
+
+    class Tokens(Exporter):
+        """Token ids of the first clip."""
+
+        needs_model = True
+
+        def export(self, source, out_path):
+            import torch
+
+            clip = next(iter(source))
+            x = torch.as_tensor(source.run.format.normalise(clip.features[:32]))[None]
+            with torch.no_grad():
+                seen["indices"] = source.run.model(x)["indices"]
+            seen["step"] = source.run.step
+            Path(out_path).write_text(" ".join(map(str, seen["indices"].flatten().tolist())))
+            return ExportResult([Path(out_path)], 1)
+
+    class TokensPlugin:
+        @motionhub.hookimpl
+        def register_exporters(self, register):
+            register("tokens", Tokens)
+
+    recipe = write_recipe(tmp_path / "r.yaml")
+    run = tmp_path / "run"
+    assert main(["train", str(recipe), f"run.out={run}", "train.iters=2"]) == 0
+    with registered_plugin(TokensPlugin(), "tokens-plugin"):
+        assert main(["export", "tokens", str(recipe), "--out", str(tmp_path / "t.txt")]) == 2
+        assert "the tokens exporter needs a trained model: pass a run directory" in capsys.readouterr().err
+        assert main(["export", "tokens", str(run), "--out", str(tmp_path / "t.txt"), "--checkpoint", "last"]) == 0
+    assert seen["step"] == 2 and (tmp_path / "t.txt").read_text().split() == [
+        str(i) for i in seen["indices"].flatten().tolist()]
