@@ -268,3 +268,11 @@ def test_an_exporter_that_needs_the_model_gets_the_trained_run(tmp_path, capsys)
         assert main(["export", "tokens", str(run), "--out", str(tmp_path / "t.txt"), "--checkpoint", "last"]) == 0
     assert seen["step"] == 2 and (tmp_path / "t.txt").read_text().split() == [
         str(i) for i in seen["indices"].flatten().tolist()]
+
+
+@pytest.mark.parametrize("command", ["export", "import"])
+def test_export_and_import_without_a_component_say_it_is_required(capsys, command):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command])
+    assert exit_info.value.code == 2
+    assert f"the following arguments are required: <{command}er>" in capsys.readouterr().err

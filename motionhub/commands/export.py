@@ -33,7 +33,7 @@ class Export(Command):
         add_subcommands(parser, dest="exporter", metavar="<exporter>", title="exporters",
                         entries={name: component.description for name, component in exporters.items()},
                         build=lambda name, sub: exporter_parser(exporters[name], sub),
-                        unknown=lambda name: missing_message("exporter", name, registry))
+                        unknown=lambda name: missing_message("exporter", name, registry), required=True)
 
     def run(self, args: argparse.Namespace) -> int:
         return run_export(args)

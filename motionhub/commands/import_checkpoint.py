@@ -32,7 +32,7 @@ class Import(Command):
         add_subcommands(parser, dest="importer", metavar="<importer>", title="importers",
                         entries={name: component.description for name, component in importers.items()},
                         build=lambda name, sub: importer_parser(importers[name], sub),
-                        unknown=lambda name: missing_message("importer", name, registry))
+                        unknown=lambda name: missing_message("importer", name, registry), required=True)
 
     def run(self, args: argparse.Namespace) -> int:
         from rich.console import Console

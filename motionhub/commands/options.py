@@ -272,8 +272,8 @@ class _AnyName(collections.abc.Container):
 
 def add_subcommands(parser: argparse.ArgumentParser, *, dest: str, metavar: str, entries: Mapping[str, str],
                     build: Callable[[str, argparse.ArgumentParser], None], unknown: Callable[[str], str],
-                    title: str | None = None) -> Subcommands:
-    """Add ``Subcommands`` to ``parser`` (see there)."""
+                    title: str | None = None, required: bool = False) -> Subcommands:
+    """Add ``Subcommands`` to ``parser`` (see there); ``required``: a name must be given."""
     titled = {"title": title} if title else {}
     return parser.add_subparsers(action=Subcommands, dest=dest, metavar=metavar, entries=entries, build=build,
-                                 unknown=unknown, **titled)
+                                 unknown=unknown, required=required, **titled)
