@@ -55,7 +55,8 @@ def importer_parser(component, parser: argparse.ArgumentParser) -> None:
 
     parser.formatter_class = ParagraphFormatter
     parser.description = described(component.cls)
-    parser.add_argument("checkpoint", type=Path, help="the checkpoint to import, e.g. net_last.pth or best.pth")
+    parser.add_argument("checkpoint", type=Path, metavar="CHECKPOINT",
+                        help="the checkpoint to import, e.g. net_last.pth or best.pth")
     parser.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="run directory to create")
     names = add_component_options(parser, component, reserved=RESERVED)
     parser.set_defaults(importer_class=component.cls, importer_options=names)
