@@ -48,6 +48,7 @@ _EXPORTS = {
     "Metric": "motionhub.model.metrics",
     "code_histogram": "motionhub.model.codebook",
     "codebook_usage": "motionhub.model.codebook",
+    "histogram_entropy": "motionhub.model.codebook",
     "usage_from_histogram": "motionhub.model.codebook",
     # motion math (pure functions, no I/O)
     "Skeleton": "motionhub.motion.skeletons",
@@ -96,7 +97,7 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time names resolve la
                                       split_files)
     from motionhub.data.formats import MotionFormat
     from motionhub.errors import DataError, MotionhubError, did_you_mean
-    from motionhub.model.codebook import code_histogram, codebook_usage, usage_from_histogram
+    from motionhub.model.codebook import code_histogram, codebook_usage, histogram_entropy, usage_from_histogram
     from motionhub.model.losses import Loss
     from motionhub.model.metrics import Metric
     from motionhub.model.quantizer import Quantizer, QuantizerOutput
