@@ -351,7 +351,7 @@ def test_cli_import_without_data_takes_the_statistics_files(tmp_path, capsys):
 def test_each_reference_importer_comes_from_its_plugin():
     registry = get_registry()
     providers = {name: registry.get("importer", name).provider for name in ("t2m-gpt", "motionmillion", "amplify", "laps")}
-    assert providers == {"t2m-gpt": "motionhub_conv", "motionmillion": "motionhub_motionmillion",
+    assert providers == {"t2m-gpt": "motionhub_conv", "motionmillion": "motionhub_conv",
                          "amplify": "motionhub_amplify", "laps": "motionhub_amplify"}
     assert all(issubclass(registry.get("importer", name).cls, importing.StateDictImporter) for name in providers)
 

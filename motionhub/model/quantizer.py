@@ -29,6 +29,15 @@ number of codebooks (residual levels):
 ``codebook_state() -> dict[str, Tensor]``
     Codebook training state that is not a parameter or persistent buffer (see below).
 
+Optional, for importers of other code bases' checkpoints (``motionhub import``):
+
+``reference_key_map() -> dict[str, str]``
+    ``{own state_dict key: the reference's key}``, relative to where the reference keeps its
+    quantizer; a quantizer without it cannot be filled from a foreign checkpoint.
+``reference_derived_state(read: dict[str, Tensor]) -> dict[str, Tensor]``
+    Own state that references leave out of their checkpoints (e.g. EMA sums and counts),
+    rebuilt from the tensors read (own keys, as in ``reference_key_map``).
+
 Losses and metrics reach the quantizer the tokenizer ran through its outputs:
 ``outputs["quantizer"]`` is this module and ``outputs["pre_quantized"]`` its code-space
 input. They read what they need from this contract and never import a quantizer plugin.
@@ -87,6 +96,10 @@ class Quantizer(nn.Module):
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def reference_derived_state(self, read: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Own state a reference checkpoint leaves out, rebuilt from ``read`` (own keys); none here."""
+        return {}
 
     def codebook_state(self) -> dict[str, torch.Tensor]:
         """Training state of the codebook that is not a parameter (EMA sums, counts, init flags).

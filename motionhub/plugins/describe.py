@@ -37,8 +37,11 @@ def describe_component(component: Component) -> str:
         lines += [textwrap.indent(doc.split("\n\n")[0], "  ")]
     arguments = arguments_of(cls)
     section = {"dataset": "data", "loss": "losses[i]", "metric": "eval.metrics[i]"}.get(component.kind, component.kind)
+    where = (f"on the command line: motionhub {component.kind[:6]} {component.name} ... --<option> <value>"
+             if component.kind in ("exporter", "importer")
+             else f"in a recipe: {section}: {{name: {component.name}, <argument>: <value>, ...}}")
     if arguments:
-        lines += ["", f"Arguments (in a recipe: {section}: {{name: {component.name}, <argument>: <value>, ...}}):"]
+        lines += ["", f"Arguments ({where}):"]
         for argument in arguments:
             allowed = f", {argument.bounds.allowed()}" if argument.bounds else ""
             lines.append(f"  {argument.name}: {argument.type_text}{allowed}  [{default_text(argument, component.kind)}]")

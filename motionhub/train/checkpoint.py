@@ -227,8 +227,8 @@ def _foreign(path: Path, data: Any) -> str:
     else:
         found = f"a {type(data).__name__}"
     return (f"{path} is not a motionhub checkpoint: it holds {found}, where motionhub's hold model, optimizer, "
-            f"state and recipe. A T2M-GPT / MotionMillion / AMPLIFY / LAPS checkpoint becomes a run directory "
-            f"with 'motionhub import SOURCE CHECKPOINT --recipe RECIPE --out RUN_DIR'.")
+            f"state and recipe. A checkpoint of another code base becomes a run directory with an importer: "
+            f"'motionhub list importers' lists them, 'motionhub import IMPORTER --help' shows how.")
 
 
 def restored(data: dict[str, Any]) -> dict[str, Any]:

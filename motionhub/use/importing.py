@@ -101,6 +101,7 @@ class StateDictImporter(Importer):
     state_entry: str | None = None  # top-level key holding the weights (absent: the file is the state dict)
     iteration_key: str | None = None  # top-level key counting optimizer steps after warm-up
     samples_key: str | None = None  # top-level key counting samples seen (``config["batch_size"]`` a step)
+    quantizer_hint = ""  # which quantizers fit these checkpoints, for the message when the recipe's does not
 
     def __init__(self, recipe: Path, no_data: bool = False, stats_mean: Path | None = None,
                  stats_std: Path | None = None, overrides: Sequence[str] = ()):
@@ -126,14 +127,35 @@ class StateDictImporter(Importer):
         return False
 
     @classmethod
+    def quantizer_keys(cls, model: Tokenizer, prefix: str) -> dict[str, str]:
+        """``{model key: checkpoint key}`` of the quantizer, from its ``reference_key_map()``, for a
+        checkpoint that keeps its quantizer's tensors under ``prefix``."""
+        quantizer = model.quantizer
+        if not hasattr(quantizer, "reference_key_map"):
+            hint = f"; {cls.quantizer_hint}" if cls.quantizer_hint else ""
+            raise MotionhubError(f"the recipe's quantizer ({type(quantizer).__name__}) has no counterpart in a "
+                                 f"{cls.source or 'foreign'} checkpoint (it declares no reference_key_map()){hint}")
+        return {f"quantizer.{ours}": prefix + ref for ours, ref in quantizer.reference_key_map().items()}
+
+    @classmethod
     def derived_keys(cls, model: Tokenizer) -> set[str]:
-        """Model tensors computed from the others (``derive``) rather than read."""
-        return set()
+        """Model tensors computed from the others (``derive``) rather than read: by default the
+        quantizer state its ``reference_key_map`` leaves out (e.g. EMA sums and counts)."""
+        quantizer = model.quantizer
+        if not hasattr(quantizer, "reference_key_map"):
+            return set()
+        mapped = set(quantizer.reference_key_map())
+        return {f"quantizer.{key}" for key in quantizer.state_dict() if key not in mapped}
 
     @classmethod
     def derive(cls, model: Tokenizer, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The ``derived_keys`` tensors, from the tensors read."""
-        return {}
+        """The ``derived_keys`` tensors, from the tensors read: by default the quantizer's
+        ``reference_derived_state``."""
+        quantizer = model.quantizer
+        if not hasattr(quantizer, "reference_derived_state"):
+            return {}
+        read = {key.removeprefix("quantizer."): value for key, value in state.items() if key.startswith("quantizer.")}
+        return {f"quantizer.{key}": value for key, value in quantizer.reference_derived_state(read).items()}
 
     @classmethod
     def check(cls, model: Tokenizer, reference: Mapping[str, torch.Tensor]) -> None:

@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from motionhub.api import MotionhubError, StateDictImporter
-from motionhub_quantizers.reference import ReferenceQuantizer, quantizer_keys
 
 from .model import AmplifyDecoder, AmplifyEncoder, reference_key_map
 
@@ -29,7 +28,7 @@ AMPLIFY_SETTINGS = ("hidden_dim", "num_heads", "num_layers", "codebook_size", "c
 LAPS_MASK = "causal_mask"  # the LAPS encoder's (S, S) additive attention mask, a persistent buffer
 
 
-class AmplifyImporter(ReferenceQuantizer, StateDictImporter):
+class AmplifyImporter(StateDictImporter):
     """AMPLIFY's motion tokenizer (``{'model': ..., 'train_global_iter': ..., 'config': ...}``) as a run.
 
     The recipe names encoder and decoder ``amplify`` and ``fsq``; the checkpoint's training
@@ -40,6 +39,7 @@ class AmplifyImporter(ReferenceQuantizer, StateDictImporter):
     source = "amplify"
     state_entry = "model"
     samples_key = "train_global_iter"
+    quantizer_hint = "use quantizer: fsq with the checkpoint's levels"
 
     @classmethod
     def key_map(cls, model: nn.Module, reference: Mapping[str, torch.Tensor]) -> dict[str, str]:
@@ -48,7 +48,7 @@ class AmplifyImporter(ReferenceQuantizer, StateDictImporter):
                                  f"use encoder: {{name: amplify}} and decoder: {{name: amplify}}")
         mapping = reference_key_map(len(model.encoder.blocks), len(model.decoder.blocks))
         keys = {ours: ref for ref, ours in mapping.items()}
-        return keys | quantizer_keys(model.quantizer, "quantize.")
+        return keys | cls.quantizer_keys(model, "quantize.")
 
     @classmethod
     def skipped(cls, key: str) -> bool:
@@ -67,7 +67,7 @@ class AmplifyImporter(ReferenceQuantizer, StateDictImporter):
                 f"FSQ levels and the data's views and tracks match it (key=value overrides work).")
 
 
-class LapsImporter(ReferenceQuantizer, StateDictImporter):
+class LapsImporter(StateDictImporter):
     """LAPS's re-implementation of the tokenizer (a bare state dict, or ``{'model': ...}``) as a run.
 
     The recipe names encoder and decoder ``laps`` and ``fsq``; the checkpoint's ``causal_mask`` must
@@ -77,6 +77,7 @@ class LapsImporter(ReferenceQuantizer, StateDictImporter):
     source = "laps"
     state_entry = "model"
     samples_key = "train_global_iter"
+    quantizer_hint = "use quantizer: fsq with the checkpoint's levels"
 
     @classmethod
     def key_map(cls, model: nn.Module, reference: Mapping[str, torch.Tensor]) -> dict[str, str]:
@@ -86,7 +87,7 @@ class LapsImporter(ReferenceQuantizer, StateDictImporter):
                                      f"use {part}: {{name: laps}}")
         keys = {f"encoder.{ours}": ref for ours, ref in model.encoder.laps_key_map().items()}
         keys |= {f"decoder.{ours}": ref for ours, ref in model.decoder.laps_key_map().items()}
-        return keys | quantizer_keys(model.quantizer, "quantizer.")
+        return keys | cls.quantizer_keys(model, "quantizer.")
 
     @classmethod
     def skipped(cls, key: str) -> bool:

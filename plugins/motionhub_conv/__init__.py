@@ -24,3 +24,4 @@ def register_decoders(register):
 @motionhub.hookimpl
 def register_importers(register):
     register("t2m-gpt", "motionhub_conv.importers:T2MGPTImporter")
+    register("motionmillion", "motionhub_conv.importers:MotionMillionImporter")

@@ -1,12 +1,11 @@
 """Importers of VQ-VAE checkpoints written by T2M-GPT's ``HumanVQVAE`` (``vqvae.encoder.model.0.weight``,
 ...) into the ``conv1d`` encoder and decoder.
 
-The Conv1d encoder and decoder name their reference tensors with ``reference_key_map()``; the
-quantizer's tensors are placed by ``motionhub_quantizers.reference`` (an EMA codebook, whose
-statistics are rebuilt, or FSQ's projections). MotionMillion's checkpoints share the layout
-(its importer lives in ``motionhub_motionmillion``): its parameter-free wavelet patcher, when
-trained with one, occupies the encoder's ``model.0`` and is recognised by its ``wavelets``
-buffer.
+The Conv1d encoder and decoder name their reference tensors with ``reference_key_map()``, and so
+does the quantizer (an EMA codebook, whose statistics it rebuilds, or FSQ's projections).
+MotionMillion trains the same ``HumanVQVAE`` layout, usually with FSQ, LayerNorm and, with
+``--use_patcher``, a parameter-free wavelet patcher that occupies the encoder's ``model.0`` and is
+recognised by its ``wavelets`` buffer; its DDP saves carry ``module.`` prefixes, which are removed.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import torch
 from torch import nn
 
 from motionhub.api import MotionhubError, StateDictImporter
-from motionhub_quantizers.reference import ReferenceQuantizer, quantizer_keys
 
 PATCHER = "vqvae.encoder.model.0.wavelets"  # present when MotionMillion's wavelet patcher was used
 
@@ -28,7 +26,7 @@ _DOWN = re.compile(r"vqvae\.encoder\.model\.\d+\.0\.weight")
 _BLOCK = re.compile(r"vqvae\.encoder\.model\.\d+\.1\.model\.(\d+)\.conv1\.weight")
 
 
-class VQVAEImporter(ReferenceQuantizer, StateDictImporter):
+class VQVAEImporter(StateDictImporter):
     """A ``HumanVQVAE`` checkpoint (``{'net': state dict}``) into a conv1d encoder and decoder and our quantizer.
 
     The recipe describes the checkpoint's model: encoder and decoder ``conv1d`` with its width,
@@ -37,6 +35,7 @@ class VQVAEImporter(ReferenceQuantizer, StateDictImporter):
 
     state_entry = "net"
     iteration_key = "nb_iter"  # steps after warm-up, where the checkpoint counts them
+    quantizer_hint = "use quantizer: vq_ema_reset (an EMA codebook) or fsq"
 
     @classmethod
     def key_map(cls, model: nn.Module, reference: Mapping[str, torch.Tensor]) -> dict[str, str]:
@@ -48,7 +47,7 @@ class VQVAEImporter(ReferenceQuantizer, StateDictImporter):
         encoder = model.encoder.reference_key_map(patcher=patcher) if patcher else model.encoder.reference_key_map()
         keys = {f"encoder.{ours}": f"vqvae.encoder.{ref}" for ours, ref in encoder.items()}
         keys |= {f"decoder.{ours}": f"vqvae.decoder.{ref}" for ours, ref in model.decoder.reference_key_map().items()}
-        return keys | quantizer_keys(model.quantizer, "vqvae.quantizer.")
+        return keys | cls.quantizer_keys(model, "vqvae.quantizer.")
 
     @classmethod
     def skipped(cls, key: str) -> bool:
@@ -70,6 +69,16 @@ class T2MGPTImporter(VQVAEImporter):
     """
 
     source = "t2m-gpt"
+
+
+class MotionMillionImporter(VQVAEImporter):
+    """MotionMillion's VQ-VAE (net_latest.pth) as a run: conv1d encoder and decoder, fsq (or vq_ema_reset).
+
+    Its ``nb_iter`` counts the optimizer steps after its warm-up: the run continues at warm-up plus
+    that many steps.
+    """
+
+    source = "motionmillion"
 
 
 def describe_vqvae(reference: Mapping[str, torch.Tensor]) -> str:

@@ -12,7 +12,3 @@ __getattr__, __dir__ = lazy_exports(__name__, {
 def register_datasets(register):
     register("motionmillion", "motionhub_motionmillion.dataset:MotionMillion")
 
-
-@motionhub.hookimpl
-def register_importers(register):
-    register("motionmillion", "motionhub_motionmillion.importers:MotionMillionImporter")

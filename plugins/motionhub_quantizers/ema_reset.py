@@ -67,6 +67,23 @@ class EMAResetVQ(Quantizer):
     def codebook_size(self) -> int:
         return self.num_codes
 
+    def reference_key_map(self) -> dict[str, str]:
+        """Only the codebook is in a T2M-GPT checkpoint; the EMA sums and counts live outside it."""
+        return {"codebook": "codebook"}
+
+    def reference_derived_state(self, read: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The EMA state T2M-GPT keeps outside its checkpoint, as its initialisation sets it:
+        ``code_sum = codebook`` and ``code_count = 1`` (every code counts as used once, and codes
+        the next batches do not pick are reset, as right after the reference's initialisation);
+        ``initialised`` unless the codebook is all zeros (the reference never trained it)."""
+        codebook = read["codebook"]
+        trained = bool(codebook.any())
+        return {
+            "code_sum": codebook.clone() if trained else torch.zeros_like(codebook),
+            "code_count": torch.full(codebook.shape[:1], float(trained), dtype=codebook.dtype),
+            "initialised": torch.tensor(trained),
+        }
+
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         flat = z.reshape(-1, self.dim)
         with torch.no_grad(), torch.autocast(z.device.type, enabled=False):
