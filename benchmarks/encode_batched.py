@@ -40,7 +40,7 @@ from motionhub.data import layouts
 from motionhub.model.build import build_tokenizer
 from motionhub.data.dataset import Clip
 from motionhub.data.formats import MotionFormat
-from motionhub.recipes.recipe import recipe_from_tree
+from motionhub.recipes import recipe_from_tree
 from motionhub.use.encoding import encode_clips, length_buckets
 from motionhub.data.windows import ClipBank
 

@@ -58,7 +58,7 @@ from rich.progress import Progress
 
 import motionhub.data.batches
 import motionhub.train.trainer
-from motionhub.recipes.recipe import read_tree, recipe_from_tree
+from motionhub.recipes import read_tree, recipe_from_tree
 from motionhub.train.report import load_report
 
 REPO = Path(__file__).resolve().parents[1]

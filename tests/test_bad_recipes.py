@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import TINY_RECIPE, run_cli, write_recipe
 
-from motionhub.recipes import recipe as recipe_module
+from motionhub import recipes as recipe_module
 from motionhub.cli import main
 from motionhub.train.rundir import RunDir
 

@@ -10,7 +10,7 @@ from helpers import TINY_RECIPE
 from motionhub.cli import main
 from motionhub.data.dataset import Clip
 from motionhub.use.bench import latency_summary, stream_windows, time_windows
-from motionhub.recipes.recipe import recipe_from_tree
+from motionhub.recipes import recipe_from_tree
 from motionhub.use.trained_run import load_run
 from motionhub.train.trainer import train
 

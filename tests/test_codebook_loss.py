@@ -5,7 +5,7 @@ import torch
 
 from motionhub.errors import MotionhubError
 from motionhub.data.formats import MotionFormat
-from motionhub.recipes.recipe import bind_arguments
+from motionhub.recipes import bind_arguments
 from motionhub.plugins.registry import Component
 from motionhub.model.tokenizer import Tokenizer
 from motionhub_losses.codebook import CodebookEntropyLoss, entropy_terms, level_log_probs

@@ -12,7 +12,7 @@ from helpers import TINY_RECIPE
 from motionhub.cli import main
 from motionhub.model.codebook import usage_from_histogram
 from motionhub.errors import MotionhubError
-from motionhub.recipes.recipe import recipe_from_tree
+from motionhub.recipes import recipe_from_tree
 from motionhub.train.report import load_report, render_markdown
 from motionhub.train.trainer import train
 from motionhub.use import compare as compare_module

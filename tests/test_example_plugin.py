@@ -16,7 +16,7 @@ from helpers import REPO, run_cli
 from motionhub.cli import main
 from motionhub.model.build import build_dataset, build_tokenizer
 from motionhub.plugins.testing import registered_plugin
-from motionhub.recipes.recipe import load_recipe
+from motionhub.recipes import load_recipe
 from motionhub.use.importing import training_format
 from motionhub.use.trained_run import load_run
 

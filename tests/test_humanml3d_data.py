@@ -335,7 +335,7 @@ def test_real_012314_with_dataset_and_evaluator_stats(real_data, tmp_path):
 
 def test_skipped_clips_are_reported_again_when_a_packed_store_is_reused(folder, tmp_path, caplog):
     from motionhub.data.batches import open_split
-    from motionhub.recipes.recipe import recipe_from_tree
+    from motionhub.recipes import recipe_from_tree
 
     (folder / "new_joint_vecs" / "000001.npy").unlink()
     tree = {"data": {"name": "humanml3d", "root": str(folder), "stats": "dataset", "on_bad": "skip",

@@ -21,7 +21,7 @@ from motionhub.train.checkpoint import load_checkpoint
 from motionhub.cli import main
 from motionhub.errors import MotionhubError
 from motionhub.data.formats import MotionFormat
-from motionhub.recipes.recipe import recipe_from_tree
+from motionhub.recipes import recipe_from_tree
 from motionhub.use.trained_run import load_run
 from motionhub.model.tokenizer import Tokenizer
 from motionhub.plugins.manager import get_registry

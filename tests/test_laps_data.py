@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from motionhub.errors import DataError
-from motionhub.recipes.recipe import recipe_from_tree
+from motionhub.recipes import recipe_from_tree
 from motionhub.train.trainer import train
 from motionhub.plugins.types import annotations_of
 from motionhub_amplify.tracks import radius_velocities, velocity_labels

@@ -17,7 +17,7 @@ from motionhub.use import importing
 from motionhub.errors import MotionhubError
 from motionhub.data.formats import MotionFormat
 from motionhub.data.layouts import point_tracks
-from motionhub.recipes.recipe import recipe_from_tree
+from motionhub.recipes import recipe_from_tree
 from motionhub.use.trained_run import load_run
 from motionhub.model.tokenizer import Tokenizer
 from motionhub.train.trainer import train

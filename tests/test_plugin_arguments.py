@@ -16,7 +16,7 @@ from motionhub.plugins.arguments import RESERVED, arguments_of, argument_docs, c
 from motionhub.plugins.manager import get_registry
 from motionhub.plugins.testing import registered_plugin
 from motionhub.plugins.types import Bounds
-from motionhub.recipes.recipe import DataSpec, LossSpec, recipe_from_tree
+from motionhub.recipes import DataSpec, LossSpec, recipe_from_tree
 
 from helpers import TINY_RECIPE
 

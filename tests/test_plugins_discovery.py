@@ -27,7 +27,7 @@ from motionhub.plugins import manager
 from motionhub.plugins.manager import get_registry, pm, versions
 from motionhub.plugins.registry import ComponentUnavailableError
 from motionhub.plugins.testing import registered_plugin
-from motionhub.recipes.recipe import recipe_from_tree
+from motionhub.recipes import recipe_from_tree
 
 
 class FakeDistribution:

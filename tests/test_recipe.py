@@ -7,7 +7,7 @@ import yaml
 from helpers import REPO, TINY_RECIPE, run_cli, write_recipe
 
 from motionhub.errors import MotionhubError, RecipeError
-from motionhub.recipes.recipe import load_recipe, recipe_from_tree
+from motionhub.recipes import load_recipe, recipe_from_tree
 
 SHIPPED = sorted((REPO / "configs").rglob("*.yaml"))
 

@@ -165,7 +165,7 @@ def test_every_kind_has_a_hookspec_with_a_register_argument():
 def test_a_plugin_marked_with_motionhub_hookimpl_is_called_and_its_component_built():
     from motionhub.model.build import instantiate
     from motionhub.model.losses import Loss
-    from motionhub.recipes.recipe import recipe_from_tree
+    from motionhub.recipes import recipe_from_tree
 
     calls = []
 

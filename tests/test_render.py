@@ -12,7 +12,7 @@ from motionhub.data import layouts
 from motionhub.use import render  # noqa: E402
 from motionhub.cli import main  # noqa: E402
 from motionhub.errors import MotionhubError  # noqa: E402
-from motionhub.recipes.recipe import recipe_from_tree  # noqa: E402
+from motionhub.recipes import recipe_from_tree  # noqa: E402
 from motionhub.use.trained_run import load_run  # noqa: E402
 from motionhub.train.trainer import train  # noqa: E402
 

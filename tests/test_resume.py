@@ -12,7 +12,7 @@ import torch
 from helpers import TINY_RECIPE, run_cli, write_recipe
 
 from motionhub.data.batches import TrainingData
-from motionhub.recipes.recipe import recipe_from_tree
+from motionhub.recipes import recipe_from_tree
 from motionhub.train.checkpoint import load_checkpoint, save_checkpoint
 from motionhub.train.rundir import RunDir
 from motionhub.train.trainer import train

@@ -22,7 +22,7 @@ from helpers import TINY_RECIPE, run_cli, write_recipe
 from motionhub.train import checkpoint as checkpoint_module
 from motionhub.train.checkpoint import TRUST_ENV, load_checkpoint
 from motionhub.cli import main
-from motionhub.recipes.recipe import load_recipe
+from motionhub.recipes import load_recipe
 from motionhub.train.rundir import RunDir
 from motionhub.train.trainer import train
 

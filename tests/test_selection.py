@@ -12,7 +12,7 @@ from motionhub.errors import RecipeError
 from motionhub.model.losses import Loss, LossSet, LossTerm
 from motionhub.model.metrics import Metric
 from motionhub.model.quantizer import Quantizer, QuantizerOutput
-from motionhub.recipes.recipe import load_recipe, recipe_from_tree
+from motionhub.recipes import load_recipe, recipe_from_tree
 from motionhub.plugins.testing import registered_plugin
 from motionhub.train.trainer import train
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from helpers import REPO
 
-from motionhub.recipes.recipe import load_recipe
+from motionhub.recipes import load_recipe
 from motionhub.train.trainer import train
 from motionhub_synthetic.folders import write_humanml3d_folder, write_motionmillion_folder
 from motionhub_synthetic.tracks import write_track_files, write_velocity_files

@@ -11,7 +11,7 @@ from helpers import TINY_RECIPE
 from motionhub.cli import main
 from motionhub.data.dataset import Clip
 from motionhub.errors import MotionhubError
-from motionhub.recipes.recipe import recipe_from_tree
+from motionhub.recipes import recipe_from_tree
 from motionhub.use.trained_run import load_run
 from motionhub.use.encoding import (EncodedClips, TokenFile, encode_clips, length_buckets, read_reconstruction,
                               read_tokens, write_npy_folder, write_tokens)

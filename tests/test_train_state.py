@@ -6,7 +6,7 @@ import pytest
 import torch
 from helpers import TINY_RECIPE
 
-from motionhub.recipes.recipe import recipe_from_tree
+from motionhub.recipes import recipe_from_tree
 from motionhub.train.checkpoint import load_checkpoint, save_checkpoint
 from motionhub.train.state import CheckpointState, LogWindow, LoopState
 from motionhub.train.trainer import train

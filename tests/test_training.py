@@ -12,7 +12,7 @@ import motionhub
 from motionhub.model.build import build_tokenizer
 from motionhub.train.checkpoint import CheckpointError, load_checkpoint, read_torch_file, save_atomic
 from motionhub.errors import MotionhubError
-from motionhub.recipes.recipe import TrainConfig, recipe_from_tree
+from motionhub.recipes import TrainConfig, recipe_from_tree
 from motionhub.train.rundir import RunDir
 from motionhub.plugins.testing import registered_plugin
 from motionhub.train.trainer import TrainingError, learning_rate, train

@@ -7,7 +7,7 @@ from torch import nn
 
 from motionhub.plugins import hookspecs
 from motionhub.data.formats import MotionFormat
-from motionhub.recipes.recipe import bind_arguments
+from motionhub.recipes import bind_arguments
 from motionhub.plugins.registry import Component
 from motionhub.model.tokenizer import Tokenizer
 from motionhub_quantizers import FSQ

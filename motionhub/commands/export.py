@@ -89,7 +89,7 @@ def run_export(args: argparse.Namespace) -> int:
     from motionhub.commands.options import component_options
     from motionhub.errors import MotionhubError
     from motionhub.model.build import build_dataset
-    from motionhub.recipes.recipe import load_recipe
+    from motionhub.recipes import load_recipe
     from motionhub.use.export import ExportSource
 
     console = Console(stderr=True)

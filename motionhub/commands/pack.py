@@ -22,7 +22,7 @@ class Pack(Command):
 
         from motionhub.model.build import build_dataset
         from motionhub.data.batches import open_split
-        from motionhub.recipes.recipe import load_recipe
+        from motionhub.recipes import load_recipe
 
         console = Console(stderr=True)
         recipe = load_recipe(args.recipe, args.overrides)

@@ -24,7 +24,7 @@ class Train(Command):
         from rich.console import Console
 
         from motionhub.errors import MotionhubError
-        from motionhub.recipes.recipe import load_recipe
+        from motionhub.recipes import load_recipe
         from motionhub.train.trainer import train
 
         path, overrides, resume = Path(args.recipe), list(args.overrides), args.resume
@@ -51,7 +51,7 @@ class Validate(Command):
         parser.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
 
     def run(self, args) -> int:
-        from motionhub.recipes.recipe import load_recipe
+        from motionhub.recipes import load_recipe
 
         recipe = load_recipe(args.recipe, args.overrides)
         parts = [f"{s}={getattr(recipe, s).name}" for s in ("data", "encoder", "quantizer", "decoder")]

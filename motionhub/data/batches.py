@@ -14,7 +14,7 @@ import torch
 from motionhub.data.dataset import Dataset
 from motionhub.data.formats import MotionFormat
 from motionhub.data.layouts import group_averaged_std
-from motionhub.recipes.recipe import EvalConfig, Recipe
+from motionhub.recipes import EvalConfig, Recipe
 from motionhub.data.store import EmptySplitError, Store, open_or_pack, store_fingerprint
 from motionhub.data.windows import ClipBank, EvalBatches, WindowSampler
 

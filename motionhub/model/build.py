@@ -14,7 +14,7 @@ from motionhub.errors import MotionhubError
 from motionhub.data.formats import MotionFormat
 from motionhub.model.losses import LossSet, LossTerm
 from motionhub.model.metrics import Metric
-from motionhub.recipes.recipe import ComponentSpec, Recipe
+from motionhub.recipes import ComponentSpec, Recipe
 from motionhub.model.tokenizer import Tokenizer
 
 

@@ -45,7 +45,7 @@ from motionhub.model.losses import LossSet
 from motionhub.model.metrics import Metric
 from motionhub.model.tokenizer import Tokenizer
 from motionhub.plugins.manager import versions
-from motionhub.recipes.recipe import Recipe, TrainConfig
+from motionhub.recipes import Recipe, TrainConfig
 from motionhub.train.checkpoint import check_model_fits, remove_debris, resume_state, save_checkpoint
 from motionhub.train.evaluation import code_histogram_over, evaluate_split
 from motionhub.train.report import flops_per_sample, parameter_counts, peak_memory, print_report, write_report

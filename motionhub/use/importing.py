@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from motionhub.data.formats import MotionFormat
     from motionhub.model.tokenizer import Tokenizer
-    from motionhub.recipes.recipe import Recipe
+    from motionhub.recipes import Recipe
     from motionhub.train.rundir import RunDir
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
@@ -199,7 +199,7 @@ class StateDictImporter(Importer):
     def import_run(self, checkpoint: Path, out: Path) -> Imported:
         """Write the run directory ``out`` (recipe.yaml, checkpoints/last.pt) for ``checkpoint``."""
         from motionhub.model.build import build_tokenizer
-        from motionhub.recipes.recipe import load_recipe
+        from motionhub.recipes import load_recipe
 
         run = new_run_dir(out)
         recipe = load_recipe(self.recipe, [*self.overrides, f"run.out={run.path}"])

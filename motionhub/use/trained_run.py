@@ -14,7 +14,7 @@ from motionhub.data.batches import open_split
 from motionhub.data.dataset import Dataset
 from motionhub.errors import MotionhubError
 from motionhub.data.formats import MotionFormat
-from motionhub.recipes.recipe import Recipe, recipe_from_tree
+from motionhub.recipes import Recipe, recipe_from_tree
 from motionhub.train.rundir import RunDir
 from motionhub.data.store import Store
 from motionhub.model.tokenizer import Tokenizer

@@ -1,0 +1,137 @@
+"""The typed sections of a recipe: settings (``run``, ``train``, ``eval``, ``bench``) with their
+defaults and bounds, components bound to their registered classes, and the ``Recipe`` they make."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any, Literal
+
+import yaml
+
+from motionhub.plugins.registry import Component
+from motionhub.plugins.types import Bounds
+
+@dataclasses.dataclass
+class RunConfig:
+    name: str = "run"  # names the run directory
+    out: str = "runs/${run.name}"  # where checkpoints, metrics and reports go
+    # seeds data sampling, initialisation and every RNG the loop uses
+    seed: Annotated[int, Bounds(low=0, high=2**32 - 1)] = 0
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    batch_size: Annotated[int, Bounds(low=1)] = 32  # per process
+    iters: Annotated[int, Bounds(low=1)] = 1000  # optimizer steps after warm-up
+    lr: Annotated[float, Bounds(low=0, low_open=True)] = 2e-4
+    betas: Annotated[list[float], Bounds(low=0, high=1, high_open=True, length=2, hint="AdamW's [beta1, beta2], "
+                                         "e.g. [0.9, 0.99]")] = dataclasses.field(default_factory=lambda: [0.9, 0.99])
+    weight_decay: Annotated[float, Bounds(low=0)] = 0.0
+    warmup_iters: Annotated[int, Bounds(low=0)] = 0  # linear warm-up steps, taken before ``iters``
+    schedule: Literal["multistep", "cosine"] = "multistep"  # after warm-up
+    # multistep: steps after warm-up, each within the run (below ``iters``)
+    milestones: Annotated[list[int], Bounds(low=1)] = dataclasses.field(default_factory=list)
+    gamma: Annotated[float, Bounds(low=0, low_open=True)] = 0.05  # multistep: lr factor at each milestone
+    # max gradient norm; null = no clipping
+    grad_clip: Annotated[float | None, Bounds(low=0, low_open=True, hint="the largest gradient norm; null turns "
+                                                                       "clipping off")] = None
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    grad_accum: Annotated[int, Bounds(low=1)] = 1  # micro-batches per optimizer step
+    on_nonfinite: Literal["stop", "skip"] = "stop"  # a NaN/Inf loss stops the run, or skips the step
+    compile: bool = False  # torch.compile the model (slower start, faster steps on GPU)
+    log_every: Annotated[int, Bounds(low=1)] = 10  # steps between metrics.jsonl rows
+    # steps between evaluations on the val split; 0 = only at the end
+    eval_every: Annotated[int, Bounds(low=0, hint="0 evaluates only at the end")] = 0
+    # steps between checkpoints (last.pt and step_N.pt); 0 = only at the end
+    checkpoint_every: Annotated[int, Bounds(low=0, hint="0 checkpoints only at the end")] = 0
+    trackers: list[Literal["tensorboard", "wandb"]] = dataclasses.field(default_factory=list)
+    threads: Annotated[int | None, Bounds(low=1)] = None  # torch CPU threads; fixed for bit-exact resumes on CPU
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    batch_size: Annotated[int, Bounds(low=1)] = 32
+    min_length: Annotated[int | None, Bounds(low=1)] = None  # frames; shorter val clips are skipped
+    max_length: Annotated[int | None, Bounds(low=1)] = None  # frames; longer val clips are skipped
+    # metric plugins, each a name or {name: ..., its arguments}; null = every one that applies to the data
+    metrics: list[str | dict[str, Any]] | None = None
+    best: str = "loss"  # val figure that selects checkpoints/best.pt (its metric says whether higher is better)
+    train_codebook: bool = True  # codebook usage over the whole train split at the end
+
+
+@dataclasses.dataclass
+class BenchConfig:
+    """How ``motionhub bench`` streams: each value can also be given on its command line."""
+
+    window: Annotated[int | None, Bounds(low=1)] = None  # frames per streaming window; null = data.window
+    # frames between window starts (a new window every S frames); null = window
+    stride: Annotated[int | None, Bounds(low=1)] = None
+    windows: Annotated[int, Bounds(low=1)] = 1000  # windows timed, at most
+    warmup: Annotated[int, Bounds(low=0)] = 10  # untimed encodes first
+    split: Literal["train", "val", "test"] = "val"  # clips played back to back as the stream
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16 / fp16: autocast, as mixed-precision inference
+
+
+@dataclasses.dataclass
+class ComponentSpec:
+    """A recipe section naming a registered component and its keyword arguments."""
+
+    path: str  # YAML path, e.g. "quantizer" or "losses[1]"
+    component: Component
+    kwargs: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.component.name
+
+
+@dataclasses.dataclass
+class DataSpec(ComponentSpec):
+    window: Annotated[int, Bounds(low=1)] = 64  # frames per training window (T2M-GPT 64, MotionMillion 96)
+    short: Literal["drop", "pad"] = "drop"  # clips shorter than the window: dropped, or padded and masked
+    weighting: Literal["uniform", "length"] = "uniform"  # clip choice: uniform, or by number of windows
+    store: Literal["packed", "memory"] = "packed"  # packed HDF5 store in the cache, or clips held in memory
+    store_dtype: Literal["float32", "float16"] = "float32"  # frames in the packed store
+    cache_dir: str | None = None  # packed stores; default $MOTIONHUB_CACHE or ~/.cache/motionhub
+
+
+@dataclasses.dataclass
+class LossSpec(ComponentSpec):
+    weight: Annotated[float, Bounds(low=0)] = 1.0
+    every: Annotated[int, Bounds(low=1)] = 1  # compute every N steps (expensive losses)
+    schedule: list[list[float]] | None = None  # [[step, weight], ...], linear in between
+
+
+@dataclasses.dataclass
+class Recipe:
+    source: str
+    tree: dict[str, Any]  # the resolved YAML tree, saved into the run directory
+    run: RunConfig
+    data: DataSpec
+    encoder: ComponentSpec
+    quantizer: ComponentSpec
+    decoder: ComponentSpec
+    losses: list[LossSpec]
+    train: TrainConfig
+    eval: EvalConfig
+    bench: BenchConfig = dataclasses.field(default_factory=BenchConfig)
+    metrics: list[ComponentSpec] | None = None  # eval.metrics bound to their plugins; None = the defaults
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.tree, sort_keys=False)
+
+
+COMPONENT_SECTIONS = {"data": "dataset", "encoder": "encoder", "quantizer": "quantizer", "decoder": "decoder"}
+SETTING_SECTIONS = {"run": RunConfig, "train": TrainConfig, "eval": EvalConfig, "bench": BenchConfig}
+SECTIONS = ("run", "data", "encoder", "quantizer", "decoder", "losses", "train", "eval", "bench")
+
+# Arguments the framework supplies at build time when the recipe leaves them unset.
+INJECTED = {
+    "dataset": (),
+    "encoder": ("format",),
+    "quantizer": ("dim",),
+    "decoder": ("format", "dim", "encoder"),
+    "loss": (),
+    "metric": ("codebook_size",),
+    "exporter": (),
+}
