@@ -25,15 +25,9 @@ class Export(Command):
         "export EXPORTER --help' shows one's options.")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        from motionhub.commands.options import add_subcommands, missing_message
-        from motionhub.plugins.manager import get_registry
+        from motionhub.commands.options import add_component_subcommands
 
-        registry = get_registry(strict=False)
-        exporters = {component.name: component for component in registry.components("exporter")}
-        add_subcommands(parser, dest="exporter", metavar="<exporter>", title="exporters",
-                        entries={name: component.description for name, component in exporters.items()},
-                        build=lambda name, sub: exporter_parser(exporters[name], sub),
-                        unknown=lambda name: missing_message("exporter", name, registry), required=True)
+        add_component_subcommands(parser, "exporter", exporter_parser)
 
     def run(self, args: argparse.Namespace) -> int:
         return run_export(args)

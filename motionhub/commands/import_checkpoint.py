@@ -24,15 +24,9 @@ class Import(Command):
         "'motionhub list importers' lists them, 'motionhub import IMPORTER --help' shows one's options.")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        from motionhub.commands.options import add_subcommands, missing_message
-        from motionhub.plugins.manager import get_registry
+        from motionhub.commands.options import add_component_subcommands
 
-        registry = get_registry(strict=False)
-        importers = {component.name: component for component in registry.components("importer")}
-        add_subcommands(parser, dest="importer", metavar="<importer>", title="importers",
-                        entries={name: component.description for name, component in importers.items()},
-                        build=lambda name, sub: importer_parser(importers[name], sub),
-                        unknown=lambda name: missing_message("importer", name, registry), required=True)
+        add_component_subcommands(parser, "importer", importer_parser)
 
     def run(self, args: argparse.Namespace) -> int:
         from rich.console import Console

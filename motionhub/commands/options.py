@@ -277,3 +277,19 @@ def add_subcommands(parser: argparse.ArgumentParser, *, dest: str, metavar: str,
     titled = {"title": title} if title else {}
     return parser.add_subparsers(action=Subcommands, dest=dest, metavar=metavar, entries=entries, build=build,
                                  unknown=unknown, required=required, **titled)
+
+
+def add_component_subcommands(parser: argparse.ArgumentParser, kind: str,
+                              build: Callable[[Any, argparse.ArgumentParser], None]) -> Subcommands:
+    """One sub-command per registered component of ``kind`` (``motionhub export <exporter>``):
+    listed with its description, its parser built by ``build(component, parser)`` when chosen,
+    and an unknown name answered with the registry's message."""
+    from motionhub.plugins.manager import get_registry
+    from motionhub.plugins.registry import plural
+
+    registry = get_registry(strict=False)
+    components = {component.name: component for component in registry.components(kind)}
+    return add_subcommands(parser, dest=kind, metavar=f"<{kind}>", title=plural(kind),
+                           entries={name: component.description for name, component in components.items()},
+                           build=lambda name, sub: build(components[name], sub),
+                           unknown=lambda name: missing_message(kind, name, registry), required=True)
