@@ -127,6 +127,24 @@ class StateDictImporter(Importer):
         return False
 
     @classmethod
+    def part_keys(cls, model: Tokenizer, method: str, name: str, prefixes: Mapping[str, str],
+                  **options: Any) -> dict[str, str]:
+        """``{model key: checkpoint key}`` of the encoder and decoder, each from its own ``method()``
+        (``{own key: the reference's key}``), the checkpoint keys under ``prefixes[part]``; a part
+        without ``method`` is refused, naming the component ``name`` to use instead. ``options`` go
+        to the encoder's ``method``."""
+        keys = {}
+        for part in ("encoder", "decoder"):
+            module = getattr(model, part)
+            if not hasattr(module, method):
+                raise MotionhubError(f"the recipe's {part} ({type(module).__name__}) has no counterpart in a "
+                                     f"{cls.source} checkpoint (it declares no {method}()); "
+                                     f"use {part}: {{name: {name}}}")
+            mapping = getattr(module, method)(**(options if part == "encoder" else {}))
+            keys |= {f"{part}.{ours}": prefixes[part] + ref for ours, ref in mapping.items()}
+        return keys
+
+    @classmethod
     def quantizer_keys(cls, model: Tokenizer, prefix: str) -> dict[str, str]:
         """``{model key: checkpoint key}`` of the quantizer, from its ``reference_key_map()``, for a
         checkpoint that keeps its quantizer's tensors under ``prefix``."""

@@ -81,12 +81,7 @@ class LapsImporter(StateDictImporter):
 
     @classmethod
     def key_map(cls, model: nn.Module, reference: Mapping[str, torch.Tensor]) -> dict[str, str]:
-        for part in ("encoder", "decoder"):
-            if not hasattr(getattr(model, part), "laps_key_map"):
-                raise MotionhubError(f"the recipe's {part} ({type(getattr(model, part)).__name__}) is not LAPS's; "
-                                     f"use {part}: {{name: laps}}")
-        keys = {f"encoder.{ours}": ref for ours, ref in model.encoder.laps_key_map().items()}
-        keys |= {f"decoder.{ours}": ref for ours, ref in model.decoder.laps_key_map().items()}
+        keys = cls.part_keys(model, "laps_key_map", "laps", {"encoder": "", "decoder": ""})
         return keys | cls.quantizer_keys(model, "quantizer.")
 
     @classmethod

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from motionhub.api import MotionhubError, StateDictImporter
+from motionhub.api import StateDictImporter
 
 PATCHER = "vqvae.encoder.model.0.wavelets"  # present when MotionMillion's wavelet patcher was used
 
@@ -39,14 +39,9 @@ class VQVAEImporter(StateDictImporter):
 
     @classmethod
     def key_map(cls, model: nn.Module, reference: Mapping[str, torch.Tensor]) -> dict[str, str]:
-        for part in ("encoder", "decoder"):
-            if not hasattr(getattr(model, part), "reference_key_map"):
-                raise MotionhubError(f"the recipe's {part} ({type(getattr(model, part)).__name__}) has no "
-                                     f"counterpart in the reference VQ-VAE; use {part}: {{name: conv1d}}")
-        patcher = PATCHER in reference
-        encoder = model.encoder.reference_key_map(patcher=patcher) if patcher else model.encoder.reference_key_map()
-        keys = {f"encoder.{ours}": f"vqvae.encoder.{ref}" for ours, ref in encoder.items()}
-        keys |= {f"decoder.{ours}": f"vqvae.decoder.{ref}" for ours, ref in model.decoder.reference_key_map().items()}
+        patcher = {"patcher": True} if PATCHER in reference else {}
+        keys = cls.part_keys(model, "reference_key_map", "conv1d",
+                             {"encoder": "vqvae.encoder.", "decoder": "vqvae.decoder."}, **patcher)
         return keys | cls.quantizer_keys(model, "vqvae.quantizer.")
 
     @classmethod
