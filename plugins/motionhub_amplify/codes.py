@@ -14,10 +14,7 @@ from typing import Optional
 
 import torch
 
-from motionhub.data.formats import MotionFormat
-from motionhub.errors import MotionhubError
-from motionhub.model.codebook import code_histogram, histogram_entropy
-from motionhub.model.losses import Loss
+from motionhub.api import Loss, MotionFormat, MotionhubError, code_histogram, histogram_entropy
 
 
 def code_entropy(indices: torch.Tensor) -> torch.Tensor:

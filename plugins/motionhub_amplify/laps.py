@@ -32,9 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from motionhub.errors import MotionhubError
-from motionhub.data.formats import MotionFormat
-from motionhub.model.tokenizer import Decoder, Encoder, mirrored_settings
+from motionhub.api import Decoder, Encoder, MotionFormat, MotionhubError, mirrored_settings
 
 from .tracks import decode_points, radius_velocities, track_layout
 

@@ -21,9 +21,7 @@ from typing import Literal, Optional
 import torch
 import torch.nn.functional as F
 
-from motionhub.errors import MotionhubError
-from motionhub.data.formats import MotionFormat
-from motionhub.model.losses import Loss
+from motionhub.api import Loss, MotionFormat, MotionhubError
 
 from .tracks import STATIC_METRICS, displacement_labels, label_kind, logits_grid, moving_points, velocity_radius
 

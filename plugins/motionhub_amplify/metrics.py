@@ -18,9 +18,7 @@ from typing import Literal, Optional
 
 import torch
 
-from motionhub.errors import MotionhubError
-from motionhub.data.formats import MotionFormat
-from motionhub.model.metrics import Metric
+from motionhub.api import Metric, MotionFormat, MotionhubError
 
 from .codes import batch_code_figures
 from .tracks import STATIC_METRICS, decode_points, displacement_labels, logits_grid, moving_points, velocity_radius

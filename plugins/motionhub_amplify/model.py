@@ -15,9 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from motionhub.errors import MotionhubError
-from motionhub.data.formats import MotionFormat
-from motionhub.model.tokenizer import Decoder, Encoder
+from motionhub.api import Decoder, Encoder, MotionFormat, MotionhubError
 
 from .tracks import decode_points, track_layout, velocities
 

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import torch
 
-from motionhub.errors import MotionhubError
+from motionhub.api import MotionhubError
 
 Size = Sequence[int] | Sequence[float] | torch.Tensor
 

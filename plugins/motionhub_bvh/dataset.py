@@ -22,10 +22,7 @@ from typing import Literal, Optional
 
 import numpy as np
 
-from motionhub.data import layouts
-from motionhub.data.files import BadDataPolicy, ClipError
-from motionhub.data.dataset import SPLITS, Clip, Dataset
-from motionhub.errors import DataError, did_you_mean
+from motionhub.api import BadDataPolicy, Clip, ClipError, DataError, Dataset, SPLITS, did_you_mean, layouts
 from motionhub.motion.skeletons import Skeleton, joint_indices
 
 from .bvh import BVHError, BVHHeader, BVHMotion, read_bvh, read_bvh_header

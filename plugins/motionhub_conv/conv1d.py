@@ -21,8 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from motionhub.data.formats import MotionFormat
-from motionhub.model.tokenizer import Decoder, Encoder, mirrored_settings
+from motionhub.api import Decoder, Encoder, MotionFormat, mirrored_settings
 
 Activation = Literal["relu", "silu", "gelu"]
 Norm = Literal["LN", "GN", "BN"]

@@ -18,9 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from motionhub.data import layouts
-from motionhub.data.files import FolderDataset, find_stats, read_stats, split_files
-from motionhub.errors import DataError
+from motionhub.api import DataError, FolderDataset, find_stats, layouts, read_stats, split_files
 
 
 class HumanML3D(FolderDataset):

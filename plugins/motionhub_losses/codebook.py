@@ -15,9 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from motionhub.errors import MotionhubError
-from motionhub.data.formats import MotionFormat
-from motionhub.model.losses import Loss
+from motionhub.api import Loss, MotionFormat, MotionhubError
 
 _EPS = 1e-12
 

@@ -7,8 +7,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from motionhub.data.formats import MotionFormat
-from motionhub.model.losses import Loss
+from motionhub.api import Loss, MotionFormat
 
 Kind = Literal["l1", "l2", "smooth_l1"]
 _ELEMENTWISE = {

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from motionhub.data.formats import MotionFormat
-from motionhub.model.metrics import Metric
+from motionhub.api import Metric, MotionFormat
 
 
 class MPJPE(Metric):

@@ -13,9 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from motionhub.data import layouts
-from motionhub.data.files import FolderDataset, find_stats, read_stats, split_files
-from motionhub.errors import DataError
+from motionhub.api import DataError, FolderDataset, find_stats, layouts, read_stats, split_files
 
 LAYOUT_HELP = ("A MotionMillion folder holds motion_data/vector_272/<name>.npy ((T, 272) features), "
                "texts/<name>.txt, split/<version>/<subset>/{train,val,test}.txt and "

@@ -45,10 +45,8 @@ from typing import Annotated, Literal
 
 import numpy as np
 
-from motionhub.errors import MotionhubError, did_you_mean
-from motionhub.plugins.types import Bounds
-from motionhub.use.export import Exporter, ExportResult, ExportSource, SourceClip
-from motionhub.data.formats import MotionFormat
+from motionhub.api import Bounds, Exporter, ExportResult, ExportSource, MotionFormat, MotionhubError, SourceClip
+from motionhub.motion import skeletons
 from motionhub.motion.rotations import quat_between, quat_to_matrix
 
 from .database import (
@@ -249,13 +247,10 @@ def default_foot_heights(skeleton_name: str, per_side: int) -> tuple[float, ...]
 
 def joint_indices(names: Sequence[str], wanted: Sequence[str], option: str) -> list[int]:
     """Indices of ``wanted`` joint names; an unknown name is an error listing the joints."""
-    indices = []
-    for name in wanted:
-        if name not in names:
-            raise MotionhubError(f"{option}: no joint named '{name}'{did_you_mean(name, names) or '.'} "
-                                 f"Joints: {', '.join(names)}")
-        indices.append(list(names).index(name))
-    return indices
+    try:
+        return skeletons.joint_indices(names, wanted, option)
+    except ValueError as exc:
+        raise MotionhubError(str(exc)) from None
 
 
 def resolve_rotations(choice: RotationsFrom, source: ExportSource) -> str:

@@ -25,9 +25,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from motionhub.model.codebook import code_histogram
-from motionhub.model.quantizer import Quantizer, QuantizerOutput
-from motionhub.plugins.types import Bounds
+from motionhub.api import Bounds, Quantizer, QuantizerOutput, code_histogram
 
 
 def _distributed() -> bool:

@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 import vector_quantize_pytorch as vqp
 
-from motionhub.model.quantizer import Quantizer, QuantizerOutput
+from motionhub.api import Quantizer, QuantizerOutput
 
 # the levels MotionMillion picks for a requested codebook size (the product is the real size)
 LEVELS_FOR_SIZE: dict[int, list[int]] = {

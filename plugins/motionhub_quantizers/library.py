@@ -12,8 +12,7 @@ from typing import Annotated, Optional
 import torch
 import vector_quantize_pytorch as vqp
 
-from motionhub.model.quantizer import Quantizer, QuantizerOutput
-from motionhub.plugins.types import Bounds
+from motionhub.api import Bounds, Quantizer, QuantizerOutput
 
 
 class _Codebooks(Quantizer):

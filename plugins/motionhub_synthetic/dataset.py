@@ -7,9 +7,7 @@ from typing import Literal
 
 import numpy as np
 
-from motionhub.data import layouts
-from motionhub.data.dataset import SPLITS, Clip, Dataset
-from motionhub.motion import humanml3d, representation272
+from motionhub.api import Clip, Dataset, SPLITS, humanml3d, layouts, representation272
 from motionhub.motion.skeletons import KIT_SKELETON, T2M_SKELETON
 
 from .motion import rest_offsets, synthesize

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from motionhub.data.dataset import SPLITS, Clip
+from motionhub.api import Clip, SPLITS
 
 from .dataset import SyntheticMotion
 

@@ -10,10 +10,7 @@ from typing import Optional
 
 import numpy as np
 
-from motionhub.data import layouts
-from motionhub.data.dataset import SPLITS, Clip, Dataset
-from motionhub.errors import DataError
-from motionhub.data.formats import MotionFormat
+from motionhub.api import Clip, DataError, Dataset, MotionFormat, SPLITS, layouts
 
 from .files import find_track_files, fingerprint, split_by_fraction, split_by_lists
 from .layout import EXPECTED, TrackFile, file_views, inspect_file, read_tracks

@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from motionhub.errors import DataError, did_you_mean
+from motionhub.api import DataError, did_you_mean
 
 SUFFIXES = (".h5", ".hdf5")
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from motionhub.errors import DataError, did_you_mean
+from motionhub.api import DataError, did_you_mean
 
 EXPECTED = "expected root/<view>/tracks of shape (T, horizon, tracks, 2) in (x, y) pixels"
 

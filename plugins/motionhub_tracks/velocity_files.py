@@ -23,12 +23,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from motionhub.data import layouts
+from motionhub.api import BadDataPolicy, Clip, ClipError, DataError, Dataset, MotionFormat, OnBad, SPLITS, layouts
 from motionhub.data.layouts import cotracker_grid
-from motionhub.data.files import BadDataPolicy, ClipError, OnBad
-from motionhub.data.dataset import SPLITS, Clip, Dataset
-from motionhub.errors import DataError
-from motionhub.data.formats import MotionFormat
 
 from .files import fingerprint, split_by_fraction
 from .points import TrackLabels
