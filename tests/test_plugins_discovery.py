@@ -339,3 +339,105 @@ def test_a_real_installed_plugin_is_found_and_help_and_plugins_import_no_torch(t
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert rows["zero"]["distribution"] == "motionhub-zero" and rows["zero"]["registered"] == {"losses": ["zero"]}
     assert rows["motionhub_conv"]["builtin"] is True and rows["motionhub_conv"]["registered"]["encoders"] == ["conv1d"]
+
+
+OUTSIDE = '''
+    """An outside plugin written from CONTRIBUTING alone: a command, an importer and an exporter."""
+    import json
+    from pathlib import Path
+
+    import motionhub
+    from motionhub.api import Command, Exporter, ExportResult, StateDictImporter
+
+
+    class ClipLengths(Exporter):
+        """Clip ids and frame counts of a split, as JSON.
+
+        minimum: leave out clips shorter than this many frames
+        """
+
+        output = "clip lengths"
+
+        def __init__(self, minimum: int = 0):
+            self.minimum = minimum
+
+        def export(self, source, out_path):
+            lengths = {clip.id: len(clip.features) for clip in source if len(clip.features) >= self.minimum}
+            Path(out_path).write_text(json.dumps(lengths))
+            return ExportResult(files=[Path(out_path)], clips=len(lengths))
+
+
+    class PrefixedWeights(StateDictImporter):
+        """A bare torch state dict whose keys carry a prefix.
+
+        prefix: the prefix to strip
+        """
+
+        source = "prefixed"
+
+        def __init__(self, recipe: Path, prefix: str = "net.", no_data: bool = False,
+                     stats_mean: Path | None = None, stats_std: Path | None = None, overrides=()):
+            super().__init__(recipe, no_data, stats_mean, stats_std, overrides)
+            self.prefix = prefix
+
+        def key_map(self, model, reference):
+            return {key: self.prefix + key for key in model.state_dict()}
+
+
+    class Shout(Command):
+        """Say something loudly."""
+
+        help = "print the words in capitals"
+
+        def add_arguments(self, parser):
+            parser.add_argument("words", nargs="+")
+
+        def run(self, args):
+            print(" ".join(args.words).upper())
+            return 0
+
+
+    @motionhub.hookimpl
+    def register_exporters(register):
+        register("clip_lengths", ClipLengths)
+
+
+    @motionhub.hookimpl
+    def register_importers(register):
+        register("prefixed", PrefixedWeights)
+
+
+    @motionhub.hookimpl
+    def register_commands(register):
+        register("shout", "motionhub_outside:Shout")
+'''
+
+
+def test_an_outside_plugin_adds_a_command_an_importer_and_an_exporter(discover, tmp_path, capsys):
+    import torch
+    import yaml
+
+    from motionhub.cli import main
+    from motionhub.model.build import build_dataset, build_tokenizer
+
+    discover(FakeDistribution("motionhub-outside", {"outside": "motionhub_outside"}),
+             modules={"motionhub_outside": OUTSIDE})
+    assert main(["shout", "hello", "tokens"]) == 0
+    assert capsys.readouterr().out == "HELLO TOKENS\n"
+
+    recipe_path = tmp_path / "recipe.yaml"
+    recipe_path.write_text(yaml.safe_dump({**TINY_RECIPE, "run": {**TINY_RECIPE["run"], "out": str(tmp_path / "r")}}))
+    for minimum in (0, 50):
+        assert main(["export", "clip_lengths", str(recipe_path), "--out", str(tmp_path / f"{minimum}.json"),
+                     "--split", "train", "--minimum", str(minimum)]) == 0
+    every, long = (json.loads((tmp_path / f"{m}.json").read_text()) for m in (0, 50))
+    assert len(every) == 10 and 0 < len(long) < 10  # the option reached the exporter
+    assert long == {clip: frames for clip, frames in every.items() if frames >= 50}
+
+    recipe = recipe_from_tree(yaml.safe_load(recipe_path.read_text()), str(recipe_path))
+    model = build_tokenizer(recipe, build_dataset(recipe).format)
+    torch.save({f"w.{key}": value for key, value in model.state_dict().items()}, tmp_path / "weights.pt")
+    assert main(["import", "prefixed", str(tmp_path / "weights.pt"), "--recipe", str(recipe_path),
+                 "--out", str(tmp_path / "imported"), "--prefix", "w."]) == 0
+    saved = torch.load(tmp_path / "imported" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(saved[key], value) for key, value in model.state_dict().items())
