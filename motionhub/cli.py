@@ -7,16 +7,14 @@ The commands themselves are plugins' (``register_commands``); the core's own are
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 
 from rich.console import Console
 from rich.logging import RichHandler
 
-from motionhub import __version__
+from motionhub.commands.listing import print_versions
 from motionhub.errors import MotionhubError, PluginError
-from motionhub.plugins.registry import plural
 
 console = Console(stderr=True)
 
@@ -38,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return _version() if args.version else args.func(args) or 0
+        return print_versions() if args.version else args.func(args) or 0
     except MotionhubError as exc:
         if args.debug:
             console.print_exception()
@@ -101,42 +99,6 @@ def _command_parser(component, parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = ParagraphFormatter
     command.add_arguments(parser)
     parser.set_defaults(func=command.run)
-
-
-def _version() -> int:
-    from motionhub.plugins.manager import DISABLE_ENV, plugin_statuses
-
-    print(f"motionhub {__version__}")
-    for row in plugin_statuses():
-        state = ""
-        if row.failure is not None:
-            stage = row.failure.stage
-            state = {"import": ": FAILED TO LOAD", "entry point": ": NOT LOADED"}.get(stage, f": FAILED IN {stage}")
-            state += f" - {row.failure.error}"
-        elif row.status == "disabled":
-            state = f": disabled by {DISABLE_ENV}"
-        print(f"  {row.info.name} ({row.info.origin}){state}")
-    return 0
-
-
-def _plugins(args) -> int:
-    from motionhub.plugins.manager import plugin_statuses
-
-    rows = []
-    for row in plugin_statuses():
-        info = row.info
-        entry = {"name": info.name, "version": info.version, "distribution": info.distribution,
-                 "builtin": info.builtin, "status": row.status, "hooks": list(row.hooks),
-                 "registered": {plural(k): v for k, v in row.registered.items()}}
-        if row.failure is not None:
-            entry.update(error=row.failure.error, failed_in=row.failure.stage)
-        if row.conflicts:
-            entry["conflicts"] = list(row.conflicts)
-        if row.warnings:
-            entry["warnings"] = list(row.warnings)
-        rows.append(entry)
-    print(json.dumps(rows, indent=2))
-    return 0
 
 
 if __name__ == "__main__":

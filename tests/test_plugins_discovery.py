@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from helpers import REPO, TINY_RECIPE
 
-from motionhub.cli import _plugins, _version
+from motionhub.commands.listing import print_plugins, print_versions
 from motionhub.errors import RecipeError
 from motionhub.plugins import manager
 from motionhub.plugins.manager import get_registry, pm, versions
@@ -82,12 +82,12 @@ def discover(tmp_path, monkeypatch, caplog):
 
 
 def plugins_json(capsys) -> dict[str, dict]:
-    assert _plugins(None) == 0
+    assert print_plugins() == 0
     return {(row["name"], row["distribution"]): row for row in json.loads(capsys.readouterr().out)}
 
 
 def version_text(capsys) -> str:
-    assert _version() == 0
+    assert print_versions() == 0
     return capsys.readouterr().out
 
 

@@ -12,9 +12,7 @@ class Plugins(Command):
     help = "list loaded plugins as JSON"
 
     def run(self, args) -> int:
-        from motionhub.cli import _plugins
-
-        return _plugins(args)
+        return print_plugins()
 
 
 class List(Command):
@@ -51,3 +49,44 @@ class List(Command):
             table.add_row(component.name, component.provider, component.description)
         Console().print(table)
         return 0
+
+
+def print_versions() -> int:
+    """``motionhub --version``: motionhub's version, then each plugin's, and the state of any that is not loaded."""
+    from motionhub import __version__
+    from motionhub.plugins.manager import DISABLE_ENV, plugin_statuses
+
+    print(f"motionhub {__version__}")
+    for row in plugin_statuses():
+        state = ""
+        if row.failure is not None:
+            stage = row.failure.stage
+            state = {"import": ": FAILED TO LOAD", "entry point": ": NOT LOADED"}.get(stage, f": FAILED IN {stage}")
+            state += f" - {row.failure.error}"
+        elif row.status == "disabled":
+            state = f": disabled by {DISABLE_ENV}"
+        print(f"  {row.info.name} ({row.info.origin}){state}")
+    return 0
+
+
+def print_plugins() -> int:
+    """``motionhub plugins``: every plugin as JSON (version, distribution, status, hooks, names, problems)."""
+    import json
+
+    from motionhub.plugins.manager import plugin_statuses
+
+    rows = []
+    for row in plugin_statuses():
+        info = row.info
+        entry = {"name": info.name, "version": info.version, "distribution": info.distribution,
+                 "builtin": info.builtin, "status": row.status, "hooks": list(row.hooks),
+                 "registered": {plural(k): v for k, v in row.registered.items()}}
+        if row.failure is not None:
+            entry.update(error=row.failure.error, failed_in=row.failure.stage)
+        if row.conflicts:
+            entry["conflicts"] = list(row.conflicts)
+        if row.warnings:
+            entry["warnings"] = list(row.warnings)
+        rows.append(entry)
+    print(json.dumps(rows, indent=2))
+    return 0
