@@ -139,7 +139,7 @@ def check_component(kind: str, name: str, cls: type, provider: str) -> None:
             f"argument{'s' if len(clashes) > 1 else ''} {', '.join(repr(c) for c in clashes)}, which "
             f"{section} of a recipe uses itself ({', '.join(reserved)}), so a recipe could never set "
             f"{'them' if len(clashes) > 1 else 'it'}; rename {'them' if len(clashes) > 1 else 'it'} "
-            f"(e.g. '{clashes[0]}_frames' or '{name}_{clashes[0]}')"
+            f"(e.g. '{name}_{clashes[0]}')"
         )
 
 
