@@ -7,6 +7,7 @@ The commands themselves are plugins' (``register_commands``); the core's own are
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 
@@ -42,9 +43,29 @@ def main(argv: list[str] | None = None) -> int:
             console.print_exception()
         print(f"Error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        if exc.errno not in DISK_ERRORS:
+            raise  # not something the user's machine did: show the traceback
+        if args.debug:
+            console.print_exception()
+        print(f"Error: {disk_error_message(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+# A full, over-quota or read-only disk can stop any command that writes; say so in one message.
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def disk_error_message(exc: OSError) -> str:
+    where = f" writing {exc.filename}" if exc.filename else ""
+    what = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exceeded",
+            errno.EROFS: "the file system is read-only"}[exc.errno]
+    return (f"{what}{where}. Files written before it are intact, and a training run keeps its last "
+            f"checkpoint: free some space (or write to another disk, e.g. run.out=... or --out ...) and run the "
+            f"command again; 'motionhub train RUN_DIR' continues a run.")
 
 
 def _parser() -> argparse.ArgumentParser:

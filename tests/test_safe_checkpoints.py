@@ -271,3 +271,36 @@ def test_import_of_a_motionhub_checkpoint_says_so(base, tmp_path, capsys):
                        "--out", str(tmp_path / "imported")]), capsys.readouterr().err,
                  "is a motionhub checkpoint", "needs no import", str(base))
     assert not (tmp_path / "imported").exists()
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EROFS])
+def test_a_full_disk_while_logging_is_one_message_and_the_checkpoints_stay(run, capsys, monkeypatch, code):
+    """Not only checkpoint writes: any file a resumed run writes on a still-full disk."""
+    from motionhub.train.rundir import RunDir
+
+    before = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
+
+    def full(self, row):
+        raise OSError(code, os.strerror(code), str(self.metrics))
+
+    monkeypatch.setattr(RunDir, "log", full)
+    capsys.readouterr()
+    status = main(["train", str(run), MORE])
+    err = capsys.readouterr().err
+    assert_clear(status, err, "metrics.jsonl", "keeps its last checkpoint", "motionhub train RUN_DIR")
+    assert err.count("Error:") == 1
+    after = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
+    assert {name: after[name] for name in before} == before  # nothing earlier was lost
+    assert not list((run / "checkpoints").glob(".*.tmp"))
+
+
+def test_an_unexpected_os_error_still_shows_its_traceback(run, monkeypatch):
+    """Only disk conditions a user can fix are turned into messages; a bug stays visible."""
+    from motionhub.train.rundir import RunDir
+
+    def broken(self, row):
+        raise OSError(errno.EBADF, "bad file descriptor")
+
+    monkeypatch.setattr(RunDir, "log", broken)
+    with pytest.raises(OSError, match="bad file descriptor"):
+        main(["train", str(run), MORE])
