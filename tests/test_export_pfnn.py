@@ -17,13 +17,14 @@ import motionhub_bvh
 import motionhub_pfnn
 from motionhub.data import layouts
 from motionhub.cli import main
+from motionhub.errors import MotionhubError
 from motionhub.motion.humanml3d import recover_root
 from motionhub.motion.rotations import cont6d_to_matrix, quat_to_matrix
 from motionhub.motion.skeletons import T2M_SKELETON
 from motionhub.plugins.manager import get_registry, load_plugins, pm
 from motionhub.plugins.testing import registered_plugin
 from motionhub_pfnn.database import PFNNConfig, layouts as pfnn_layouts, load_database, read_bin, x_layout, y_layout
-from motionhub_pfnn.exporter import swing_rotations
+from motionhub_pfnn.exporter import default_foot_heights, swing_rotations
 
 HUMANML3D = REAL_DATA / "EricGuo5513-HumanML3D" / "HumanML3D"
 
@@ -160,19 +161,68 @@ def test_export_pfnn_is_the_generic_export_command_with_the_pfnn_exporter(pfnn_p
     assert "argument --fps: must be greater than 0, got 0.0" in capsys.readouterr().err
 
 
+OPTION_NAMES = ("foot_heights", "phase_from", "gait_from", "crouch_head")  # how Python spells them
+
+
+@pytest.mark.parametrize("command", [["export-pfnn"], ["export", "pfnn"]])
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--phase-from", "labels"], "has no phase labels"),
-        (["--feet", "left_ankle,left_foot,right_ankel,right_foot"], "did you mean 'right_ankle'"),
-        (["--foot-heights", "5,4,3"], "3 values for 2 foot joints"),
+        (["--phase-from", "labels"], "has no phase labels (labels it has: none); phase from (--phase-from) labels "
+                                     "needs them"),
+        (["--feet", "left_ankle,left_foot,right_ankel,right_foot"],
+         "feet (--feet): no joint named 'right_ankel'; did you mean 'right_ankle'"),
+        (["--feet", "left_ankle,left_foot,right_ankle"], "feet (--feet): give the left foot joints, then as many"),
+        (["--foot-heights", "5,4,3"], "foot heights (--foot-heights): 3 values for 2 foot joints a side"),
+        (["--feet", "left_ankle,right_ankle", "--foot-heights", "5,4"],
+         "foot heights (--foot-heights): 2 values for 1 foot joint a side"),
+        (["--crouch-head", "hed"], "crouch head (--crouch-head): no joint named 'hed'; did you mean 'head'"),
         (["--rotations", "source"], "gives no joint rotations"),
     ],
 )
-def test_user_errors_end_in_one_message(pfnn_plugins, tmp_path, capsys, flags, message):
+def test_user_errors_end_in_one_message_naming_the_option(pfnn_plugins, tmp_path, capsys, command, flags, message):
     recipe = write_recipe(tmp_path / "recipe.yaml", data={**SYNTHETIC, "clips": 3})
-    assert main(["export-pfnn", str(recipe), "--out", str(tmp_path / "database.npz"), *flags]) == 2
-    assert message in capsys.readouterr().err
+    assert main([*command, str(recipe), "--out", str(tmp_path / "database.npz"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not [name for name in OPTION_NAMES if name in err], err
+
+
+@pytest.mark.parametrize("command", [["export-pfnn"], ["export", "pfnn"]])
+def test_one_joint_per_foot_has_no_default_foot_heights(pfnn_plugins, tmp_path, capsys, command):
+    """The t2m skeleton's measured heights are for its ankle and foot: with one joint a side the
+    heights must be given, and the message says so by the option's name."""
+    recipe = write_recipe(tmp_path / "recipe.yaml", data={**SYNTHETIC, "clips": 3})
+    feet = ["--feet", "left_ankle,right_ankle"]
+    assert main([*command, str(recipe), "--out", str(tmp_path / "a" / "database.npz"), *feet]) == 2
+    err = capsys.readouterr().err
+    assert ("no planted foot heights known for 1 foot joint a side of skeleton 't2m' (there are defaults for 2 a "
+            "side only); give foot heights (--foot-heights): 1 value") in err
+    assert "foot_heights" not in err and "2 values" not in err
+    out = tmp_path / "b" / "database.npz"
+    assert main([*command, str(recipe), "--out", str(out), *feet, "--foot-heights", "5.4"]) == 0
+    with np.load(out) as data:  # one contact column a foot
+        assert data["Yun"].shape[1] == pfnn_layouts(22, PFNNConfig(left_feet=(7,), right_feet=(8,),
+                                                                   foot_heights=(5.4,)))[1].size
+
+
+@pytest.mark.parametrize("command", [["export-pfnn"], ["export", "pfnn"]])
+def test_help_states_the_foot_height_default_of_each_foot_joint_count(pfnn_plugins, capsys, command):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    start = help_text.rindex("--foot-heights FOOT_HEIGHTS,...")  # its entry under options, after the usage line
+    stated = help_text[start:help_text.index("--crouch-head CROUCH_HEAD", start)]
+    # What the exporter does: t2m's measured heights and PFNN's heel and toe for two joints a side ...
+    assert default_foot_heights("t2m", 2) == (5.4, 1.0) and default_foot_heights("bvh", 2) == (5.0, 4.0)
+    assert "default for 2 joints a side: 5.4,1.0 on t2m (measured), else PFNN's 5,4" in stated
+    # ... and nothing for one joint a side, on any skeleton.
+    for skeleton in ("t2m", "bvh"):
+        with pytest.raises(MotionhubError, match="--foot-heights"):
+            default_foot_heights(skeleton, 1)
+    assert "none for 1 joint a side" in stated
+    assert "(default:" not in stated  # argparse adds none: the option's default is None
 
 
 # --------------------------------------------------------------------- real HumanML3D clip

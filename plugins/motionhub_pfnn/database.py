@@ -62,9 +62,12 @@ class PFNNConfig:
         root: joint whose xz position is the trajectory (Hips).
         facing_pairs: (left, right) joint pairs; their summed left-minus-right vectors
             give the across direction (LeftArm/RightArm and LeftUpLeg/RightUpLeg).
-        left_feet / right_feet: foot joints (heel, toe) whose contacts Y holds, left first.
+        left_feet / right_feet: foot joints whose contacts Y holds, left first, as many
+            a side (PFNN's: heel, toe; one joint per foot works the same).
         foot_heights: height above the ground of each foot joint when planted, in the
-            order of ``left_feet`` (and again of ``right_feet``).
+            order of ``left_feet`` (and again of ``right_feet``): one value per foot joint
+            of a side. The default is PFNN's heel and toe; the exporter's defaults for other
+            skeletons are in ``motionhub_pfnn.exporter.default_foot_heights``.
         head: joint whose height sets the crouch gait (None keeps the given crouch value).
         crouch_heights: head heights (above y = 0, in PFNN units) mapped to crouch 1 and 0.
         masked_joints: joints whose inputs the normalisation switches off.

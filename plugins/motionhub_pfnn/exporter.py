@@ -79,10 +79,18 @@ PFNN_MM_PER_UNIT = 10.0
 PLANTED_FOOT_HEIGHTS: dict[str, tuple[float, ...]] = {"t2m": (5.4, 1.0)}
 """Height (PFNN units) of each foot joint of one side when planted, by skeleton name.
 t2m: median heights of the ankles and feet of HumanML3D clip 012314 (whose floor is
-y = 0) while in PFNN contact, left and right averaged. Other skeletons with two foot
-joints a side get PFNN's heel and toe heights (5, 4)."""
+y = 0) while in PFNN contact, left and right averaged. They apply where the feet have as
+many joints a side as measured (two); other skeletons with two foot joints a side get
+PFNN's heel and toe heights (5, 4). Any other number of foot joints a side (one joint per
+foot, say) has no default: the heights must be given."""
 
 PFNN_FOOT_HEIGHTS = (5.0, 4.0)
+
+
+def option(name: str) -> str:
+    """How messages name the exporter's argument ``name``: its words and its command-line option,
+    ``foot heights (--foot-heights)``, which reads right from the command line and from Python."""
+    return f"{name.replace('_', ' ')} (--{name.replace('_', '-')})"
 
 
 class SkipClip(Exception):
@@ -115,9 +123,9 @@ class PFNNExporter(Exporter):
     frame 0).
 
     fps: frame rate of the rows (PFNN's window and thresholds are in frames of its 60 fps)
-    facing: (left, right) joint pairs giving the across direction (default: the skeleton's hips and shoulders)
-    feet: foot joints whose contacts Y holds, the left ones then as many right ones (default: the skeleton's feet)
-    foot_heights: planted height of each foot joint of a side, PFNN units (about cm; default: t2m's measured, else 5,4)
+    facing: (left, right) joint pairs giving the across direction (default: the skeleton's hips and shoulders, where it names them)
+    feet: foot joints whose contacts Y holds, the left ones then as many right ones (default: the skeleton's feet, where it names them)
+    foot_heights: planted height of each foot joint of a side, PFNN units (about cm); default for 2 joints a side: 5.4,1.0 on t2m (measured), else PFNN's 5,4; none for 1 joint a side (or any other number): give them
     crouch_head: set the crouch gait from this joint's height, as PFNN does for flat-ground clips
     masked: joints whose inputs the normalisation switches off (std 1e10 times larger; PFNN masks 12 of its 31)
     phase_from: phase from foot contacts or from the data set's phase labels
@@ -203,46 +211,55 @@ def pfnn_config(fmt: MotionFormat, fps: float, facing: Sequence[str] | None, fee
     names = skeleton.joint_names
     if feet:
         if len(feet) % 2:
-            raise MotionhubError(f"feet: give the left foot joints, then as many right ones; got {len(feet)} names")
-        indices = joint_indices(names, feet, "feet")
+            raise MotionhubError(f"{option('feet')}: give the left foot joints, then as many right ones; "
+                                 f"got {len(feet)} names")
+        indices = joint_indices(names, feet, option("feet"))
         left_feet, right_feet = tuple(indices[: len(feet) // 2]), tuple(indices[len(feet) // 2 :])
     else:
         left_feet, right_feet = tuple(skeleton.feet_left), tuple(skeleton.feet_right)
     if not left_feet:
-        raise MotionhubError(f"skeleton '{skeleton.name}' names no feet; give them (feet: left joints, then right)")
+        raise MotionhubError(f"skeleton '{skeleton.name}' names no feet; give them with {option('feet')}: the "
+                             f"left foot joints, then as many right ones")
     if facing:
         if len(facing) % 2:
-            raise MotionhubError(f"facing: give (left, right) joint pairs; got {len(facing)} names")
-        indices = joint_indices(names, facing, "facing")
+            raise MotionhubError(f"{option('facing')}: give (left, right) joint pairs; got {len(facing)} names")
+        indices = joint_indices(names, facing, option("facing"))
         pairs = tuple(zip(indices[::2], indices[1::2]))
     elif skeleton.face_joints:
         r_hip, l_hip, r_shoulder, l_shoulder = skeleton.face_joints
         pairs = ((l_hip, r_hip), (l_shoulder, r_shoulder))
     else:
-        raise MotionhubError(f"skeleton '{skeleton.name}' names no facing joints; give (left, right) pairs (facing)")
+        raise MotionhubError(f"skeleton '{skeleton.name}' names no facing joints; give (left, right) joint pairs "
+                             f"with {option('facing')}")
     heights = tuple(foot_heights) if foot_heights else default_foot_heights(skeleton.name, len(left_feet))
     if len(heights) != len(left_feet):
-        raise MotionhubError(f"foot_heights: {len(heights)} values for {len(left_feet)} foot joints a side")
+        raise MotionhubError(f"{option('foot_heights')}: {len(heights)} values for {len(left_feet)} foot "
+                             f"joint{'s' if len(left_feet) != 1 else ''} a side; give one planted height per foot "
+                             f"joint of a side")
     return PFNNConfig(
         root=0,
         facing_pairs=pairs,
         left_feet=left_feet,
         right_feet=right_feet,
         foot_heights=heights,
-        head=joint_indices(names, [crouch_head], "crouch_head")[0] if crouch_head else None,
-        masked_joints=tuple(joint_indices(names, masked, "masked")),
+        head=joint_indices(names, [crouch_head], option("crouch_head"))[0] if crouch_head else None,
+        masked_joints=tuple(joint_indices(names, masked, option("masked"))),
         unit_scale=fmt.mm_per_unit / PFNN_MM_PER_UNIT,
         fps=fps,
     )
 
 
 def default_foot_heights(skeleton_name: str, per_side: int) -> tuple[float, ...]:
-    if skeleton_name in PLANTED_FOOT_HEIGHTS:
-        return PLANTED_FOOT_HEIGHTS[skeleton_name]
+    """Planted heights of ``per_side`` foot joints a side (see ``PLANTED_FOOT_HEIGHTS``)."""
+    measured = PLANTED_FOOT_HEIGHTS.get(skeleton_name, ())
+    if per_side == len(measured):
+        return measured
     if per_side == len(PFNN_FOOT_HEIGHTS):
         return PFNN_FOOT_HEIGHTS
-    raise MotionhubError(f"no planted foot heights known for {per_side} foot joints a side of skeleton "
-                         f"'{skeleton_name}'; give foot_heights (PFNN units, about cm)")
+    joints = f"{per_side} foot joint{'s' if per_side != 1 else ''} a side"
+    raise MotionhubError(f"no planted foot heights known for {joints} of skeleton '{skeleton_name}' (there are "
+                         f"defaults for {len(PFNN_FOOT_HEIGHTS)} a side only); give {option('foot_heights')}: "
+                         f"{per_side} value{'s' if per_side != 1 else ''}, PFNN units (about cm)")
 
 
 def joint_indices(names: Sequence[str], wanted: Sequence[str], option: str) -> list[int]:
@@ -259,10 +276,10 @@ def resolve_rotations(choice: RotationsFrom, source: ExportSource) -> str:
     if choice == "auto":
         return "source" if source.has_rotations else "swing" if has_rest else "none"
     if choice == "source" and not source.has_rotations:
-        raise MotionhubError(f"rotations: {source.dataset.describe()} gives no joint rotations; "
+        raise MotionhubError(f"{option('rotations')}: {source.dataset.describe()} gives no joint rotations; "
                              f"use swing (from positions) or none")
     if choice == "swing" and not has_rest:
-        raise MotionhubError(f"rotations: skeleton '{source.format.skeleton.name}' has no rest offsets "
+        raise MotionhubError(f"{option('rotations')}: skeleton '{source.format.skeleton.name}' has no rest offsets "
                              f"to derive rotations from; use none")
     return choice
 
@@ -282,7 +299,7 @@ def clip_rows(clip: SourceClip, fmt: MotionFormat, config: PFNNConfig, phase_fro
         fmt.fps,
         config,
         rotations=clip_rotations(clip, fmt, config, rotations_from),
-        phase=required_label(clip, "phase", "phase_from labels") if phase_from == "labels" else None,
+        phase=required_label(clip, "phase", f"{option('phase_from')} labels") if phase_from == "labels" else None,
         gait=gait_labels(clip) if gait_from == "labels" else None,
         phase_contacts=layout_contacts(clip, fmt) if phase_from == "contacts" else None,
     )
@@ -306,17 +323,17 @@ def clip_rotations(clip: SourceClip, fmt: MotionFormat, config: PFNNConfig, rota
     return None
 
 
-def required_label(clip: SourceClip, name: str, option: str) -> np.ndarray:
+def required_label(clip: SourceClip, name: str, needed_by: str) -> np.ndarray:
     if name not in clip.labels:
         have = ", ".join(clip.labels) or "none"
-        raise MotionhubError(f"clip '{clip.id}' has no {name} labels (labels it has: {have}); {option} needs "
+        raise MotionhubError(f"clip '{clip.id}' has no {name} labels (labels it has: {have}); {needed_by} needs "
                              f"them for every clip")
     return clip.labels[name]
 
 
 def gait_labels(clip: SourceClip) -> np.ndarray:
     """(T, 6) gait weights from the clip's ``gait`` labels (PFNN's 8 columns are merged)."""
-    gait = required_label(clip, "gait", "gait_from labels")
+    gait = required_label(clip, "gait", f"{option('gait_from')} labels")
     if gait.shape[-1] == 8:
         return merge_gait_labels(gait)
     if gait.shape[-1] != len(GAIT_NAMES):
