@@ -184,3 +184,29 @@ def test_eval_batches_read_a_store_like_a_bank(tmp_path):
     for a, b in zip(from_store, from_bank, strict=True):
         assert torch.equal(a["motion"], b["motion"]) and torch.equal(a["mask"], b["mask"])
         assert a["ids"] == b["ids"] and torch.equal(a["lengths"], b["lengths"])
+
+
+def test_clips_left_out_are_named_with_their_lengths_the_first_ten_and_a_count():
+    bank = tagged_bank([40, 10, 35, 0, 31])
+    sampler = WindowSampler(bank, FMT, 32, 8, seed=0)
+    assert sampler.dropped_clips == [("c1", 10), ("c3", 0), ("c4", 31)]
+    assert sampler.dropped_summary() == ("3 clips shorter than the 32-frame window left out: "
+                                         "c1 (10 frames), c3 (0 frames), c4 (31 frames)")
+    many = WindowSampler(tagged_bank([40] + [1] * 13), FMT, 32, 8, seed=0)
+    assert many.dropped_summary() == ("13 clips shorter than the 32-frame window left out: "
+                                      + ", ".join(f"c{i} (1 frame)" for i in range(1, 11)) + ", … and 3 more")
+    assert len(many.dropped_clips) == 13
+    assert WindowSampler(tagged_bank([40, 33]), FMT, 32, 8, seed=0).dropped_summary() == \
+        "0 clips shorter than the 32-frame window left out"
+
+
+def test_with_padding_only_empty_clips_are_left_out_and_short_ones_are_counted_as_padded():
+    sampler = WindowSampler(tagged_bank([3, 12, 5, 8, 0]), FMT, 8, 4, seed=0, short="pad")
+    assert sampler.dropped_summary() == ("2 clips shorter than the 8-frame window padded; "
+                                         "1 empty clip left out: c4 (0 frames)")
+
+
+def test_a_packed_store_names_the_clips_left_out_by_their_ids(tmp_path):
+    store = pack_split(tagged_clips([40, 12, 50]), FMT, tmp_path / "train.h5", fingerprint="x")
+    sampler = WindowSampler(store, FMT, 32, 2, seed=0)
+    assert sampler.dropped_summary() == "1 clip shorter than the 32-frame window left out: c1 (12 frames)"

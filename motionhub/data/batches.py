@@ -52,6 +52,10 @@ class TrainingData:
     def dropped(self) -> int:
         return self.sampler.dropped
 
+    def dropped_summary(self) -> str:
+        """The train clips the sampler leaves out, counted and named (``WindowSampler.dropped_summary``)."""
+        return self.sampler.dropped_summary()
+
     def train_batch(self, index: int, device: torch.device) -> dict:
         batch = self.sampler.batch(index)
         return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
@@ -142,8 +146,9 @@ def split_fingerprint(dataset: Dataset, split: str, recipe: Recipe) -> str:
 
 
 def data_record(recipe: Recipe, dataset: Dataset, data: TrainingData) -> dict:
-    """What a run trained and evaluated on, for its report: the data set, and each split's
-    size and fingerprint (``motionhub compare`` compares val figures only when they agree)."""
+    """What a run trained and evaluated on, for its report: the data set, each split's size and
+    fingerprint (``motionhub compare`` compares val figures only when they agree), and every
+    train clip the sampler left out (id and frames) with the sentence that summarises them."""
     splits = {}
     for split, source in (("train", data.train), ("val", data.val)):
         if source is None:
@@ -151,7 +156,9 @@ def data_record(recipe: Recipe, dataset: Dataset, data: TrainingData) -> dict:
         # a packed store knows its fingerprint; clips held in memory get the one a store would have
         fingerprint = getattr(source, "fingerprint", None) or split_fingerprint(dataset, split, recipe)
         splits[split] = {"clips": len(source), "frames": int(source.offsets[-1]), "fingerprint": fingerprint}
-    return {"dataset": recipe.data.name, "description": data.description, "splits": splits}
+    return {"dataset": recipe.data.name, "description": data.description, "splits": splits,
+            "dropped_short_clips": [{"id": clip_id, "frames": frames} for clip_id, frames in data.sampler.dropped_clips],
+            "dropped_summary": data.dropped_summary()}
 
 
 def _data_arguments(recipe: Recipe) -> str:

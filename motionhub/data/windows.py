@@ -80,7 +80,8 @@ class WindowSampler:
     short:     clips shorter than the window are dropped ("drop", as T2M-GPT), or used whole
                from their first frame and zero-padded ("pad"; the mask marks real frames).
                Empty clips are always dropped. ``dropped`` counts them, ``dropped_ids``
-               names them.
+               names them, ``dropped_clips`` gives their ids and lengths and
+               ``dropped_summary()`` says it in a sentence.
     weighting: "uniform" visits the clips in a fresh random order each epoch (a shuffled
                DataLoader with drop_last) with a uniform crop start; ranks of a
                ``world_size``-process run take disjoint shares of each epoch's order.
@@ -129,6 +130,22 @@ class WindowSampler:
     def dropped_ids(self) -> list[str]:
         ids = self.source.ids
         return [ids[i] for i in self._dropped]
+
+    @property
+    def dropped_clips(self) -> list[tuple[str, int]]:
+        """(id, frames) of every clip left out, in source order."""
+        ids, lengths = self.source.ids, self.source.lengths
+        return [(ids[i], int(lengths[i])) for i in self._dropped]
+
+    def dropped_summary(self) -> str:
+        """What was left out, naming the first clips, e.g. ``"3 clips shorter than the 64-frame
+        window left out: 000021 (40 frames), M00123 (12 frames), … and 1 more"``; with
+        ``short: pad`` only empty clips are left out, and the clips padded are counted."""
+        if self.short == "drop":
+            return f"{_clips(self.dropped)} shorter than the {self.window}-frame window left out" + _listed(self)
+        padded = int((self._lengths < self.window).sum())
+        return (f"{_clips(padded)} shorter than the {self.window}-frame window padded; "
+                f"{_clips(self.dropped, 'empty clip')} left out" + _listed(self))
 
     def batch(self, step: int) -> dict[str, torch.Tensor | None]:
         """The normalised windows of ``step`` for this rank (see the class docstring)."""
@@ -236,6 +253,23 @@ class EvalBatches:
         ids = self.source.ids
         return {"motion": motion, "mask": mask, "lengths": torch.from_numpy(lengths.astype(np.int64)),
                 "ids": [ids[i] for i in clips]}
+
+
+_LISTED = 10  # left-out clips named in a summary before "…"
+
+
+def _clips(count: int, what: str = "clip") -> str:
+    return f"{count:,} {what}{'s' * (count != 1)}"
+
+
+def _listed(sampler: WindowSampler) -> str:
+    """``": a (40 frames), b (12 frames), … and 3 more"`` for the clips ``sampler`` left out; "" for none."""
+    if not sampler.dropped:
+        return ""
+    named = [f"{clip_id} ({frames} frame{'s' * (frames != 1)})"
+             for clip_id, frames in sampler.dropped_clips[:_LISTED]]
+    more = sampler.dropped - len(named)
+    return ": " + ", ".join(named) + (f", … and {more:,} more" if more else "")
 
 
 def _check_features(source: ClipSource, fmt: MotionFormat) -> None:

@@ -91,7 +91,7 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
     if data.get("splits"):  # older reports do not say what they trained on
         sections.append(("Data", [("data set", data["description"])] + [
             (split, f"{s['clips']:,} clips, {s['frames']:,} frames (fingerprint {s['fingerprint'][:12]})")
-            for split, s in data["splits"].items()]))
+            for split, s in data["splits"].items()] + _left_out(data)))
     codebook = []
     for split, usage in report.get("codebook", {}).items():
         codebook.append((f"{split}: codes used", f"{usage['used']:,} / {usage['size']:,} ({usage['used'] / usage['size']:.1%})"))
@@ -118,6 +118,15 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
     sections.append(("Time breakdown", [(phase, f"{v['seconds']:.2f} s ({v['fraction']:.1%})")
                                         for phase, v in report["breakdown"].items()]))
     return sections
+
+
+def _left_out(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """The row naming the train clips the sampler left out (older reports and runs that left none
+    out have none); report.json lists every one."""
+    clips = data.get("dropped_short_clips")
+    if not clips:
+        return []
+    return [("left out", f"{data['dropped_summary']} (all {len(clips):,} in report.json)")]
 
 
 def render_markdown(report: dict[str, Any]) -> str:

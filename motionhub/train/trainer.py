@@ -676,7 +676,7 @@ def _print_plan(session: Session, loop: LoopState) -> None:
     counts = parameter_counts(model)
     console.print(f"[bold]motionhub {__version__}[/]  run [bold]{recipe.run.name}[/] -> {session.run.path}")
     console.print(f"data      {data.description}: {data.train_clips:,} train clips, {data.train_frames:,} frames; "
-                  f"{data.dropped:,} shorter than the {window}-frame window dropped")
+                  f"{data.dropped_summary()}")
     console.print(f"model     encoder {counts['encoder']:,} + quantizer {counts['quantizer']:,} + decoder "
                   f"{counts['decoder']:,} = {counts['trainable']:,} trainable parameters")
     console.print(f"tokens    {math.ceil(window / down)} per window (down-sampling x{down}), "
