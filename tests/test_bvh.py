@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers import REAL_DATA
 
-from motionhub_bvh.bvh import BVHError, euler_to_matrix, parse_bvh, read_bvh, read_bvh_header
+from motionhub_bvh.bvh import (BVHError, SkeletonMismatch, euler_to_matrix, match_joints, parse_bvh, read_bvh,
+                               read_bvh_header)
 from motionhub_bvh.dataset import BVHFolder
 
 from motionhub.data.files import ClipError
@@ -280,3 +282,200 @@ def test_bvh_folder_skips_files_of_another_skeleton_when_asked(tmp_path):
     data = BVHFolder(str(root), train=["a", "b"], on_bad="skip")
     assert [clip.id for clip in data.clips("train")] == ["a"]
     assert [(s.clip_id, s.reason) for s in data.policy.skipped] == [("b", "other skeleton")]
+
+
+# ------------------------------------------------------------- the same joints in another order
+
+BRANCHES = """HIERARCHY
+ROOT Hips
+{
+  OFFSET 0 10 0
+  CHANNELS 6 Xposition Yposition Zposition Zrotation Yrotation Xrotation
+  JOINT Spine
+  {
+    OFFSET 0 3 0
+    CHANNELS 3 Zrotation Yrotation Xrotation
+    End Site
+    {
+      OFFSET 0 2 0
+    }
+  }
+  JOINT LeftUpLeg
+  {
+    OFFSET 1 -1 0
+    CHANNELS 3 Zrotation Yrotation Xrotation
+    JOINT LeftLeg
+    {
+      OFFSET 0 -4 0.5
+      CHANNELS 3 Xrotation Yrotation Zrotation
+      End Site
+      {
+        OFFSET 0 -4 1
+      }
+    }
+  }
+  JOINT RightUpLeg
+  {
+    OFFSET -1 -1 0
+    CHANNELS 3 Zrotation Yrotation Xrotation
+    JOINT RightLeg
+    {
+      OFFSET 0 -4 0.5
+      CHANNELS 4 Xposition Xrotation Yrotation Zrotation
+      End Site
+      {
+        OFFSET 0 -4 1
+      }
+    }
+  }
+}
+MOTION
+Frames: 0
+Frame Time: 0.0333333
+"""
+
+
+def frame_values(path: Path) -> np.ndarray:
+    """(T, C) channel values of a BVH file, as written."""
+    lines = path.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("Frame Time:")) + 1
+    return np.array([line.split() for line in lines[start:] if line.strip()], dtype=np.float64)
+
+
+def write_bvh(path: Path, hierarchy, values: np.ndarray, children=lambda kids: kids) -> Path:
+    """Write ``hierarchy``'s joints (a parsed BVH) with the channel ``values`` (T, C) of its own
+    order, visiting each joint's children in the order ``children`` gives them."""
+    names, parents = hierarchy.joint_names, [int(p) for p in hierarchy.parents]
+    starts = np.cumsum([0, *(len(c) for c in hierarchy.channels)])
+    lines, written = ["HIERARCHY"], []
+
+    def block(j: int, depth: int) -> None:
+        pad = "  " * depth
+        lines.extend([f"{pad}{'ROOT' if parents[j] < 0 else 'JOINT'} {names[j]}", f"{pad}{{",
+                      f"{pad}  OFFSET {' '.join(repr(float(v)) for v in hierarchy.offsets[j])}",
+                      f"{pad}  CHANNELS {len(hierarchy.channels[j])} {' '.join(hierarchy.channels[j])}"])
+        written.append(j)
+        for child in children([k for k, p in enumerate(parents) if p == j]):
+            block(child, depth + 1)
+        for parent, offset in zip(hierarchy.end_site_parents, hierarchy.end_site_offsets):
+            if parent == j:
+                lines.extend([f"{pad}  End Site", f"{pad}  {{",
+                              f"{pad}    OFFSET {' '.join(repr(float(v)) for v in offset)}", f"{pad}  }}"])
+        lines.append(f"{pad}}}")
+
+    for root in (j for j, p in enumerate(parents) if p < 0):
+        block(root, 0)
+    columns = np.concatenate([np.arange(starts[j], starts[j + 1]) for j in written])
+    lines += ["MOTION", f"Frames: {len(values)}", f"Frame Time: {hierarchy.frame_time!r}"]
+    lines += [" ".join(repr(float(v)) for v in row) for row in values[:, columns]]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def reversed_children(kids: list[int]) -> list[int]:
+    return kids[::-1]
+
+
+def branches_folder(root: Path, frames: int = 7) -> tuple[Path, np.ndarray]:
+    """a.bvh in BRANCHES' joint order and b.bvh with the same motion, every joint's children reversed."""
+    hierarchy = parse_bvh(BRANCHES)
+    values = np.random.default_rng(0).uniform(-60, 60, (frames, sum(len(c) for c in hierarchy.channels)))
+    root.mkdir(parents=True, exist_ok=True)
+    write_bvh(root / "a.bvh", hierarchy, values)
+    write_bvh(root / "b.bvh", hierarchy, values, reversed_children)
+    return root, values
+
+
+def test_writer_keeps_the_motion_of_a_file(tmp_path):
+    hierarchy = parse_bvh(BRANCHES)
+    values = np.random.default_rng(1).uniform(-60, 60, (3, 22))
+    text = BRANCHES.replace("Frames: 0", "Frames: 3") + "".join(" ".join(map(str, row)) + "\n" for row in values)
+    original = parse_bvh(text)
+    rewritten = read_bvh(write_bvh(tmp_path / "w.bvh", hierarchy, values))
+    np.testing.assert_array_equal(rewritten.global_positions(), original.global_positions())
+
+
+def test_files_listing_the_joints_in_another_order_read_as_the_first_file(tmp_path):
+    root, values = branches_folder(tmp_path / "bvh")
+    a, b = read_bvh(root / "a.bvh"), read_bvh(root / "b.bvh")
+    assert a.joint_names == ("Hips", "Spine", "LeftUpLeg", "LeftLeg", "RightUpLeg", "RightLeg")
+    assert b.joint_names == ("Hips", "RightUpLeg", "RightLeg", "LeftUpLeg", "LeftLeg", "Spine")
+    data = BVHFolder(str(root), train=["a", "b"])
+    clips = {clip.id: clip.motion for clip in data.clips("train")}
+    np.testing.assert_array_equal(clips["b"], clips["a"])
+    np.testing.assert_array_equal(data.rotations("b"), data.rotations("a"))
+    positions, rotations = a.global_transforms()
+    np.testing.assert_array_equal(data.format.to_joints(clips["b"]), positions.astype(np.float32))
+    np.testing.assert_array_equal(data.rotations("b"), rotations)
+    # The reordered clip is b's motion with a's joint list: names, parents, offsets, channels, End Sites.
+    order = match_joints(a, b)
+    moved = b.reordered(order)
+    assert moved.joint_names == a.joint_names and moved.channels == a.channels
+    np.testing.assert_array_equal(moved.parents, a.parents)
+    np.testing.assert_array_equal(moved.offsets, a.offsets)
+    np.testing.assert_array_equal(moved.end_site_parents, a.end_site_parents)
+    np.testing.assert_array_equal(moved.end_site_positions(), a.end_site_positions())
+    # A folder whose first file is the reordered one reads in that order instead.
+    (root / "a.bvh").rename(root / "c.bvh")
+    data = BVHFolder(str(root), train=["b", "c"])
+    assert data.format.skeleton.joint_names == b.joint_names
+    np.testing.assert_array_equal(data.format.to_joints(next(data.clips("train")).motion),
+                                  b.global_positions().astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda text: text.replace("JOINT RightLeg", "JOINT RightShin"),
+         "b.bvh has another skeleton than the folder's first file a.bvh: no joint 'RightLeg'; joint 'RightShin' "
+         "that a.bvh has not; keep one skeleton per folder (its joints may be listed in any order)"),
+        (lambda text: text.replace("JOINT Spine", "JOINT Chest"),
+         "a.bvh: no joint 'Spine'; joint 'Chest' that a.bvh has not"),
+        (lambda text: text.replace("End Site\n    {\n      OFFSET 0.0 2.0 0.0\n    }",
+                                   "JOINT Head\n    {\n      OFFSET 0 2 0\n      CHANNELS 0\n    }", 1),
+         "a.bvh: joint 'Head' that a.bvh has not"),
+    ],
+)
+def test_files_of_other_joints_are_refused_naming_the_joints(tmp_path, edit, message):
+    root, _ = branches_folder(tmp_path / "bvh")
+    (root / "b.bvh").write_text(edit((root / "b.bvh").read_text()))
+    with pytest.raises(ClipError) as info:
+        list(BVHFolder(str(root), train=["a", "b"]).clips("train"))
+    assert message in str(info.value) and info.value.reason == "other skeleton"
+
+
+def test_a_joint_under_another_parent_is_refused_naming_both_parents(tmp_path):
+    hierarchy = parse_bvh(BRANCHES)
+    values = np.zeros((2, 22))
+    root = tmp_path / "bvh"
+    root.mkdir()
+    write_bvh(root / "a.bvh", hierarchy, values)
+    # RightLeg hangs from the hips in b.bvh: the same joint names, another tree.
+    moved = dataclasses.replace(hierarchy, parents=np.array([-1, 0, 0, 2, 0, 0]))
+    write_bvh(root / "b.bvh", moved, values)
+    with pytest.raises(ClipError, match="a.bvh: joint 'RightLeg' under 'Hips' instead of 'RightUpLeg'; keep one"):
+        list(BVHFolder(str(root), train=["a", "b"]).clips("train"))
+    with pytest.raises(SkeletonMismatch, match="joint 'Hips' under 'Spine' instead of no parent"):
+        match_joints(hierarchy, dataclasses.replace(hierarchy, parents=np.array([1, -1, 0, 2, 0, 4])))
+    twice = dataclasses.replace(hierarchy, joint_names=("Hips", "Spine", "Leg", "Leg", "RightUpLeg", "RightLeg"))
+    with pytest.raises(SkeletonMismatch, match="this file names joint 'Leg' more than once"):
+        match_joints(hierarchy, twice)
+
+
+@pytest.mark.slow
+def test_real_pfnn_clip_written_in_another_joint_order_reads_the_same(tmp_path):
+    path = PFNN_ANIMATIONS / "LocomotionFlat04_000.bvh"
+    if not path.exists():
+        pytest.skip(f"real PFNN data not found at {path}; set MOTIONHUB_REAL_DATA to the real_data folder")
+    motion, values = read_bvh(path), frame_values(path)[:240]
+    root = tmp_path / "bvh"
+    root.mkdir()
+    write_bvh(root / "a.bvh", motion, values)
+    write_bvh(root / "b.bvh", motion, values, reversed_children)
+    assert read_bvh(root / "b.bvh").joint_names[:3] == ("Hips", "LowerBack", "Spine")
+    data = BVHFolder(str(root), unit="cmu", train=["a", "b"])
+    assert data.format.skeleton.joint_names == motion.joint_names
+    clips = {clip.id: clip.motion for clip in data.clips("train")}
+    np.testing.assert_array_equal(clips["b"], clips["a"])
+    np.testing.assert_array_equal(data.rotations("b"), data.rotations("a"))
+    np.testing.assert_allclose(data.format.to_joints(clips["a"]), motion.global_positions()[:240], atol=1e-4)

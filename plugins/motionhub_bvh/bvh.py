@@ -13,6 +13,9 @@ Conventions:
   on column vectors (``v' = R @ v``).
 * A position channel replaces the matching ``OFFSET`` component in that frame;
   components without a channel keep the ``OFFSET`` value.
+* Two files may list the same joints (names and parents) in different orders;
+  :func:`match_joints` finds one file's joints in the other's and
+  :meth:`BVHMotion.reordered` puts a clip's joints in that order.
 * Forward kinematics is the core's :func:`motionhub.motion.skeletons.global_transforms`:
   ``G_rot[j] = G_rot[p] @ L_rot[j]`` and ``G_pos[j] = G_pos[p] + G_rot[p] @ L_pos[j]``
   with ``p = parents[j]``.
@@ -20,8 +23,11 @@ Conventions:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,11 +113,91 @@ class BVHMotion(BVHHierarchy):
         """Global joint rotations, (T, J, 3, 3)."""
         return self.global_transforms()[1]
 
+    def reordered(self, order: Sequence[int]) -> BVHMotion:
+        """The same clip with joint ``order[k]`` as joint k (``order`` from :func:`match_joints`):
+        names, parents, offsets, channels and per-frame transforms follow, End Sites keep their
+        joints (listed by their new parent, stably)."""
+        order = np.asarray(order, dtype=np.int64)
+        new_index = np.empty(len(order), dtype=np.int64)
+        new_index[order] = np.arange(len(order))
+        parents = np.array([new_index[p] if p >= 0 else -1 for p in self.parents[order]], dtype=np.int64)
+        end_parents = new_index[self.end_site_parents]
+        end_order = np.argsort(end_parents, kind="stable")
+        return dataclasses.replace(
+            self,
+            joint_names=tuple(self.joint_names[j] for j in order),
+            parents=parents,
+            offsets=self.offsets[order],
+            channels=tuple(self.channels[j] for j in order),
+            local_rotations=self.local_rotations[:, order],
+            local_positions=self.local_positions[:, order],
+            end_site_parents=end_parents[end_order],
+            end_site_offsets=self.end_site_offsets[end_order],
+        )
+
     def end_site_positions(self) -> np.ndarray:
         """Global End Site positions, (T, E, 3)."""
         positions, rotations = self.global_transforms()
         parents = self.end_site_parents
         return positions[:, parents] + np.einsum("teab,eb->tea", rotations[:, parents], self.end_site_offsets)
+
+
+class SkeletonMismatch(ValueError):
+    """Two BVH hierarchies whose joints do not match by name; the message names the joints that differ."""
+
+
+def match_joints(reference: BVHHierarchy, other: BVHHierarchy,
+                 reference_name: str = "the reference") -> np.ndarray:
+    """Index in ``other`` of each joint of ``reference``, matched by name.
+
+    The joints match when both name the same joints and each joint has the same parent (by
+    name, or none for a ROOT), in whatever order the files list them. Otherwise raises
+    :class:`SkeletonMismatch` naming the joints ``other`` lacks, those it has that
+    ``reference`` has not, and the joints whose parent differs; ``reference_name`` names
+    ``reference`` there. Offsets are not compared.
+    """
+    if reference.joint_names == other.joint_names and np.array_equal(reference.parents, other.parents):
+        return np.arange(reference.num_joints)
+    problems = []
+    for which, hierarchy in ((reference_name, reference), ("this file", other)):
+        twice = [name for name, count in Counter(hierarchy.joint_names).items() if count > 1]
+        if twice:
+            problems.append(f"{which} names {_joint_list(twice)} more than once, so its joints cannot be "
+                            f"matched by name")
+    if problems:
+        raise SkeletonMismatch("; ".join(problems))
+    reference_parents, other_parents = _parent_names(reference), _parent_names(other)
+    missing = [name for name in reference.joint_names if name not in other_parents]
+    extra = [name for name in other.joint_names if name not in reference_parents]
+    if missing:
+        problems.append(f"no {_joint_list(missing)}")
+    if extra:
+        problems.append(f"{_joint_list(extra)} that {reference_name} has not")
+    moved = [name for name in reference.joint_names
+             if name in other_parents and other_parents[name] != reference_parents[name]]
+    problems += [f"joint '{name}' under {_parent_text(other_parents[name])} instead of "
+                 f"{_parent_text(reference_parents[name])}" for name in moved[:3]]
+    if len(moved) > 3:
+        problems.append(f"{len(moved) - 3} more joints under another parent")
+    if problems:
+        raise SkeletonMismatch("; ".join(problems))
+    index = {name: j for j, name in enumerate(other.joint_names)}
+    return np.array([index[name] for name in reference.joint_names], dtype=np.int64)
+
+
+def _parent_names(hierarchy: BVHHierarchy) -> dict[str, str | None]:
+    names = hierarchy.joint_names
+    return {name: names[p] if p >= 0 else None for name, p in zip(names, hierarchy.parents)}
+
+
+def _parent_text(parent: str | None) -> str:
+    return f"'{parent}'" if parent is not None else "no parent (a ROOT)"
+
+
+def _joint_list(names: Sequence[str], shown: int = 6) -> str:
+    quoted = ", ".join(f"'{name}'" for name in names[:shown])
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"joint{'s' if len(names) > 1 else ''} {quoted}{more}"
 
 
 def axis_rotation(axis: str, radians: np.ndarray) -> np.ndarray:

@@ -9,7 +9,8 @@
 
 The label files are those of the PFNN release (Holden, Komura and Saito 2017); exporters
 read them through :meth:`BVHFolder.labels`. Every file must have the skeleton (joint
-names and parents) and frame time of the first file of the folder.
+names and parents) and frame time of the first file of the folder; its joints may be listed
+in another order, and are then put in the first file's order (joints match by name).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 from motionhub.api import BadDataPolicy, Clip, ClipError, DataError, Dataset, SPLITS, did_you_mean, layouts
 from motionhub.motion.skeletons import Skeleton, joint_indices
 
-from .bvh import BVHError, BVHHeader, BVHMotion, read_bvh, read_bvh_header
+from .bvh import BVHError, BVHHeader, BVHMotion, SkeletonMismatch, match_joints, read_bvh, read_bvh_header
 
 Unit = Literal["mm", "cm", "m", "inch", "cmu"]
 
@@ -69,7 +70,7 @@ class BVHFolder(Dataset):
         if mm_per_unit is not None and mm_per_unit <= 0:
             raise ValueError(f"mm_per_unit must be positive, got {mm_per_unit}")
         self.split_ids = self._splits({"train": train, "val": val, "test": test}, val_fraction, test_fraction, seed)
-        first = next(iter(self.files.values()))
+        first = self.first_file = next(iter(self.files.values()))
         try:
             self.header = read_bvh_header(first)
         except (BVHError, OSError) as exc:
@@ -171,11 +172,15 @@ class BVHFolder(Dataset):
         except OSError as exc:
             raise ClipError(clip_id, "unreadable file", f"clip '{clip_id}': {path} could not be read ({exc})") from None
         header = self.header
-        if motion.joint_names != header.joint_names or not np.array_equal(motion.parents, header.parents):
+        try:
+            order = match_joints(header, motion, self.first_file.name)
+        except SkeletonMismatch as exc:
             raise ClipError(clip_id, "other skeleton",
-                            f"clip '{clip_id}': {path} has another skeleton ({motion.num_joints} joints) than "
-                            f"the folder's first file ({len(header.joint_names)} joints); keep one skeleton "
-                            f"per folder")
+                            f"clip '{clip_id}': {path} has another skeleton than the folder's first file "
+                            f"{self.first_file.name}: {exc}; keep one skeleton per folder (its joints may be "
+                            f"listed in any order)") from None
+        if not np.array_equal(order, np.arange(len(order))):
+            motion = motion.reordered(order)
         if abs(motion.fps - header.fps) > FPS_TOLERANCE * header.fps:
             raise ClipError(clip_id, "other frame rate",
                             f"clip '{clip_id}': {path} runs at {motion.fps:.3f} fps, the folder's first file "
