@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -259,8 +260,26 @@ def _clip_error(clip_id):
 
 def test_policy_stop_raises_with_hint():
     policy = BadDataPolicy("stop", "humanml3d")
-    with pytest.raises(ClipError, match=r"^humanml3d train: clip '7': missing To leave bad clips out .*on_bad: skip"):
+    with pytest.raises(ClipError, match=r"^humanml3d train: clip '7': missing\. To leave bad clips out .*on_bad: skip"):
         policy.handle("train", _clip_error("7"))
+
+
+@pytest.mark.parametrize("detail, joined", [
+    ("expected 93 channel values, found 94", "found 94. To leave"),  # no full stop: one is added
+    ("is empty; re-create it.", "re-create it. To leave"),  # already a sentence: kept as it is
+    ("does it hold motion?", "motion? To leave"),
+])  # fmt: skip
+def test_policy_stop_hint_is_a_sentence_of_its_own(detail, joined):
+    policy = BadDataPolicy("stop", "bvh")
+    with pytest.raises(ClipError) as info:
+        policy.handle("train", ClipError("walk", "malformed BVH", f"clip 'walk': {detail}"))
+    assert joined in str(info.value)
+    assert not re.search(r"[^.?!] To leave", str(info.value))
+
+
+def test_unknown_split_without_a_close_name_ends_its_sentence():
+    with pytest.raises(ValueError, match=r"^splits: unknown split 'dev'\. Map one of train, val, test"):
+        split_files({"dev": "dev"})
 
 
 def test_policy_skip_summary_lists_ten_then_ellipsis(caplog):

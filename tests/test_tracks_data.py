@@ -235,6 +235,8 @@ def test_files_missing_groups_views_or_datasets(tmp_path):
     text = message(tmp_path, views=["agentveiw"])
     assert f"{tmp_path / 'a.h5'}: no view 'agentveiw' (group root/agentveiw); did you mean 'agentview'?" in text
     assert "Views in the file: agentview; choose them with data.views" in text
+    text = message(tmp_path, views=["wrist"])  # no view close to it: the sentence still ends
+    assert f"{tmp_path / 'a.h5'}: no view 'wrist' (group root/wrist). Views in the file: agentview;" in text
 
     with h5py.File(tmp_path / "a.h5", "w") as file:
         file.create_group("root/default").create_dataset("vis", data=np.zeros((2, 4, 3)))

@@ -47,6 +47,13 @@ class ClipError(DataError):
         self.clip_id, self.reason = clip_id, reason
 
 
+def sentence(text: str) -> str:
+    """``text`` ending as a sentence does (with ".", "!" or "?"), so another can follow it:
+    ``f"{sentence(error)} To leave ..."`` never reads "found 121 To leave ..."."""
+    text = str(text).rstrip()
+    return text if text.endswith((".", "!", "?")) else f"{text}."
+
+
 def layout_name(dim: int) -> str:
     """``"HumanML3D (263)"`` for a known feature size, else ``"263 values"``."""
     return f"{KNOWN_LAYOUTS[dim]} ({dim})" if dim in KNOWN_LAYOUTS else f"{dim} values"
@@ -320,7 +327,7 @@ class BadDataPolicy:
         """Raise ``error`` (stop) or record the clip as skipped (skip)."""
         if self.on_bad == "stop":
             raise ClipError(error.clip_id, error.reason,
-                            f"{self.dataset} {split}: {error} To leave bad clips out instead "
+                            f"{self.dataset} {split}: {sentence(error)} To leave bad clips out instead "
                             f"(they are counted and listed), set data.on_bad: skip.") from None
         self.skipped.append(SkippedClip(split, error.clip_id, error.reason))
 
@@ -368,7 +375,7 @@ def split_files(splits: Mapping[str, str] | None) -> dict[str, str]:
     stems = {split: split for split in SPLITS}
     for split, stem in (splits or {}).items():
         if split not in SPLITS:
-            raise ValueError(f"splits: unknown split '{split}'{did_you_mean(split, SPLITS)} "
+            raise ValueError(f"splits: unknown split '{split}'{did_you_mean(split, SPLITS) or '.'} "
                              f"Map one of {', '.join(SPLITS)} to a split file name, e.g. {{train: train_val}}.")
         if not isinstance(stem, str) or not stem.strip():
             raise ValueError(f"splits.{split}: expected a split file name such as 'train_val', got {stem!r}")

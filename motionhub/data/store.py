@@ -34,6 +34,7 @@ import numpy as np
 
 from motionhub.data.dataset import Clip, Dataset
 from motionhub.errors import DataError
+from motionhub.data.files import sentence
 from motionhub.data.formats import MotionFormat
 from motionhub.data.layouts import average_over_groups
 
@@ -447,7 +448,7 @@ def _open_current(path: Path, fingerprint: str, console) -> Store | None:
         store = Store.open(path)
     except DataError as exc:
         if console is not None:
-            console.print(f"[yellow]{exc}[/] Packing it again.")
+            console.print(f"[yellow]{sentence(exc)}[/] Packing it again.")
         return None
     return store if store.fingerprint == fingerprint else None
 

@@ -100,7 +100,7 @@ def _tracks_shape(path: Path, root: h5py.Group, view: str) -> tuple[int, ...]:
     group = root.get(view)
     if not isinstance(group, h5py.Group):
         available = [name for name, item in root.items() if isinstance(item, h5py.Group)]
-        raise DataError(f"{path}: no view '{view}' (group root/{view}){did_you_mean(view, available)} "
+        raise DataError(f"{path}: no view '{view}' (group root/{view}){did_you_mean(view, available) or '.'} "
                         f"Views in the file: {', '.join(available) or '(none)'}; choose them with data.views")
     tracks = group.get("tracks")
     if not isinstance(tracks, h5py.Dataset):

@@ -159,8 +159,8 @@ class LapsVelocities(Dataset):
                 velocity = self._read(clip_id, path, None)
             except ClipError as exc:
                 if self.policy.on_bad == "stop":
-                    raise DataError(f"{exc} (the first file sets the data set's shape; to leave bad files out "
-                                    f"instead, set data.on_bad: skip)") from None
+                    raise DataError(f"{exc} This is the first file, and the first file sets the data set's "
+                                    f"shape; to leave bad files out instead, set data.on_bad: skip.") from None
                 continue
             steps, points = velocity.shape[:2]
             if math.isqrt(points) ** 2 != points:
