@@ -179,8 +179,14 @@ def test_truncated_store_is_reported_and_repacked(tmp_path):
     message = str(error.value)
     assert str(path) in message and "packed again" in message and f"rm '{path}'" in message
 
-    repacked = open_or_pack(ToyClips(lengths=(400, 300)), "train", tmp_path)
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    repacked = open_or_pack(ToyClips(lengths=(400, 300)), "train", tmp_path, console=Console(file=out, width=1000))
     assert repacked.path == path and len(repacked) == 2
+    assert f"rm '{path}'. Packing it again." in out.getvalue()  # two sentences, not one run together
 
 
 def test_a_file_that_is_not_a_store_is_reported(tmp_path):
