@@ -31,12 +31,17 @@ def evaluate(model, batches: Iterable[dict], fmt: MotionFormat, losses: LossSet,
 
 @torch.no_grad()
 def evaluate_split(model, batches: Iterable[dict], fmt: MotionFormat, losses: LossSet, metrics: dict[str, Metric],
-                   accelerator, step: int) -> tuple[dict[str, float], torch.Tensor]:
+                   accelerator, step: int, per_clip: list[dict] | None = None
+                   ) -> tuple[dict[str, float], torch.Tensor]:
     """Loss terms, metrics and codebook usage of ``model`` over every batch, and the code
     histogram (codebook_size,) behind the usage figures.
 
     Loss terms are averaged over batches weighted by their real frames; metrics get exact
     sums; the code histogram covers every real token. All three are summed across processes.
+
+    ``per_clip``, a list, receives one row per clip of every process (see ``clip_rows``),
+    computed from the same forward passes as the split's figures. Every process must pass
+    one or none.
     """
     # The bare model: a DDP wrapper would synchronise buffers on every forward, which
     # deadlocks when processes evaluate different numbers of batches.
@@ -72,7 +77,11 @@ def evaluate_split(model, batches: Iterable[dict], fmt: MotionFormat, losses: Lo
         indices = outputs["indices"]
         keep = token_mask(batch, indices, model.downsample)
         histogram += code_histogram(indices[keep], codebook_size)
+        if per_clip is not None:
+            per_clip.extend(clip_rows(batch, outputs, fmt, losses, metrics, step, model.downsample, codebook_size))
     model.train(was_training)
+    if per_clip is not None:
+        per_clip[:] = gather_object(per_clip) if accelerator.num_processes > 1 else per_clip
 
     # Every process takes part in both collectives, even one that had no batch; the sums
     # travel as objects because their keys depend on which losses and metrics ran.
@@ -98,6 +107,47 @@ def evaluate_split(model, batches: Iterable[dict], fmt: MotionFormat, losses: Lo
     usage = usage_from_histogram(histogram.cpu())
     result.update({f"codebook_{k}": v for k, v in usage.items()})
     return result, histogram
+
+
+def clip_rows(batch: dict, outputs: dict, fmt: MotionFormat, losses: LossSet, metrics: dict[str, Metric],
+              step: int, downsample: int, codebook_size: int) -> list[dict]:
+    """One row per clip of an evaluated batch: ``id``, ``frames`` (real frames), ``loss`` and
+    each loss term, every metric figure, and ``codebook_used`` (distinct codes of its real tokens).
+
+    Each clip is its slice of the batch and of the model's outputs (entry i of every tensor
+    whose first dimension is the batch's), so its figures come from exactly the numbers the
+    split's figures do: per-frame loss terms and summed metrics are consistent with the
+    split's (the frame-weighted mean of a clip figure such as MPJPE is the split's figure).
+    A value the model gives only per batch, such as the quantizer's scalar ``aux_loss``, is
+    the batch's for each of its clips.
+    """
+    size = batch["motion"].shape[0]
+    rows = []
+    for i in range(size):
+        one, out = _clip_of(batch, i, size), _clip_of(outputs, i, size)
+        total, terms = losses(one, out, fmt, step, training=False)
+        mask = one.get("mask")
+        frames = int(mask.sum()) if mask is not None else one["motion"].shape[1]
+        row = {"id": one["ids"][0] if "ids" in one else str(i), "frames": frames, "loss": float(total)}
+        row.update({name: float(value) for name, value in terms.items()})
+        for metric in metrics.values():
+            row.update(metric.compute({k: float(v) for k, v in metric.update(one, out, fmt).items()}))
+        indices = out["indices"]
+        used = code_histogram(indices[token_mask(one, indices, downsample)], codebook_size)
+        row["codebook_used"] = int((used > 0).sum())
+        rows.append(row)
+    return rows
+
+
+def _clip_of(values: dict, i: int, size: int) -> dict:
+    """Entry ``i`` of every tensor (kept as a batch of one) and list whose first dimension is ``size``."""
+    def pick(value):
+        if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == size:
+            return value[i:i + 1]
+        if isinstance(value, list) and len(value) == size:
+            return value[i:i + 1]
+        return value
+    return {key: pick(value) for key, value in values.items()}
 
 
 @torch.no_grad()
