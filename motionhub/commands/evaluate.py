@@ -21,13 +21,14 @@ class Evaluate(Command):
     Evaluates a checkpoint of RUN_DIR on a split as training evaluates its val split: whole
     clips within the recipe's eval length bounds, cropped to a multiple of the model's
     down-sampling, in the recipe's eval batches, under the precision the run trained in
-    (train.precision), so the final model's figures on val are the ones the run reported.
-    The figures go to RUN_DIR/eval_<split>.json.
+    (train.precision), so the final model (--checkpoint last) gives on val the figures the
+    run reported. The figures go to RUN_DIR/eval_<split>.json.
 
     --per-clip also writes every clip's figures (its loss terms and total, each metric such
     as MPJPE, the codes it uses), worst first, to RUN_DIR/eval_<split>_clips.csv or --out
     (.csv or .jsonl), and prints the worst ones. They come from the same forward passes as
-    the split's figures: the frame-weighted mean of a clip's MPJPE or loss term is the split's.
+    the split's figures: the frame-weighted mean of the clips' MPJPE, or of a loss term that
+    averages over frames, is the split's.
     """
 
     def add_arguments(self, parser) -> None:
