@@ -105,7 +105,47 @@ def test_non_finite_points_hold_the_last_finite_position_and_are_counted(tmp_pat
     np.testing.assert_allclose(motion[:, 2], np.zeros((5, 2)))  # no finite position: image centre
     assert dataset.non_finite_points == {"train": 2 + 1 + 5}
     assert "non-finite points replaced (hold): train 8" in dataset.describe()
-    assert "gtea_tracks train: replaced 8 non-finite points (non_finite: hold) in 1 of 1 files: a (8)" in caplog.text
+    assert (f"gtea_tracks train: replaced 8 points with NaN/Inf coordinates (15 coordinates; non_finite: hold) "
+            f"in 1 of 1 files: a (8). The first is in {tmp_path / 'a.h5'} at root/default/tracks[0, 0, 1]: "
+            f"view default, the window starting at frame 0, its frame 0, track 1 (x = nan, y = nan).") in caplog.text
+
+
+@pytest.mark.parametrize("non_finite", ["hold", "clamp"])
+def test_replaced_points_are_counted_as_points_and_coordinates(tmp_path, non_finite):
+    points = np.full((2, 4, 6, 2), 10.0)  # (T, H, N, 2) (x, y)
+    for window, frame, track in ((0, 1, 0), (1, 2, 1), (1, 3, 2)):
+        points[window, frame, track, 0] = np.nan  # three points with a NaN x only
+    points[1, 1, 3] = np.nan  # two with both coordinates NaN
+    points[1, 2, 4] = [np.inf, -np.inf]
+    write_file(tmp_path / "a.h5", {"default": points})
+    dataset = GTEATracks(str(tmp_path), val_fraction=0.0, non_finite=non_finite)
+    clips = list(dataset.clips("train"))
+    assert all(np.isfinite(c.motion).all() for c in clips)
+    assert dataset.non_finite_points == {"train": 5}
+    [note] = dataset.packing_notes("train")
+    assert note.startswith(f"gtea_tracks train: replaced 5 points with NaN/Inf coordinates (7 coordinates; "
+                           f"non_finite: {non_finite}) in 1 of 1 files: a (5). ")
+    assert "root/default/tracks[0, 1, 0]" in note and "track 0 (x = nan)." in note
+
+
+def test_the_first_non_finite_point_is_located_by_file_view_window_frame_and_track(tmp_path, caplog):
+    clean = np.full((3, 4, 5, 2), 20.0)
+    write_file(tmp_path / "a.h5", {"agentview": clean, "wrist": clean})
+    # b's agentview breaks in window 2, its wrist view in window 1: the first in storage order
+    # (window, frame, view, track) is the wrist's, though agentview is the first view
+    broken = clean.copy()
+    broken[2, 3, 4, 1] = np.inf
+    wrist = clean.copy()
+    wrist[1, 2, 3, 1] = -np.inf
+    write_file(tmp_path / "b.h5", {"agentview": broken, "wrist": wrist})
+    dataset = GTEATracks(str(tmp_path), val_fraction=0.0)
+    list(dataset.clips("train"))
+    [note] = dataset.packing_notes("train")
+    assert note == (f"gtea_tracks train: replaced 2 points with NaN/Inf coordinates (2 coordinates; non_finite: "
+                    f"hold) in 1 of 2 files: b (2). The first is in {tmp_path / 'b.h5'} at "
+                    f"root/wrist/tracks[1, 2, 3]: view wrist, the window starting at frame 1, its frame 2, "
+                    f"track 3 (y = -inf).")
+    assert note in caplog.text
 
 
 def test_non_finite_clamp_follows_the_reference(tmp_path):

@@ -14,7 +14,8 @@ from motionhub.api import Clip, DataError, Dataset, MotionFormat, SPLITS, layout
 
 from .files import find_track_files, fingerprint, split_by_fraction, split_by_lists
 from .layout import EXPECTED, TrackFile, file_views, inspect_file, read_tracks
-from .points import NonFinite, TrackLabels, normalised_row_col, replace_non_finite, resample
+from .points import (NonFinite, NonFiniteFound, TrackLabels, find_non_finite, normalised_row_col,
+                     replace_non_finite, resample)
 
 DEFAULT_VAL_FRACTION = 0.1
 _LISTED = 10  # files named in a non-finite summary before "…"
@@ -54,8 +55,9 @@ class GTEATracks(Dataset):
         non_finite:  ``hold`` replaces a point with a NaN / Inf coordinate by the track's last
                      finite position, ``clamp`` does what the reference does (NaN is pixel 0,
                      infinities the border). Replaced points are counted per split in
-                     ``non_finite_points``, logged per split with the files they came from,
-                     and reported by ``describe()``.
+                     ``non_finite_points``, logged per split with the files they came from
+                     (and the file, view, window, frame and track of the first), and reported
+                     by ``describe()``.
         val_fraction, test_fraction: share of files held out for val / test (default 0.1 /
                      0), chosen by a hash of the seed and the file key.
         seed:        seed of that choice.
@@ -181,33 +183,51 @@ class GTEATracks(Dataset):
 
     def _clips(self, split: str, views: list[str], infos: list[TrackFile]) -> Iterator[Clip]:
         label = "+".join(views)
-        per_file = {}
+        per_file: dict[str, NonFiniteFound] = {}
+        first: tuple[TrackFile, NonFiniteFound] | None = None
         for info in infos:
-            samples, replaced = self.samples(info, views)
-            self.non_finite_points[split] += replaced
-            if replaced:
-                per_file[info.key] = replaced
+            samples, found = self.samples(info, views)
+            self.non_finite_points[split] += found.points
+            if found.points:
+                per_file[info.key] = found
+                first = first or (info, found)
             for start, motion in enumerate(samples):
                 yield Clip(f"{info.key}/{label}/{start}", motion)
         self._notes[split] = []
-        if per_file:
-            listed = ", ".join(f"{key} ({n})" for key, n in list(per_file.items())[:_LISTED])
-            more = ", …" if len(per_file) > _LISTED else ""
-            total = self.non_finite_points[split]
-            note = (f"gtea_tracks {split}: replaced {total} non-finite point{'s' * (total != 1)} "
-                    f"(non_finite: {self.non_finite}) in {len(per_file)} of {len(infos)} files: {listed}{more}")
+        if first is not None:
+            note = self._non_finite_note(split, per_file, len(infos), views, *first)
             self._notes[split] = [note]
             logger.warning(note)
+
+    def _non_finite_note(self, split: str, per_file: dict[str, NonFiniteFound], files: int, views: list[str],
+                         info: TrackFile, found: NonFiniteFound) -> str:
+        """``"gtea_tracks train: replaced 5 points with NaN/Inf coordinates (7 coordinates; non_finite:
+        hold) in 1 of 2 files: a (5). The first is in <path> at root/<view>/tracks[window, frame, track]: ..."``"""
+        points = sum(f.points for f in per_file.values())
+        values = sum(f.values for f in per_file.values())
+        listed = ", ".join(f"{key} ({f.points})" for key, f in list(per_file.items())[:_LISTED])
+        more = ", …" if len(per_file) > _LISTED else ""
+        window, frame, view, track = found.first
+        x, y = found.first_xy
+        bad = ", ".join(f"{axis} = {value}" for axis, value in (("x", x), ("y", y)) if not np.isfinite(value))
+        return (f"gtea_tracks {split}: replaced {points} point{'s' * (points != 1)} with NaN/Inf coordinates "
+                f"({values} coordinate{'s' * (values != 1)}; non_finite: {self.non_finite}) in {len(per_file)} "
+                f"of {files} files: {listed}{more}. The first is in {info.path} at "
+                f"root/{views[view]}/tracks[{window}, {frame}, {track}]: view {views[view]}, the window "
+                f"starting at frame {window}, its frame {frame}, track {track} ({bad}).")
 
     def packing_notes(self, split: str) -> list[str]:
         return list(self._notes.get(split, ()))
 
-    def samples(self, info: TrackFile, views: list[str]) -> tuple[np.ndarray, int]:
-        """One file's samples (T, horizon, V, N, 2) float32 and its number of non-finite points."""
-        points = normalised_row_col(read_tracks(info, views), np.array(info.image_sizes))
-        points, replaced = replace_non_finite(points, self.non_finite)
+    def samples(self, info: TrackFile, views: list[str]) -> tuple[np.ndarray, NonFiniteFound]:
+        """One file's samples (T, horizon, V, N, 2) float32, and its non-finite points (counted and
+        the first located, in the file's own indices)."""
+        tracks = read_tracks(info, views)
+        found = find_non_finite(tracks)
+        points = normalised_row_col(tracks, np.array(info.image_sizes))
+        points, _ = replace_non_finite(points, self.non_finite)
         points = resample(np.clip(points, -1.0, 1.0), self.horizon or info.horizon)
-        return points.astype(np.float32, copy=False), replaced
+        return points.astype(np.float32, copy=False), found
 
     # ---- bookkeeping
     def fingerprint(self) -> str:

@@ -6,6 +6,7 @@ N tracks, and a point's two coordinates.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 import numpy as np
@@ -22,6 +23,35 @@ def normalised_row_col(points_xy: np.ndarray, image_sizes: np.ndarray) -> np.nda
     """
     half = image_sizes.astype(np.float32)[:, None, :] / 2  # (V, 1, 2) against (..., V, N, 2)
     return points_xy[..., ::-1] / half - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class NonFiniteFound:
+    """The NaN / Inf coordinates of (T, H, V, N, 2) (x, y) tracks, as stored in a file.
+
+    points:  points (one track's position at one frame) with at least one non-finite coordinate.
+    values:  non-finite coordinates among them (one or two per point).
+    first:   (window, frame of the window, view, track) index of the first such point in
+             storage order, or None when there is none.
+    first_xy: that point's stored (x, y).
+    """
+
+    points: int = 0
+    values: int = 0
+    first: tuple[int, int, int, int] | None = None
+    first_xy: tuple[float, float] | None = None
+
+
+def find_non_finite(points_xy: np.ndarray) -> NonFiniteFound:
+    """Count the non-finite points and coordinates of (T, H, V, N, 2) tracks and find the first one."""
+    bad = ~np.isfinite(points_xy)
+    per_point = bad.any(axis=-1)  # (T, H, V, N)
+    points = int(np.count_nonzero(per_point))
+    if points == 0:
+        return NonFiniteFound()
+    first = np.unravel_index(int(np.argmax(per_point.reshape(-1))), per_point.shape)
+    x, y = points_xy[first].tolist()
+    return NonFiniteFound(points, int(np.count_nonzero(bad)), tuple(int(i) for i in first), (x, y))
 
 
 def replace_non_finite(points: np.ndarray, mode: NonFinite) -> tuple[np.ndarray, int]:
