@@ -64,7 +64,7 @@ class MotionFormat:
         except KeyError:
             available = ", ".join(self.slices) or "(none)"
             raise MotionhubError(
-                f"format '{self.name}' has no slice '{name}'{did_you_mean(name, self.slices)} "
+                f"format '{self.name}' has no slice '{name}'{did_you_mean(name, self.slices) or '.'} "
                 f"Available slices: {available}."
             ) from None
 
