@@ -1,4 +1,5 @@
-"""``motionhub bench RUN_DIR``: encode latency per window as a streaming user sees it."""
+"""``motionhub bench RUN_DIR``: encode latency per window as a streaming user sees it, and whether
+the model keeps up with the stream."""
 
 from __future__ import annotations
 
@@ -11,17 +12,31 @@ from pathlib import Path
 from motionhub.commands import Command, add_run_arguments, non_negative_int, positive_int
 
 REDRAW_EVERY = 50
+LAG_EXIT = 1  # --fail-on-lag: the exit code when a window is late
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number above 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
+    return value
 
 
 class Bench(Command):
-    """Encode latency per streaming window, as a streaming user sees it."""
+    """Encode latency per streaming window, as a streaming user sees it, against its time budget."""
 
-    help = "encode latency per streaming window: mean / p50 / p95 / max, windows/s, memory"
+    help = "streaming encode latency per window against its time budget: keeps up, or LAGS"
     description = (
-        "Play the clips of a split back to back, slide a window over them and time the encoder + "
-        "quantizer on each window alone (batch size 1, inference mode, the input already normalised on "
-        "the device). Writes windows.jsonl (one row per timed window) and summary.json, and prints the "
-        "summary."
+        "Stream the clips of a split, cut windows from them and time the encoder + quantizer on each "
+        "window alone (batch size 1, inference mode, the input already normalised on the device). Motion "
+        "clips play back to back as one stream; point tracks, whose clips are independent samples, are cut "
+        "within each clip (--stream).\n\n"
+        "A new window arrives every stride frames, so each window has a budget of stride / fps (or "
+        "--budget-ms). A window within its budget is OK, else LAG; the model keeps up when every window "
+        "is OK. Windows per second are windows over the wall time of the timed loop.\n\n"
+        "Writes windows.jsonl (one row per timed window: latency, slack, OK / LAG) and summary.json, "
+        "prints the summary and a one-line verdict. Exits 0 either way, unless --fail-on-lag."
     )
 
     def add_arguments(self, parser) -> None:
@@ -38,6 +53,15 @@ class Bench(Command):
                             help="untimed encodes before timing (default: the recipe's bench.warmup, 10)")
         parser.add_argument("--split", choices=("train", "val", "test"),
                             help="clips to stream (default: the recipe's bench.split, val)")
+        parser.add_argument("--stream", choices=("joined", "per_clip"),
+                            help="joined: clips back to back, windows across the joins; per_clip: windows "
+                                 "within each clip (default: the recipe's bench.stream, else per_clip for "
+                                 "point tracks and joined otherwise)")
+        parser.add_argument("--budget-ms", type=positive_float, metavar="MS",
+                            help="milliseconds each window may take (default: the recipe's bench.budget_ms, "
+                                 "else stride / fps)")
+        parser.add_argument("--fail-on-lag", action="store_true",
+                            help=f"exit with {LAG_EXIT} when a window is late (default: 0 with the verdict)")
         parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when there is a GPU, else cpu")
         parser.add_argument("--threads", type=positive_int, metavar="N",
                             help="torch CPU threads (default: torch's choice)")
@@ -50,7 +74,9 @@ class Bench(Command):
         import torch
         from rich.console import Console
 
-        from motionhub.use.bench import check_window, latency_summary, stream_windows, time_windows, write_results
+        from motionhub.use.bench import (budget_summary, check_window, default_stream, latency_summary, slack_ms,
+                                         stream_windows, stride_budget_ms, time_windows, window_status,
+                                         write_results)
         from motionhub.train.report import parameter_counts, peak_memory
         from motionhub.use.trained_run import load_run
         from motionhub.use.encoding import resolve_device
@@ -69,30 +95,38 @@ class Bench(Command):
         stride = settings.stride or window
         check_window(window, model.downsample, "--window" if args.window else
                      "bench.window" if settings.window else "data.window")
+        stream = settings.stream or default_stream(fmt)
+        budget_ms = settings.budget_ms or stride_budget_ms(stride, fmt.fps)
+        budget_source = ("--budget-ms" if args.budget_ms else "bench.budget_ms" if settings.budget_ms else
+                         f"stride {stride} frames at {fmt.fps:g} fps")
         windows = stream_windows(loaded.dataset.clips(settings.split), window=window, stride=stride,
-                                 limit=settings.windows)
+                                 limit=settings.windows, per_clip=stream == "per_clip")
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
 
         with _window_progress(console, len(windows)) as progress:
-            latencies = time_windows(model, fmt, windows, warmup=settings.warmup, device=device,
-                                     precision=settings.precision, progress=progress)
-        rows = [{**row, "latency_ms": float(ms)} for row, ms in zip(windows.rows(), latencies)]
+            timings = time_windows(model, fmt, windows, warmup=settings.warmup, device=device,
+                                   precision=settings.precision, progress=progress)
+        latencies = timings.latencies_ms
+        rows = [{**row, "latency_ms": float(ms), "slack_ms": float(slack), "status": window_status(slack)}
+                for row, ms, slack in zip(windows.rows(), latencies, slack_ms(latencies, budget_ms))]
         memory = {k: v for k, v in peak_memory().items() if device.type == "cuda" or not k.startswith("gpu_")}
         summary = {
             "run_dir": str(loaded.run.path.resolve()), "checkpoint": args.checkpoint, "step": loaded.step,
             "split": settings.split, "device": _device_name(device), "threads": torch.get_num_threads(),
             "precision": settings.precision,
             "torch": torch.__version__, "window": window, "stride": stride, "warmup": settings.warmup,
-            "windows": len(windows), "stream_frames": int(windows.stream.offsets[-1]), "fps": float(fmt.fps),
-            **latency_summary(latencies, stride=stride, fps=fmt.fps),
+            "stream": stream, "windows": len(windows), "stream_frames": int(windows.stream.offsets[-1]),
+            **({"short_clips": windows.short_clips} if windows.per_clip else {}), "fps": float(fmt.fps),
+            **latency_summary(timings, stride=stride, fps=fmt.fps),
+            **budget_summary(latencies, budget_ms=budget_ms, source=budget_source),
             "memory": memory, "parameters": parameter_counts(model),
         }
         out = args.out or loaded.run.path / "bench"
         write_results(out, rows, summary)
         _print_summary(summary)
         print(out)
-        return 0
+        return LAG_EXIT if args.fail_on_lag and not summary["keeps_up"] else 0
 
 
 def _device_name(device) -> str:
@@ -117,19 +151,32 @@ def _window_progress(console, total: int) -> Iterator[Callable[[int], None]]:
 
 def _print_summary(summary: dict) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
+
+    from motionhub.use.bench import format_ms, format_share
 
     latency, params = summary["latency_ms"], summary["parameters"]
     table = Table(title=f"encode latency · {summary['run_dir']} · step {summary['step']}", show_header=False)
     table.add_column("", style="bold")
     table.add_column("")
+    stream = "clips back to back" if summary["stream"] == "joined" else "within each clip"
+    if summary.get("short_clips"):
+        stream += f", {summary['short_clips']:,} clips shorter than a window left out"
+    on_time = summary["windows"] - summary["late_windows"]
     rows = [
         ("device", f"{summary['device']}, {summary['threads']} threads, {summary['precision']}"),
         ("windows", f"{summary['windows']:,} timed ({summary['warmup']} warm-up) of {summary['window']} frames, "
-                    f"stride {summary['stride']}, batch size 1"),
+                    f"stride {summary['stride']}, batch size 1, {stream}"),
         ("latency mean / p50", f"{latency['mean']:.3f} / {latency['p50']:.3f} ms"),
         ("latency p95 / max", f"{latency['p95']:.3f} / {latency['max']:.3f} ms"),
-        ("windows / s", f"{summary['windows_per_s']:,.1f}"),
+        ("budget", f"{format_ms(summary['budget_ms'])} ms per window ({summary['budget_source']})"),
+        ("on time", f"{format_share(summary['on_time_share'])} ({on_time:,} of {summary['windows']:,} windows)"),
+        ("worst slack", f"{format_ms(summary['worst_slack_ms'])} ms"),
+        ("longest late run", f"{summary['longest_late_run']:,} windows"),
+        ("wall time", f"{summary['wall_s']:.3f} s"),
+        ("windows / s", f"{summary['windows_per_s']:,.1f} (windows / wall time; "
+                        f"{summary['encode_windows_per_s']:,.1f} from the mean latency)"),
         ("frames / s", f"{summary['frames_per_s']:,.0f} ({summary['real_time_factor']:,.1f}x real time "
                        f"at {summary['fps']:g} fps)"),
         *[(key.removesuffix("_mib").replace("_", " "), f"{value:,.0f} MiB")
@@ -138,5 +185,8 @@ def _print_summary(summary: dict) -> None:
                        f"({params['total']:,} in the model)"),
     ]
     for label, value in rows:
-        table.add_row(label, value)
-    Console().print(table)
+        table.add_row(label, escape(value))
+    console = Console()
+    console.print(table)
+    console.print(escape(summary["verdict"]), style="bold green" if summary["keeps_up"] else "bold red",
+                  soft_wrap=True)

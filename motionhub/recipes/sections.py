@@ -68,8 +68,13 @@ class BenchConfig:
     stride: Annotated[int | None, Bounds(low=1)] = None
     windows: Annotated[int, Bounds(low=1)] = 1000  # windows timed, at most
     warmup: Annotated[int, Bounds(low=0)] = 10  # untimed encodes first
-    split: Literal["train", "val", "test"] = "val"  # clips played back to back as the stream
+    split: Literal["train", "val", "test"] = "val"  # the clips streamed
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16 / fp16: autocast, as mixed-precision inference
+    # milliseconds each window may take; null = stride / fps, the time until the next window arrives
+    budget_ms: Annotated[float | None, Bounds(low=0, low_open=True)] = None
+    # joined: clips back to back, windows across the joins; per_clip: windows within each clip;
+    # null = per_clip for point tracks (independent samples), joined otherwise
+    stream: Literal["joined", "per_clip"] | None = None
 
 
 @dataclasses.dataclass
