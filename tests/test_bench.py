@@ -182,7 +182,7 @@ def test_a_budget_no_window_meets_lags_everywhere_and_fails_only_when_asked(run_
     assert [r["status"] for r in rows] == ["LAG"] * 5
     assert (summary["on_time_share"], summary["late_windows"], summary["longest_late_run"]) == (0.0, 5, 5)
     assert summary["keeps_up"] is False and summary["worst_slack_ms"] < 0
-    assert summary["verdict"].startswith("LAGS: 100.0 % late (5 of 5 windows over the 1e-06 ms budget (--budget-ms))")
+    assert summary["verdict"].startswith("LAGS: 100.0 % late, 5 of 5 windows over the 1e-06 ms budget (--budget-ms); ")
     printed = capsys.readouterr().out
     assert summary["verdict"] in printed and "0.0 % (0 of 5 windows)" in printed
 
@@ -221,12 +221,12 @@ def test_on_time_share_worst_slack_and_the_longest_late_run():
                              source="stride 1 frames at 20 fps")
     assert (summary["late_windows"], summary["on_time_share"]) == (6, pytest.approx(0.4))
     assert (summary["worst_slack_ms"], summary["longest_late_run"], summary["keeps_up"]) == (-4.0, 3, False)
-    assert summary["verdict"] == ("LAGS: 60.0 % late (6 of 10 windows over the 3.0 ms budget (stride 1 frames at "
-                                  "20 fps)); worst slack -4.0 ms, 3 late in a row at most")
+    assert summary["verdict"] == ("LAGS: 60.0 % late, 6 of 10 windows over the 3.0 ms budget (stride 1 frames at "
+                                  "20 fps); worst slack -4.0 ms, 3 late in a row at most")
     exact = budget_summary(np.array([3.0, 3.0]), budget_ms=3.0, source="--budget-ms")
     assert exact["keeps_up"] and exact["worst_slack_ms"] == 0.0  # a window that takes its whole budget is on time
     rare = budget_summary(np.r_[np.ones(9999), 9.0], budget_ms=3.0, source="--budget-ms")
-    assert rare["verdict"].startswith("LAGS: <0.1 % late (1 of 10,000 windows")  # never rounded to 0.0 %
+    assert rare["verdict"].startswith("LAGS: <0.1 % late, 1 of 10,000 windows")  # never rounded to 0.0 %
 
 
 def test_per_clip_windows_never_span_two_clips_and_read_only_the_clips_they_need():

@@ -238,7 +238,7 @@ def verdict(summary: dict[str, Any], windows: int) -> str:
     if summary["keeps_up"]:
         return f"keeps up: {format_share(summary['on_time_share'])} of {windows:,} windows within {budget}"
     late = summary["late_windows"]
-    return (f"LAGS: {format_share(late / windows)} late ({late:,} of {windows:,} windows over {budget}); "
+    return (f"LAGS: {format_share(late / windows)} late, {late:,} of {windows:,} windows over {budget}; "
             f"worst slack {format_ms(summary['worst_slack_ms'])} ms, "
             f"{summary['longest_late_run']:,} late in a row at most")
 
