@@ -11,6 +11,9 @@ import yaml
 from motionhub.plugins.registry import Component
 from motionhub.plugins.types import Bounds
 
+DEFAULT_ITERS = 1000  # train.iters of a recipe that gives neither train.iters nor train.epochs
+
+
 @dataclasses.dataclass
 class RunConfig:
     name: str = "run"  # names the run directory
@@ -22,7 +25,14 @@ class RunConfig:
 @dataclasses.dataclass
 class TrainConfig:
     batch_size: Annotated[int, Bounds(low=1)] = 32  # per process
-    iters: Annotated[int, Bounds(low=1)] = 1000  # optimizer steps after warm-up
+    # The run's length: ``iters`` optimizer steps after warm-up, or ``epochs`` passes over the train
+    # windows (warm-up included; steps = ceil(epochs x sampler batches per epoch / grad_accum)).
+    # Give one of them; a recipe giving neither trains DEFAULT_ITERS steps after warm-up.
+    iters: Annotated[int | None, Bounds(low=1, hint="optimizer steps after warm-up; or set train.epochs "
+                                                    "instead")] = None
+    epochs: Annotated[float | None, Bounds(low=0, low_open=True, hint="passes over the train windows, "
+                                                                      "e.g. 100 or 2.5; or set train.iters "
+                                                                      "instead")] = None
     lr: Annotated[float, Bounds(low=0, low_open=True)] = 2e-4
     betas: Annotated[list[float], Bounds(low=0, high=1, high_open=True, length=2, hint="AdamW's [beta1, beta2], "
                                          "e.g. [0.9, 0.99]")] = dataclasses.field(default_factory=lambda: [0.9, 0.99])
@@ -46,6 +56,12 @@ class TrainConfig:
     checkpoint_every: Annotated[int, Bounds(low=0, hint="0 checkpoints only at the end")] = 0
     trackers: list[Literal["tensorboard", "wandb"]] = dataclasses.field(default_factory=list)
     threads: Annotated[int | None, Bounds(low=1)] = None  # torch CPU threads; fixed for bit-exact resumes on CPU
+    # steps between profiled steps (forward and backward seconds of each loss and model part); 0 = never
+    profile_every: Annotated[int, Bounds(low=0, hint="0 turns profiling off")] = 100
+
+    def __post_init__(self):
+        if self.iters is None and self.epochs is None:
+            self.iters = DEFAULT_ITERS
 
 
 @dataclasses.dataclass
@@ -57,6 +73,10 @@ class EvalConfig:
     metrics: list[str | dict[str, Any]] | None = None
     best: str = "loss"  # val figure that selects checkpoints/best.pt (its metric says whether higher is better)
     train_codebook: bool = True  # codebook usage over the whole train split at the end
+    # train clips evaluated at the end like val (losses, metrics, codes), evenly spaced over the split
+    # within the length bounds; null = every train clip, 0 = none
+    train_clips: Annotated[int | None, Bounds(low=0, hint="0 leaves the train figures out; null evaluates "
+                                                          "every train clip")] = 256
 
 
 @dataclasses.dataclass
@@ -104,7 +124,11 @@ class DataSpec(ComponentSpec):
 class LossSpec(ComponentSpec):
     weight: Annotated[float, Bounds(low=0)] = 1.0
     every: Annotated[int, Bounds(low=1)] = 1  # compute every N steps (expensive losses)
-    schedule: list[list[float]] | None = None  # [[step, weight], ...], linear in between
+    every_scale: bool = True  # with every: N, multiply the weight by N on the steps it runs (same mean contribution)
+    schedule: list[list[float]] | None = None  # [[step, weight], ...]: the weight over training
+    schedule_mode: Literal["linear", "step"] = "linear"  # linear in between points, or held until the next point
+    # compute on every k-th frame of the input and of the outputs at its frame rate (training only)
+    downsample: Annotated[int, Bounds(low=1, hint="1 keeps every frame")] = 1
 
 
 @dataclasses.dataclass

@@ -3,7 +3,7 @@
 A recipe has fixed sections. ``run`` and ``train`` are plain settings; ``data``,
 ``encoder``, ``quantizer`` and ``decoder`` are components (``name:`` plus the registered
 class's keyword arguments); ``losses`` is a list of loss components, each with optional
-``weight``, ``every`` and ``schedule``. Values may reference other values with
+``weight``, ``every``, ``every_scale``, ``schedule``, ``schedule_mode`` and ``downsample``. Values may reference other values with
 ``${section.key}``, and ``key=value`` overrides use the same dotted paths.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import inspect
+import math
 from pathlib import Path
 from typing import Any
 
@@ -136,17 +137,34 @@ def value_problem(value: Any, annotation: Any, bounds: Bounds | None) -> str | N
 def _between_settings(train: TrainConfig | None, ev: EvalConfig | None) -> list[tuple[str, str]]:
     """Problems between settings that are each valid alone."""
     problems = []
-    if train is not None and train.schedule == "multistep":
-        late = [m for m in train.milestones if m >= train.iters]
-        if late:
-            problems.append(("train.milestones", f"{late[0]} is not within the run: milestones count steps after "
-                                                 f"warm-up, and the run is train.iters={train.iters} steps long. Use "
-                                                 f"milestones below {train.iters}, raise train.iters, or drop them "
-                                                 f"with train.milestones=[]"))
+    if train is not None and train.iters is not None and train.epochs is not None:
+        problems.append(("train.epochs", f"{train.epochs:g} is given with train.iters={train.iters}: the run's "
+                                         f"length is one or the other. Keep train.epochs (passes over the train "
+                                         f"windows) or train.iters (steps after warm-up); to switch with an "
+                                         f"override, null the other, e.g. train.iters=null train.epochs=10"))
+    elif train is not None and train.epochs is not None and not math.isfinite(train.epochs):
+        problems.append(("train.epochs", f"must be a finite number of passes over the train windows, got "
+                                         f"{train.epochs}"))
+    elif train is not None and train.iters is not None and (problem := milestones_problem(
+            train, train.iters, f"train.iters={train.iters} steps long", "raise train.iters")):
+        problems.append(("train.milestones", problem))
     if ev is not None and ev.min_length is not None and ev.max_length is not None and ev.min_length > ev.max_length:
         problems.append(("eval.min_length", f"{ev.min_length} is above eval.max_length={ev.max_length}, so every val "
                                             f"clip would be skipped. Lower eval.min_length or raise eval.max_length"))
     return problems
+
+
+def milestones_problem(train: TrainConfig, iters: int, length: str, longer: str) -> str | None:
+    """What is wrong with ``train.milestones`` in a run of ``iters`` steps after warm-up, or None.
+
+    ``length`` completes "the run is ..." and ``longer`` says how to lengthen the run. A run given
+    in ``train.epochs`` is checked when the data say how many steps that is.
+    """
+    late = [m for m in train.milestones if m >= iters] if train.schedule == "multistep" else []
+    if not late:
+        return None
+    return (f"{late[0]} is not within the run: milestones count steps after warm-up, and the run is {length}. "
+            f"Use milestones below {iters}, {longer}, or drop them with train.milestones=[]")
 
 
 def _component(node: Any, kind: str, path: str, registry: Registry, problems: list,
@@ -226,8 +244,34 @@ def _losses(node: Any, registry: Registry, problems: list) -> list[LossSpec]:
         extras = {k: item[k] for k in LOSS_KEYS if isinstance(item, dict) and k in item}
         hints, bounds = annotations_of(LossSpec), bounds_of(LossSpec)
         for key in list(extras):
-            if (problem := value_problem(extras[key], hints.get(key), bounds.get(key))) is not None:
+            problem = value_problem(extras[key], hints.get(key), bounds.get(key))
+            if problem is None and key == "schedule":
+                problem = schedule_problem(extras[key])
+            if problem is not None:
                 problems.append((f"{path}.{key}", problem))
                 del extras[key]
         specs.append(LossSpec(spec.path, spec.component, spec.kwargs, **extras))
     return specs
+
+
+def schedule_problem(schedule: list[list[float]] | None) -> str | None:
+    """What is wrong with a loss's ``schedule`` (already a list of lists of numbers), or None."""
+    example = "e.g. [[0, 0.0], [1000, 1.0]]"
+    if schedule is None:
+        return None
+    if not schedule:
+        return f"holds no point: give [[step, weight], ...], {example}, or null for the constant weight"
+    for i, point in enumerate(schedule):
+        if len(point) != 2:
+            return f"each point must be [step, weight], got {point!r} at index {i}; {example}"
+        step, weight = point
+        if step < 0 or step != int(step):
+            return f"steps must be whole numbers from 0, got {step!r} at index {i}; {example}"
+        if weight < 0 or weight != weight:
+            return f"weights must be at least 0, got {weight!r} at step {step:g}; {example}"
+    steps = [point[0] for point in schedule]
+    for i in range(1, len(steps)):
+        if steps[i] <= steps[i - 1]:
+            return (f"steps must increase from point to point, got {steps[i]:g} after {steps[i - 1]:g} "
+                    f"(index {i}); {example}")
+    return None
