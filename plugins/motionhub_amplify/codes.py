@@ -10,11 +10,11 @@ indices has no gradient, so that term shifts the reported total and never the up
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Annotated, Optional
 
 import torch
 
-from motionhub.api import Loss, MotionFormat, MotionhubError, code_histogram, histogram_entropy
+from motionhub.api import Bounds, Loss, MotionFormat, MotionhubError, code_histogram, histogram_entropy
 
 
 def code_entropy(indices: torch.Tensor) -> torch.Tensor:
@@ -58,7 +58,7 @@ class CodeHistogramEntropy(Loss):
     codes, use ``codebook_entropy``.
     """
 
-    def __init__(self, codebook_size: Optional[int] = None):
+    def __init__(self, codebook_size: Annotated[Optional[int], Bounds(low=1)] = None):
         """codebook_size: K (>= 1), the entropy is divided by ln K (at least ln 2); default: the quantizer's size."""
         if codebook_size is not None and codebook_size < 1:
             raise ValueError(f"codebook_size must be at least 1; got {codebook_size}")

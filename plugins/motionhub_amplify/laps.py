@@ -26,17 +26,20 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from motionhub.api import Decoder, Encoder, MotionFormat, MotionhubError, mirrored_settings
+from motionhub.api import Bounds, Decoder, Encoder, MotionFormat, MotionhubError, mirrored_settings
 
 from .tracks import decode_points, radius_velocities, track_layout
 
 Queries = Literal["points", "steps_points"]
+HORIZON = Bounds(low=2, hint="frames per window; horizon - 1 velocity steps")
+GRID = Bounds(low=1, length=2, hint="[rows, cols] of displacement classes")
+DROPOUT = Bounds(low=0, high=1, high_open=True)
 
 # Scores held at once by the blocked CPU attention: 2^23 floats (32 MiB) per block of query rows.
 BLOCK_SCORES = 1 << 23
@@ -254,15 +257,15 @@ class LapsEncoder(Encoder):
     def __init__(
         self,
         format: MotionFormat,
-        hidden_dim: int = 768,
-        num_heads: int = 8,
-        num_layers: int = 2,
-        dropout: float = 0.1,
-        codes: int = 16,
-        horizon: int = 16,
-        radius: float = 7.0,
+        hidden_dim: Annotated[int, Bounds(low=1)] = 768,
+        num_heads: Annotated[int, Bounds(low=1)] = 8,
+        num_layers: Annotated[int, Bounds(low=0)] = 2,
+        dropout: Annotated[float, DROPOUT] = 0.1,
+        codes: Annotated[int, Bounds(low=1, hint="at most horizon")] = 16,
+        horizon: Annotated[int, HORIZON] = 16,
+        radius: Annotated[float, Bounds(low=0, low_open=True, hint="pixels per unit of velocity")] = 7.0,
         causal: bool = True,
-        image_size: Optional[list[int]] = None,
+        image_size: Annotated[Optional[list[int]], Bounds(low=1, length=2, hint="[height, width] in pixels")] = None,
     ):
         """Windows of exactly ``horizon`` frames -> ``codes`` tokens of width ``hidden_dim``.
 
@@ -343,13 +346,13 @@ class LapsDecoder(Decoder):
     def __init__(
         self,
         format: MotionFormat,
-        dim: int = 768,
+        dim: Annotated[int, Bounds(low=1)] = 768,
         encoder: Optional[Encoder] = None,
-        num_heads: Optional[int] = None,
-        num_layers: Optional[int] = None,
-        dropout: Optional[float] = None,
-        horizon: Optional[int] = None,
-        grid: list[int] = [15, 15],
+        num_heads: Annotated[Optional[int], Bounds(low=1)] = None,
+        num_layers: Annotated[Optional[int], Bounds(low=0)] = None,
+        dropout: Annotated[Optional[float], DROPOUT] = None,
+        horizon: Annotated[Optional[int], HORIZON] = None,
+        grid: Annotated[list[int], GRID] = [15, 15],
         queries: Queries = "points",
     ):
         """Logits over a ``grid`` (rows, cols) window of integer-pixel displacements per track step.

@@ -16,16 +16,18 @@ share of counted elements the mask kept in the last call, ``{"mask_ratio": ...}`
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import torch
 import torch.nn.functional as F
 
-from motionhub.api import Loss, MotionFormat, MotionhubError
+from motionhub.api import Bounds, Loss, MotionFormat, MotionhubError
 
 from .tracks import STATIC_METRICS, displacement_labels, label_kind, logits_grid, moving_points, velocity_radius
 
 StaticMetric = Literal["p95", "mean", "max"]
+IMAGE_SIZE = Bounds(low=1, length=2, hint="[height, width] in pixels")
+GRID = Bounds(low=1, length=2, hint="[rows, cols] of displacement classes")
 
 
 class RelativeCE(Loss):
@@ -41,12 +43,12 @@ class RelativeCE(Loss):
 
     def __init__(
         self,
-        view_weights: Optional[list[float]] = None,
-        image_size: Optional[list[int]] = None,
-        grid: Optional[list[int]] = None,
-        static_threshold: Optional[float] = None,
+        view_weights: Annotated[Optional[list[float]], Bounds(low=0)] = None,
+        image_size: Annotated[Optional[list[int]], IMAGE_SIZE] = None,
+        grid: Annotated[Optional[list[int]], GRID] = None,
+        static_threshold: Annotated[Optional[float], Bounds(low=0)] = None,
         static_metric: StaticMetric = "p95",
-        static_min_keep: int = 16,
+        static_min_keep: Annotated[int, Bounds(low=0)] = 16,
     ):
         """``view_weights``: one per view, None = 1 each (the reference's LIBERO views use
         [0.9, 0.1]); ``image_size``: [height, width] pixels the labels count in, None = the
@@ -152,15 +154,15 @@ class FocalLoss(RelativeCE):
 
     def __init__(
         self,
-        gamma: float = 2.0,
-        alpha: float = 1.0,
-        center_weight: float = 0.5,
-        view_weights: Optional[list[float]] = None,
-        image_size: Optional[list[int]] = None,
-        grid: Optional[list[int]] = None,
-        static_threshold: Optional[float] = None,
+        gamma: Annotated[float, Bounds(low=0)] = 2.0,
+        alpha: Annotated[float, Bounds(low=0)] = 1.0,
+        center_weight: Annotated[float, Bounds(low=0)] = 0.5,
+        view_weights: Annotated[Optional[list[float]], Bounds(low=0)] = None,
+        image_size: Annotated[Optional[list[int]], IMAGE_SIZE] = None,
+        grid: Annotated[Optional[list[int]], GRID] = None,
+        static_threshold: Annotated[Optional[float], Bounds(low=0)] = None,
         static_metric: StaticMetric = "p95",
-        static_min_keep: int = 16,
+        static_min_keep: Annotated[int, Bounds(low=0)] = 16,
     ):
         """``center_weight`` multiplies alpha where the target is the "no motion" class;
         gamma = 0, alpha = 1, center_weight = 1 is ``relative_ce``. The other arguments are

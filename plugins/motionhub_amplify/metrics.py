@@ -14,16 +14,18 @@ AMPLIFY averages these per batch; here they are exact over the split.
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import torch
 
-from motionhub.api import Metric, MotionFormat, MotionhubError
+from motionhub.api import Bounds, Metric, MotionFormat, MotionhubError
 
 from .codes import batch_code_figures
 from .tracks import STATIC_METRICS, decode_points, displacement_labels, logits_grid, moving_points, velocity_radius
 
 PIXEL_TOLERANCES = range(1, 11)  # delta-AUC thresholds, pixels
+IMAGE_SIZE = Bounds(low=1, length=2, hint="[height, width] in pixels")
+GRID = Bounds(low=1, length=2, hint="[rows, cols] of displacement classes")
 
 
 class TrackMetrics(Metric):
@@ -38,7 +40,8 @@ class TrackMetrics(Metric):
 
     higher_is_better = frozenset({"pixel_accuracy", "delta_auc", "nonzero_f1", "nonzero_accuracy"})
 
-    def __init__(self, image_size: Optional[list[int]] = None, grid: list[int] = [15, 15]):
+    def __init__(self, image_size: Annotated[Optional[list[int]], IMAGE_SIZE] = None,
+                 grid: Annotated[list[int], GRID] = [15, 15]):
         self.image_size, self.grid = image_size, tuple(grid)
 
     @classmethod
@@ -118,12 +121,12 @@ class TrackClassMetrics(Metric):
 
     def __init__(
         self,
-        image_size: Optional[list[int]] = None,
-        grid: Optional[list[int]] = None,
-        static_threshold: float = 0.10,
+        image_size: Annotated[Optional[list[int]], IMAGE_SIZE] = None,
+        grid: Annotated[Optional[list[int]], GRID] = None,
+        static_threshold: Annotated[float, Bounds(low=0)] = 0.10,
         static_metric: Literal["p95", "mean", "max"] = "p95",
-        static_min_keep: int = 16,
-        codebook_size: Optional[int] = None,
+        static_min_keep: Annotated[int, Bounds(low=0)] = 16,
+        codebook_size: Annotated[Optional[int], Bounds(low=1)] = None,
     ):
         """``image_size``: [height, width] pixels, None = the batch's or the format's; ``grid``:
         (rows, cols) of the logits, None = the square they imply; ``static_*``: the mask of

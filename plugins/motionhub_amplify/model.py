@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from motionhub.api import Decoder, Encoder, MotionFormat, MotionhubError
+from motionhub.api import Bounds, Decoder, Encoder, MotionFormat, MotionhubError
 
 from .tracks import decode_points, track_layout, velocities
+
+HORIZON = Bounds(low=2, hint="frames per window; horizon - 1 velocity steps")
+GRID = Bounds(low=1, length=2, hint="[rows, cols] of displacement classes")
+DROPOUT = Bounds(low=0, high=1, high_open=True)
 
 
 def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -147,12 +152,12 @@ class AmplifyEncoder(Encoder):
     def __init__(
         self,
         format: MotionFormat,
-        hidden_dim: int = 768,
-        num_heads: int = 8,
-        num_layers: int = 2,
-        horizon: int = 16,
+        hidden_dim: Annotated[int, Bounds(low=1)] = 768,
+        num_heads: Annotated[int, Bounds(low=1)] = 8,
+        num_layers: Annotated[int, Bounds(low=1)] = 2,
+        horizon: Annotated[int, HORIZON] = 16,
         causal: bool = True,
-        dropout: float = 0.1,
+        dropout: Annotated[float, DROPOUT] = 0.1,
     ):
         """``horizon`` frames per window give ``horizon - 1`` velocity tokens."""
         super().__init__()
@@ -192,13 +197,13 @@ class AmplifyDecoder(Decoder):
     def __init__(
         self,
         format: MotionFormat,
-        dim: int = 768,
-        num_heads: int = 8,
-        num_layers: int = 1,
-        mlp_hidden_dim: int = 256,
-        grid: list[int] = [15, 15],
-        horizon: int = 16,
-        dropout: float = 0.1,
+        dim: Annotated[int, Bounds(low=1)] = 768,
+        num_heads: Annotated[int, Bounds(low=1)] = 8,
+        num_layers: Annotated[int, Bounds(low=1)] = 1,
+        mlp_hidden_dim: Annotated[int, Bounds(low=1)] = 256,
+        grid: Annotated[list[int], GRID] = [15, 15],
+        horizon: Annotated[int, HORIZON] = 16,
+        dropout: Annotated[float, DROPOUT] = 0.1,
     ):
         """Logits over a ``grid`` (rows, cols) window of integer-pixel displacements per track step."""
         super().__init__()

@@ -15,13 +15,13 @@ A ``ResStack`` is ``depth`` pre-activation residual blocks with dilations
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from motionhub.api import Decoder, Encoder, MotionFormat, mirrored_settings
+from motionhub.api import Bounds, Decoder, Encoder, MotionFormat, mirrored_settings
 
 Activation = Literal["relu", "silu", "gelu"]
 Norm = Literal["LN", "GN", "BN"]
@@ -142,12 +142,12 @@ class Conv1dEncoder(Encoder):
     def __init__(
         self,
         format: MotionFormat,
-        width: int = 512,
-        depth: int = 3,
-        down_t: int = 2,
-        stride_t: int = 2,
-        dilation_growth: int = 3,
-        output_emb_width: int = 512,
+        width: Annotated[int, Bounds(low=1)] = 512,
+        depth: Annotated[int, Bounds(low=0)] = 3,
+        down_t: Annotated[int, Bounds(low=0)] = 2,
+        stride_t: Annotated[int, Bounds(low=2, hint="even strides only")] = 2,
+        dilation_growth: Annotated[int, Bounds(low=1)] = 3,
+        output_emb_width: Annotated[int, Bounds(low=1)] = 512,
         activation: Activation = "relu",
         norm: Optional[Norm] = None,
         reverse_dilation: bool = True,
@@ -225,13 +225,13 @@ class Conv1dDecoder(Decoder):
     def __init__(
         self,
         format: MotionFormat,
-        dim: Optional[int] = None,
+        dim: Annotated[Optional[int], Bounds(low=1)] = None,
         encoder: Optional[Encoder] = None,
-        width: Optional[int] = None,
-        depth: Optional[int] = None,
-        down_t: Optional[int] = None,
-        stride_t: Optional[int] = None,
-        dilation_growth: Optional[int] = None,
+        width: Annotated[Optional[int], Bounds(low=1)] = None,
+        depth: Annotated[Optional[int], Bounds(low=0)] = None,
+        down_t: Annotated[Optional[int], Bounds(low=0)] = None,
+        stride_t: Annotated[Optional[int], Bounds(low=2, hint="even strides only")] = None,
+        dilation_growth: Annotated[Optional[int], Bounds(low=1)] = None,
         activation: Optional[Activation] = None,
         norm: Optional[Norm] = None,
         reverse_dilation: Optional[bool] = None,

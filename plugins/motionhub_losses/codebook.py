@@ -12,10 +12,11 @@ the second makes the batch as a whole spread over many codes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import torch
 
-from motionhub.api import Loss, MotionFormat, MotionhubError
+from motionhub.api import Bounds, Loss, MotionFormat, MotionhubError
 
 _EPS = 1e-12
 
@@ -72,7 +73,8 @@ class CodebookEntropyLoss(Loss):
     are not supported (LFQ has this regulariser built in, ``entropy_loss_weight``).
     """
 
-    def __init__(self, temperature: float = 0.5, diversity_weight: float = 1.0):
+    def __init__(self, temperature: Annotated[float, Bounds(low=0, low_open=True)] = 0.5,
+                 diversity_weight: Annotated[float, Bounds(low=0)] = 1.0):
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature, self.diversity_weight = temperature, diversity_weight

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Annotated, Optional
 
 import torch
 import vector_quantize_pytorch as vqp
 
-from motionhub.api import Quantizer, QuantizerOutput
+from motionhub.api import Bounds, Quantizer, QuantizerOutput
 
 # the levels MotionMillion picks for a requested codebook size (the product is the real size)
 LEVELS_FOR_SIZE: dict[int, list[int]] = {
@@ -50,7 +50,10 @@ class FSQ(Quantizer):
     """
 
     def __init__(
-        self, dim: Optional[int] = None, levels: Optional[list[int]] = None, codebook_size: Optional[int] = None
+        self,
+        dim: Annotated[Optional[int], Bounds(low=1)] = None,
+        levels: Annotated[Optional[list[int]], Bounds(low=3)] = None,
+        codebook_size: Optional[int] = None,
     ):
         super().__init__()
         self._levels = tuple(fsq_levels(levels, codebook_size))

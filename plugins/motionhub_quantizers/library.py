@@ -36,6 +36,10 @@ class _Codebooks(Quantizer):
         return self.codebooks.get_output_from_indices(indices)
 
 
+DECAY = Bounds(low=0, high=1)
+WEIGHT = Bounds(low=0)
+
+
 def _check_codebook_size(codebook_size: int) -> None:
     if codebook_size < 2:
         raise ValueError(f"codebook_size must be at least 2, got {codebook_size}: one code carries no information "
@@ -59,14 +63,14 @@ class VQ(_Codebooks):
 
     def __init__(
         self,
-        dim: int = 512,
+        dim: Annotated[int, Bounds(low=1)] = 512,
         codebook_size: Annotated[int, Bounds(low=2)] = 512,
-        decay: float = 0.8,
-        commitment_weight: float = 1.0,
+        decay: Annotated[float, DECAY] = 0.8,
+        commitment_weight: Annotated[float, WEIGHT] = 1.0,
         kmeans_init: bool = False,
-        threshold_ema_dead_code: float = 0.0,
+        threshold_ema_dead_code: Annotated[float, Bounds(low=0)] = 0.0,
         use_cosine_sim: bool = False,
-        codebook_dim: Optional[int] = None,
+        codebook_dim: Annotated[Optional[int], Bounds(low=1)] = None,
         rotation_trick: Optional[bool] = None,
     ):
         super().__init__()
@@ -101,17 +105,17 @@ class RVQ(_Codebooks):
 
     def __init__(
         self,
-        dim: int = 512,
-        num_quantizers: int = 8,
+        dim: Annotated[int, Bounds(low=1)] = 512,
+        num_quantizers: Annotated[int, Bounds(low=1)] = 8,
         codebook_size: Annotated[int, Bounds(low=2)] = 1024,
         quantize_dropout: bool = False,
         shared_codebook: bool = False,
-        decay: float = 0.8,
-        commitment_weight: float = 1.0,
+        decay: Annotated[float, DECAY] = 0.8,
+        commitment_weight: Annotated[float, WEIGHT] = 1.0,
         kmeans_init: bool = False,
-        threshold_ema_dead_code: float = 0.0,
+        threshold_ema_dead_code: Annotated[float, Bounds(low=0)] = 0.0,
         use_cosine_sim: bool = False,
-        codebook_dim: Optional[int] = None,
+        codebook_dim: Annotated[Optional[int], Bounds(low=1)] = None,
         rotation_trick: Optional[bool] = None,
     ):
         super().__init__()
@@ -139,11 +143,11 @@ class LFQ(_Codebooks):
 
     def __init__(
         self,
-        dim: Optional[int] = None,
-        codebook_size: int = 65536,
-        entropy_loss_weight: float = 0.1,
-        commitment_loss_weight: float = 0.0,
-        diversity_gamma: float = 1.0,
+        dim: Annotated[Optional[int], Bounds(low=1)] = None,
+        codebook_size: Annotated[int, Bounds(low=2, hint="a power of two")] = 65536,
+        entropy_loss_weight: Annotated[float, WEIGHT] = 0.1,
+        commitment_loss_weight: Annotated[float, WEIGHT] = 0.0,
+        diversity_gamma: Annotated[float, WEIGHT] = 1.0,
     ):
         super().__init__()
         if codebook_size < 2 or codebook_size & (codebook_size - 1):

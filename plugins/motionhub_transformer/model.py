@@ -29,13 +29,13 @@ final frames; with full attention every token sees it.
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from motionhub.api import Decoder, Encoder, MotionFormat, mirrored_settings
+from motionhub.api import Bounds, Decoder, Encoder, MotionFormat, mirrored_settings
 
 Positional = Literal["sinusoidal", "learned"]
 
@@ -158,15 +158,15 @@ class TransformerEncoder(Encoder):
     def __init__(
         self,
         format: MotionFormat,
-        width: int = 512,
-        depth: int = 4,
-        heads: int = 8,
-        down_t: int = 2,
-        output_emb_width: int = 512,
+        width: Annotated[int, Bounds(low=1)] = 512,
+        depth: Annotated[int, Bounds(low=0)] = 4,
+        heads: Annotated[int, Bounds(low=1)] = 8,
+        down_t: Annotated[int, Bounds(low=0)] = 2,
+        output_emb_width: Annotated[int, Bounds(low=1)] = 512,
         causal: bool = False,
         positional: Positional = "sinusoidal",
-        max_len: int = 1024,
-        dropout: float = 0.1,
+        max_len: Annotated[int, Bounds(low=1)] = 1024,
+        dropout: Annotated[float, Bounds(low=0, high=1, high_open=True)] = 0.1,
     ):
         super().__init__()
         _check(width, depth, heads, down_t, max_len, dropout, positional)
@@ -214,16 +214,16 @@ class TransformerDecoder(Decoder):
     def __init__(
         self,
         format: MotionFormat,
-        dim: Optional[int] = None,
+        dim: Annotated[Optional[int], Bounds(low=1)] = None,
         encoder: Optional[Encoder] = None,
-        width: Optional[int] = None,
-        depth: Optional[int] = None,
-        heads: Optional[int] = None,
-        down_t: Optional[int] = None,
+        width: Annotated[Optional[int], Bounds(low=1)] = None,
+        depth: Annotated[Optional[int], Bounds(low=0)] = None,
+        heads: Annotated[Optional[int], Bounds(low=1)] = None,
+        down_t: Annotated[Optional[int], Bounds(low=0)] = None,
         causal: Optional[bool] = None,
         positional: Optional[Positional] = None,
-        max_len: Optional[int] = None,
-        dropout: Optional[float] = None,
+        max_len: Annotated[Optional[int], Bounds(low=1)] = None,
+        dropout: Annotated[Optional[float], Bounds(low=0, high=1, high_open=True)] = None,
     ):
         super().__init__()
         dim = dim if dim is not None else getattr(encoder, "out_dim", 512)
