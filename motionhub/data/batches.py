@@ -45,6 +45,11 @@ class TrainingData:
         return len(self.train)
 
     @property
+    def usable_train_clips(self) -> int:
+        """Train clips the sampler draws windows from (those it does not leave out)."""
+        return len(self.sampler.clips)
+
+    @property
     def train_frames(self) -> int:
         return int(self.train.offsets[-1])
 
@@ -74,11 +79,61 @@ class TrainingData:
         """This process's share of the whole train split, as whole clips cropped to a multiple of ``unit``."""
         return self._eval_batches(self.train, unit)
 
+    def train_subset(self, unit: int) -> np.ndarray:
+        """Source indices of the train clips evaluated like val at the end (``eval.train_clips``).
+
+        The clips val would keep (within the eval length bounds, at least ``unit`` frames), and of
+        those at most ``eval.train_clips``, evenly spaced over the split in its order, so the subset
+        spans the whole split and is the same in every run on it. Empty when the setting is 0 or
+        no clip qualifies.
+        """
+        ev = self.eval_config
+        lengths = self.train.lengths
+        keep = lengths >= max(unit, ev.min_length or 0)
+        if ev.max_length is not None:
+            keep &= lengths <= ev.max_length
+        eligible = np.flatnonzero(keep)
+        limit = ev.train_clips
+        if limit is None or limit >= len(eligible):
+            return eligible
+        return eligible[np.arange(limit) * len(eligible) // limit]
+
+    def train_subset_batches(self, unit: int) -> Iterator[dict]:
+        """This process's share of ``train_subset(unit)``, batched as the val split is."""
+        chosen = self.train_subset(unit)
+        if not len(chosen):
+            return iter(())
+        ev = self.eval_config
+        return self._eval_batches(ClipSelection(self.train, chosen), unit, min_length=ev.min_length,
+                                  max_length=ev.max_length)
+
     def _eval_batches(self, source, unit: int, **bounds) -> Iterator[dict]:
         if source is None:
             return iter(())
         batches = EvalBatches(source, self.format, unit=unit, batch_size=self.eval_config.batch_size, **bounds)
         return itertools.islice(iter(batches), self.rank, None, self.world_size)
+
+
+class ClipSelection:
+    """Some clips of a clip source, read in place (nothing is copied), for ``EvalBatches``.
+
+    ``offsets[i]`` is the first frame of selected clip i in ``frames`` and ``lengths[i]`` its
+    length: the selected clips need not lie next to each other.
+    """
+
+    def __init__(self, source, indices: np.ndarray):
+        self.source, self.indices = source, np.asarray(indices, dtype=np.int64)
+        self.frames = source.frames
+        self.offsets = source.offsets[self.indices]
+        self.lengths = source.lengths[self.indices]
+
+    @property
+    def ids(self) -> list[str]:
+        ids = self.source.ids
+        return [ids[i] for i in self.indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 log = logging.getLogger("motionhub.data.batches")
@@ -155,10 +210,19 @@ def data_record(recipe: Recipe, dataset: Dataset, data: TrainingData) -> dict:
             continue
         # a packed store knows its fingerprint; clips held in memory get the one a store would have
         fingerprint = getattr(source, "fingerprint", None) or split_fingerprint(dataset, split, recipe)
-        splits[split] = {"clips": len(source), "frames": int(source.offsets[-1]), "fingerprint": fingerprint}
+        splits[split] = {"clips": len(source), "frames": int(source.offsets[-1]), "fingerprint": fingerprint,
+                         **storage(source)}
     return {"dataset": recipe.data.name, "description": data.description, "splits": splits,
             "dropped_short_clips": [{"id": clip_id, "frames": frames} for clip_id, frames in data.sampler.dropped_clips],
             "dropped_summary": data.dropped_summary()}
+
+
+def storage(source: ClipBank | Store) -> dict:
+    """Where a split's frames live: ``{"store": "packed", "path": ..., "bytes": the file's size on
+    disk}`` for a packed store, ``{"store": "memory", "bytes": None}`` for clips held in memory."""
+    if isinstance(source, Store):
+        return {"store": "packed", "path": str(source.path), "bytes": source.size_bytes}
+    return {"store": "memory", "bytes": None}
 
 
 def _data_arguments(recipe: Recipe) -> str:

@@ -115,6 +115,11 @@ class Store:
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
+    @property
+    def size_bytes(self) -> int:
+        """The store file's size on disk."""
+        return os.path.getsize(self.path)
+
     def __repr__(self) -> str:
         return (f"Store({str(self.path)!r}, {len(self)} clips, {self.frames.shape[0]} frames "
                 f"of {self.feature_shape} {self.dtype})")

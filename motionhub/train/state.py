@@ -10,8 +10,10 @@ lacks take their defaults, and keys this version does not know (an imported run'
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Mapping
+from fractions import Fraction
 from typing import Any
 
 import torch
@@ -19,7 +21,7 @@ import torch
 # The keys of checkpoint["state"] that LoopState reads; any other key is kept in ``extra``.
 LOOP_KEYS = ("step", "best", "nonfinite_skipped", "seconds", "loss_seconds", "loss_sums", "logged_steps",
              "train_seconds", "recent_step_times", "final_losses", "best_step", "best_collapse",
-             "best_missing_warned", "log_windows")
+             "best_missing_warned", "log_windows", "profile")
 # The top-level keys of a checkpoint that CheckpointState reads.
 CHECKPOINT_KEYS = ("model", "optimizer", "scaler", "state", "rng", "recipe", "versions", "stats")
 
@@ -35,6 +37,33 @@ class DerivedSettings:
     samples_per_step: int  # windows per optimizer step: batch x micro-batches x processes
     unit: int  # the model's temporal down-sampling: evaluation crops each clip to a multiple of it
     best_higher_is_better: bool  # the direction of eval.best, from the metric that reports it
+    # Steps after warm-up: train.iters, or what train.epochs leaves after warm-up (None for a run
+    # given in epochs that is no longer than its warm-up, which set-up refuses).
+    iters: int | None = None
+    # An epoch is the sampler's: ``batches_per_epoch`` batches on each process (as many windows as
+    # there are usable train clips, less the remainder of a last, partial batch), i.e.
+    # batches_per_epoch / grad_accum optimizer steps.
+    batches_per_epoch: int = 1
+    grad_accum: int = 1
+
+    @property
+    def steps_per_epoch(self) -> float:
+        return self.batches_per_epoch / self.grad_accum
+
+    def epochs_at(self, step: int) -> float:
+        """Epochs done after ``step`` optimizer steps (fractional)."""
+        return step * self.grad_accum / self.batches_per_epoch
+
+
+def steps_for_epochs(epochs: float, batches_per_epoch: int, grad_accum: int) -> int:
+    """Optimizer steps that complete ``epochs`` epochs of ``batches_per_epoch`` sampler batches,
+    ``grad_accum`` of them per step: ceil(epochs x batches_per_epoch / grad_accum), at least 1.
+
+    Worked out on the decimal the recipe gives (0.1 epochs is 1/10, not the float just above it),
+    so a whole number of steps is never rounded up to the next.
+    """
+    exact = Fraction(repr(float(epochs))) * batches_per_epoch / grad_accum
+    return max(1, math.ceil(exact))
 
 
 @dataclasses.dataclass
@@ -92,6 +121,7 @@ class LoopState:
     train_seconds: float = 0.0  # wall-clock seconds inside training steps
     recent_step_times: list[float] = dataclasses.field(default_factory=list)  # for the report's median
     final_losses: dict[str, float] | None = None  # the last metrics row's losses
+    profile: dict[str, Any] | None = None  # profiled steps' seconds per part (``StepProfiler.state``)
     window: LogWindow = dataclasses.field(default_factory=LogWindow)  # this process's open log interval
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # keys of another version, kept as read
 
@@ -108,6 +138,8 @@ class LoopState:
             out["best_step"], out["best_collapse"] = self.best_step, self.best_collapse
         if self.best_missing_warned:
             out["best_missing_warned"] = True
+        if self.profile and self.profile.get("steps"):
+            out["profile"] = self.profile
         if log_windows is not None:
             out["log_windows"] = log_windows
         return {**out, **{k: v for k, v in self.extra.items() if k not in out}}
@@ -128,7 +160,7 @@ class LoopState:
                    loss_sums=dict(data.get("loss_sums", {})), logged_steps=data.get("logged_steps", 0),
                    train_seconds=data.get("train_seconds", 0.0),
                    recent_step_times=list(data.get("recent_step_times", [])),
-                   final_losses=data.get("final_losses"), window=window,
+                   final_losses=data.get("final_losses"), profile=data.get("profile"), window=window,
                    extra={k: v for k, v in data.items() if k not in LOOP_KEYS})
 
 

@@ -33,12 +33,13 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import InitProcessGroupKwargs, broadcast_object_list, gather_object
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from motionhub import __version__
 from motionhub.data.batches import TrainingData, data_record, prepare_data
 from motionhub.data.dataset import Dataset
-from motionhub.errors import DataError, MotionhubError, did_you_mean
+from motionhub.errors import DataError, MotionhubError, RecipeError, did_you_mean
 from motionhub.model.build import build_dataset, build_losses, build_metrics, build_tokenizer, check_shapes
 from motionhub.model.codebook import usage_from_histogram
 from motionhub.model.losses import LossSet
@@ -46,12 +47,13 @@ from motionhub.model.metrics import Metric
 from motionhub.model.tokenizer import Tokenizer
 from motionhub.plugins.manager import versions
 from motionhub.recipes import Recipe, TrainConfig
+from motionhub.recipes.validate import milestones_problem
 from motionhub.train.checkpoint import check_model_fits, remove_debris, resume_state, save_checkpoint
 from motionhub.train.evaluation import code_histogram_over, evaluate_split
 from motionhub.train.report import flops_per_sample, parameter_counts, peak_memory, print_report, write_report
 from motionhub.train.rundir import RunDir
-from motionhub.train.state import CheckpointState, DerivedSettings, LogWindow, LoopState
-from motionhub.train.timing import PhaseTimer
+from motionhub.train.state import CheckpointState, DerivedSettings, LogWindow, LoopState, steps_for_epochs
+from motionhub.train.timing import Clock, PhaseTimer, StepProbe, StepProfiler
 from motionhub.use.render import has_matplotlib, write_report_figures
 
 logger = logging.getLogger("motionhub.train")
@@ -68,17 +70,22 @@ class TrainingError(MotionhubError):
     """Training cannot go on (a non-finite loss, ...); the last good checkpoint is intact."""
 
 
-def learning_rate(step: int, cfg: TrainConfig) -> float:
+def learning_rate(step: int, cfg: TrainConfig, iters: int | None = None) -> float:
     """lr at optimizer step ``step`` (0-based): warm-up as T2M-GPT, then decay at milestones.
 
     Milestones count steps after warm-up, as the references' MultiStepLR does; with
-    ``schedule: cosine`` the lr instead follows a half cosine to 0 over ``iters``.
+    ``schedule: cosine`` the lr instead follows a half cosine to 0 over ``iters``, the steps
+    after warm-up (default ``train.iters``; a run given in epochs passes the number they make).
     """
     if step < cfg.warmup_iters:
         return cfg.lr * (step + 1) / (cfg.warmup_iters + 1)
     after = step - cfg.warmup_iters
     if cfg.schedule == "cosine":
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(after / max(cfg.iters, 1), 1.0)))
+        length = iters if iters is not None else cfg.iters
+        if length is None:
+            raise ValueError("a run given in train.epochs has its steps after warm-up worked out from the data: "
+                             "pass them as iters")
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(after / max(length, 1), 1.0)))
     return cfg.lr * cfg.gamma ** sum(after >= m for m in cfg.milestones)
 
 
@@ -93,9 +100,10 @@ def check_trackers(trackers: list[str]) -> None:
                                  f"pip install {name}, or remove it from train.trackers")
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, step: int = 0) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, step: int = 0,
+                   iters: int | None = None) -> torch.optim.Optimizer:
     """AdamW with the recipe's betas and weight decay, at the learning rate of ``step``."""
-    return torch.optim.AdamW(model.parameters(), lr=learning_rate(step, cfg), betas=tuple(cfg.betas),
+    return torch.optim.AdamW(model.parameters(), lr=learning_rate(step, cfg, iters), betas=tuple(cfg.betas),
                              weight_decay=cfg.weight_decay)
 
 
@@ -183,6 +191,7 @@ class Session:
     timer: PhaseTimer
     derived: DerivedSettings
     resumed_from: Path | None = None
+    profiler: StepProfiler = dataclasses.field(default_factory=lambda: StepProfiler(0, Clock()))
 
     @property
     def cfg(self) -> TrainConfig:
@@ -233,23 +242,48 @@ def set_up(recipe: Recipe, console: Console, accelerator: Accelerator, point: Re
     _check_val_split(data, model.downsample, recipe)
     losses = build_losses(recipe)
     metrics = build_metrics(recipe, data.format, model.quantizer.codebook_size)
-    derived = DerivedSettings(
-        total_steps=cfg.warmup_iters + cfg.iters,
-        samples_per_step=cfg.batch_size * cfg.grad_accum * accelerator.num_processes,
-        unit=model.downsample,
-        best_higher_is_better=any(recipe.eval.best in metric.higher_is_better for metric in metrics.values()))
-    optimizer = make_optimizer(model, cfg)
+    derived = derive_settings(recipe, data, accelerator.num_processes, model.downsample,
+                              any(recipe.eval.best in metric.higher_is_better for metric in metrics.values()))
+    optimizer = make_optimizer(model, cfg, iters=derived.iters)
     run = point.run if point is not None else claim_run_dir(recipe, accelerator, created)
     if point is not None:  # weights go in before compiling and wrapping, under their plain keys
         check_model_fits(point.checkpoint.model, model, point.path)
         model.load_state_dict(point.checkpoint.model)
     trained = torch.compile(model) if cfg.compile else model
     trained, optimizer = accelerator.prepare(trained, optimizer)
+    # Each loss term, and each part on profiled steps, is timed after waiting for the device.
+    losses.clock = clock = Clock.for_device(accelerator.device)
+    profiler = StepProfiler(cfg.profile_every, clock, None if cfg.compile else model)
     return Session(recipe=recipe, console=console, accelerator=accelerator, run=run, dataset=dataset, data=data,
                    model=trained, unwrapped=accelerator.unwrap_model(trained, keep_torch_compile=False),
                    optimizer=optimizer, losses=losses, metrics=metrics,
                    timer=PhaseTimer(synchronize=accelerator.device.type == "cuda"), derived=derived,
-                   resumed_from=point.path if point is not None else None)
+                   resumed_from=point.path if point is not None else None, profiler=profiler)
+
+
+def derive_settings(recipe: Recipe, data: TrainingData, processes: int, unit: int,
+                    best_higher_is_better: bool) -> DerivedSettings:
+    """The run's length in steps (from train.iters, or from train.epochs and the sampler's epoch)
+    and the other numbers the loop needs; a run in epochs too short for its warm-up or its
+    milestones is a recipe error."""
+    cfg = recipe.train
+    total = (cfg.warmup_iters + cfg.iters if cfg.epochs is None
+             else steps_for_epochs(cfg.epochs, data.batches_per_epoch, cfg.grad_accum))
+    derived = DerivedSettings(total_steps=total, samples_per_step=cfg.batch_size * cfg.grad_accum * processes,
+                              unit=unit, best_higher_is_better=best_higher_is_better,
+                              iters=total - cfg.warmup_iters if total > cfg.warmup_iters else None,
+                              batches_per_epoch=data.batches_per_epoch, grad_accum=cfg.grad_accum)
+    if cfg.epochs is not None:
+        length = (f"train.epochs={cfg.epochs:g} long: {total:,} steps at {derived.steps_per_epoch:g} steps per "
+                  f"epoch")
+        if derived.iters is None:
+            raise RecipeError(recipe.source, [("train.warmup_iters", (
+                f"{cfg.warmup_iters:,} warm-up steps leave nothing of the run: it is {length}. Raise train.epochs "
+                f"above {cfg.warmup_iters / derived.steps_per_epoch:g} or shorten the warm-up"))])
+        if problem := milestones_problem(cfg, derived.iters, f"{length}, {derived.iters:,} after warm-up",
+                                         "raise train.epochs"):
+            raise RecipeError(recipe.source, [("train.milestones", problem)])
+    return derived
 
 
 def _check_val_split(data: TrainingData, unit: int, recipe: Recipe) -> None:
@@ -284,6 +318,7 @@ def restore(session: Session, point: ResumePoint) -> LoopState:
     set_rng_state(checkpoint.rng_for(accelerator.process_index))
     session.losses.seconds.update(loop.loss_seconds)
     session.timer.seconds.update(loop.seconds)
+    session.profiler.load(loop.profile)
     if session.main:
         session.run.truncate_metrics(after_step=loop.step)
     return loop
@@ -314,7 +349,7 @@ def run_steps(session: Session, loop: LoopState) -> None:
         for step in range(loop.step, total):
             started = time.perf_counter()
             # Set by hand every step, so the schedule does not depend on the number of processes.
-            lr = learning_rate(step, cfg)
+            lr = learning_rate(step, cfg, session.derived.iters)
             for group in session.optimizer.param_groups:
                 group["lr"] = lr
             outcome = train_step(session, step)
@@ -344,8 +379,19 @@ class StepOutcome:
 
 
 def train_step(session: Session, step: int) -> StepOutcome:
-    """One optimizer step over ``train.grad_accum`` micro-batches (batches follow from the step)."""
+    """One optimizer step over ``train.grad_accum`` micro-batches (batches follow from the step),
+    profiled when ``train.profile_every`` says so."""
+    with session.profiler.step(step) as probe:
+        outcome = _train_step(session, step, probe)
+        if probe is not None and outcome.skipped:
+            probe.discard()
+    return outcome
+
+
+def _train_step(session: Session, step: int, probe: StepProbe | None) -> StepOutcome:
     cfg, accelerator, timer, model = session.cfg, session.accelerator, session.timer, session.model
+    measure_forward = probe.forward_pass if probe else contextlib.nullcontext
+    measure_backward = probe.measuring_backward if probe else contextlib.nullcontext
     skipped = False
     for micro in range(cfg.grad_accum):
         with timer.phase("data"):
@@ -353,10 +399,10 @@ def train_step(session: Session, step: int) -> StepOutcome:
         # Gradients are averaged across processes only on the last micro-batch.
         sync = accelerator.no_sync(model) if micro < cfg.grad_accum - 1 else contextlib.nullcontext()
         with sync:
-            with timer.phase("forward"), accelerator.autocast():
+            with timer.phase("forward"), accelerator.autocast(), measure_forward():
                 outputs = model(batch["motion"])
             with accelerator.autocast():
-                loss, terms = session.losses(batch, outputs, session.data.format, step)
+                loss, terms = session.losses(batch, outputs, session.data.format, step, probe=probe)
             # This reads the loss on the host: one device sync per step, the price of
             # stopping at the first NaN instead of training on garbage.
             if not all_finite(loss, accelerator):
@@ -369,8 +415,13 @@ def train_step(session: Session, step: int) -> StepOutcome:
                 # reused by this backward instead of being freed and faulted in again.
                 with timer.phase("optimizer"):
                     session.optimizer.zero_grad(set_to_none=True)
-            with timer.phase("backward"):
-                accelerator.backward(loss / cfg.grad_accum)
+            with timer.phase("backward"), measure_backward():
+                if loss.requires_grad:
+                    accelerator.backward(loss / cfg.grad_accum)
+                else:  # every term is off this step (every, a schedule at 0): the gradient of a constant, 0
+                    for parameter in model.parameters():
+                        if parameter.requires_grad and parameter.grad is None:
+                            parameter.grad = torch.zeros_like(parameter)
     with timer.phase("optimizer"):
         if not skipped:
             if cfg.grad_clip:
@@ -414,6 +465,8 @@ def log_interval(session: Session, loop: LoopState, lr: float, progress: Progres
 class Evaluation:
     figures: dict[str, float]  # empty when there is no val split
     histogram: torch.Tensor  # per-code counts behind the codebook figures
+    clips: int | None = None  # the clips evaluated, where counted (the train subset's)
+    train: Evaluation | None = None  # at the end: the same figures on the train subset (eval.train_clips)
 
 
 def evaluate(session: Session, step: int) -> Evaluation:
@@ -431,6 +484,21 @@ def evaluate(session: Session, step: int) -> Evaluation:
     return Evaluation(figures, histogram)
 
 
+def evaluate_train(session: Session, step: int) -> Evaluation | None:
+    """The val figures on the train subset (``eval.train_clips`` clips), printed; None when it is empty."""
+    clips = len(session.data.train_subset(session.derived.unit))
+    if not clips:
+        return None
+    with session.timer.phase("evaluation"):
+        figures, histogram = evaluate_split(session.model, session.data.train_subset_batches(session.derived.unit),
+                                            session.data.format, session.losses, session.metrics,
+                                            session.accelerator, step)
+    if session.main and figures:
+        session.console.print(f"[cyan]train[/] step {step} ({clips:,} clips): " + "  ".join(
+            f"{k} {v:.4g}" for k, v in figures.items() if not k.startswith("codebook_")))
+    return Evaluation(figures, histogram, clips=clips)
+
+
 # ---------------------------------------------------------------------------- checkpointing
 def save(session: Session, loop: LoopState, best: bool) -> None:
     """Checkpoint everything needed to continue exactly: ``last.pt``, with ``best.pt`` when ``best``
@@ -440,6 +508,7 @@ def save(session: Session, loop: LoopState, best: bool) -> None:
     own = {"rng": rng_state(), "window": loop.window.to_dict()}
     everyone = gather_object([own]) if accelerator.num_processes > 1 else [own]
     loop.seconds, loop.loss_seconds = dict(timer.seconds), dict(session.losses.seconds)
+    loop.profile = session.profiler.state()
     if not session.main:
         return
     with timer.phase("checkpoint"):
@@ -465,6 +534,7 @@ def finish(session: Session, loop: LoopState) -> Path:
     improved = _improved(final.figures, recipe.eval.best, loop, session.derived.best_higher_is_better)
     if session.main and (warning := _collapse_warning(loop, recipe.eval.best)):
         session.console.print(f"[yellow]warning:[/] {warning}")
+    final.train = evaluate_train(session, loop.step)
     codebook, train_histogram = codebook_usage(session, final)
     save(session, loop, best=improved)
     in_sync = replicas_identical(session.unwrapped, accelerator)
@@ -478,25 +548,44 @@ def finish(session: Session, loop: LoopState) -> Path:
 
 
 def codebook_usage(session: Session, final: Evaluation) -> tuple[dict, torch.Tensor | None]:
-    """Codes used on the whole train split (when eval.train_codebook) and on val; the train histogram."""
+    """Codes used on train and on val; the train histogram.
+
+    Train is the whole split when eval.train_codebook, else the train subset evaluated at the
+    end (``final.train``); ``clips`` says how many clips each covers. Each split's entry holds
+    the real number of codes (``size``) and, where the recipe names another, the nominal one
+    (``nominal_size``: FSQ's ``codebook_size: 2048`` is levels [8, 8, 6, 5], 1920 codes).
+    """
     codebook, histogram = {}, None
+    sizes = codebook_sizes(session.recipe, session.unwrapped.quantizer.codebook_size)
     if session.recipe.eval.train_codebook:
         with session.timer.phase("evaluation"):
             histogram = code_histogram_over(session.model, session.data.train_eval_batches(session.derived.unit),
                                             session.accelerator)
-        codebook["train"] = {"size": histogram.numel(), **usage_from_histogram(histogram.cpu())}
+        clips = int((session.data.train.lengths >= session.derived.unit).sum())
+        codebook["train"] = {**sizes, "clips": clips, **usage_from_histogram(histogram.cpu())}
+    elif final.train is not None:
+        histogram = final.train.histogram
+        codebook["train"] = {**sizes, "clips": final.train.clips, **usage_from_histogram(histogram.cpu())}
     if final.figures:
-        codebook["val"] = {"size": session.unwrapped.quantizer.codebook_size,
-                           **{k.removeprefix("codebook_"): v for k, v in final.figures.items()
-                              if k.startswith("codebook_")}}
+        codebook["val"] = {**sizes, **{k.removeprefix("codebook_"): v for k, v in final.figures.items()
+                                       if k.startswith("codebook_")}}
     return codebook, histogram
+
+
+def codebook_sizes(recipe: Recipe, real: int) -> dict[str, int]:
+    """``{"size": real}``, with ``nominal_size`` when the recipe's quantizer asks for another
+    ``codebook_size`` than the model has (FSQ's sizes are products of levels)."""
+    nominal = recipe.quantizer.kwargs.get("codebook_size")
+    if isinstance(nominal, int) and not isinstance(nominal, bool) and nominal != real:
+        return {"size": real, "nominal_size": nominal}
+    return {"size": real}
 
 
 def write_run_report(session: Session, loop: LoopState, final: Evaluation, codebook: dict,
                      train_histogram: torch.Tensor | None, in_sync: bool) -> None:
     """report.json, report.md with its figures, codebook_counts.json; the report printed."""
     run, console = session.run, session.console
-    report = _report(session, loop, final.figures, codebook)
+    report = _report(session, loop, final.figures, codebook, final.train)
     report["run"]["replicas_identical"] = in_sync
     report["data"].update(data_record(session.recipe, session.dataset, session.data))
     val_histogram = final.histogram if final.figures else None  # the per-code counts behind codebook["val"]
@@ -610,9 +699,10 @@ def _nonfinite_message(step: int, loss: torch.Tensor, terms: dict, run: RunDir) 
             f"for NaN/Inf, or set train.on_nonfinite=skip to skip such steps.")
 
 
-def _report(session: Session, loop: LoopState, last_eval: dict[str, float], codebook: dict) -> dict:
+def _report(session: Session, loop: LoopState, last_eval: dict[str, float], codebook: dict,
+            train_eval: Evaluation | None = None) -> dict:
     recipe, data, model, accelerator = session.recipe, session.data, session.unwrapped, session.accelerator
-    samples_per_step = session.derived.samples_per_step
+    samples_per_step, derived = session.derived.samples_per_step, session.derived
     sample = data.example_window().to(accelerator.device)
 
     def scalar(out):
@@ -630,6 +720,7 @@ def _report(session: Session, loop: LoopState, last_eval: dict[str, float], code
     breakdown = PhaseTimer(seconds=seconds).breakdown()
     logged = max(loop.logged_steps, 1)
     run = session.run
+    epochs = derived.epochs_at(steps)
     return {
         "run": {"name": recipe.run.name, "recipe": recipe.source, "directory": str(run.path),
                 "device": str(accelerator.device), "processes": accelerator.num_processes,
@@ -637,7 +728,9 @@ def _report(session: Session, loop: LoopState, last_eval: dict[str, float], code
         "parameters": parameter_counts(model),
         "flops": flops,
         "time": {"total_s": total_s, "steps": steps, "step_s": step_s,
-                 "epoch_s": step_s * data.batches_per_epoch,
+                 # measured: the training clock (seconds inside steps, over resumes) per epoch done
+                 "epoch_s": loop.train_seconds / epochs if epochs else 0.0, "epochs": epochs,
+                 "train_s": loop.train_seconds,
                  "samples": steps * samples_per_step,
                  "samples_per_s": samples_per_step / step_s if step_s else 0.0,
                  "steps_per_s": 1 / step_s if step_s else 0.0,
@@ -649,11 +742,55 @@ def _report(session: Session, loop: LoopState, last_eval: dict[str, float], code
                    "mean": {k: v / logged for k, v in loop.loss_sums.items()},
                    "without_gradient": sorted(session.losses.without_gradient)},
         "eval": last_eval,
+        "eval_train": train_eval.figures if train_eval is not None else {},
+        "eval_history": val_history(run),
+        "epoch": epoch_record(session),
         "best": {"figure": recipe.eval.best, "value": loop.best, "step": loop.best_step,
                  "collapse_warning": _collapse_warning(loop, recipe.eval.best)},
-        "data": {"train_clips": data.train_clips, "dropped_short": data.dropped},
+        "data": {"train_clips": data.train_clips, "dropped_short": data.dropped,
+                 "train_eval_clips": train_eval.clips if train_eval is not None else 0,
+                 "samples": {"windows": steps * samples_per_step, "steps": steps,
+                             "batch_size": recipe.train.batch_size, "grad_accum": recipe.train.grad_accum,
+                             "processes": accelerator.num_processes}},
         "breakdown": breakdown,
+        "profile": session.profiler.summary(),
     }
+
+
+def val_history(run: RunDir) -> dict:
+    """Every val evaluation logged in metrics.jsonl (the final one included): how many, at which
+    steps, and their mean loss."""
+    losses = [(row["step"], row["loss"]) for row in run.rows()
+              if row.get("split") == "val" and isinstance(row.get("loss"), (int, float))]
+    return {"evaluations": len(losses), "steps": [step for step, _ in losses],
+            "mean_loss": statistics.fmean(loss for _, loss in losses) if losses else None}
+
+
+def epoch_record(session: Session) -> dict:
+    """What an epoch is in this run: the sampler's pass over the usable train clips."""
+    derived, data, cfg = session.derived, session.data, session.cfg
+    return {"steps": derived.steps_per_epoch, "batches": derived.batches_per_epoch,
+            "windows": derived.batches_per_epoch * cfg.batch_size * session.accelerator.num_processes,
+            "usable_clips": data.usable_train_clips, "weighting": session.recipe.data.weighting,
+            "requested": cfg.epochs}
+
+
+def _epoch_text(session: Session) -> str:
+    """What an epoch is and how many the run trains, for the printout."""
+    derived, cfg, epoch = session.derived, session.cfg, epoch_record(session)
+    usable, left = epoch["usable_clips"], epoch["usable_clips"] - epoch["windows"]
+    if epoch["weighting"] == "uniform":
+        how = f"one from each of the {usable:,} usable train clips, in a fresh order"
+        how += f" ({left:,} left to the next order)" if left > 0 else ""
+    else:
+        how = f"drawn by clip length, as many as the {usable:,} usable train clips"
+    steps = f"{derived.steps_per_epoch:g} step{'s' * (derived.steps_per_epoch != 1)}"
+    size = (f"an epoch is {epoch['batches']:,} batch{'es' * (epoch['batches'] != 1)} of {cfg.batch_size} windows x "
+            f"{session.accelerator.num_processes} process(es) = {epoch['windows']:,} windows, {how}; {steps}"
+            + (f" of {cfg.grad_accum} micro-batches" if cfg.grad_accum > 1 else ""))
+    if cfg.epochs is not None:
+        return f"{size}; train.epochs={cfg.epochs:g}: {derived.total_steps:,} steps"
+    return f"{size}; the {derived.total_steps:,} steps make {derived.epochs_at(derived.total_steps):.3g} epochs"
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
@@ -675,16 +812,16 @@ def _print_plan(session: Session, loop: LoopState) -> None:
     window, down = recipe.data.window, session.derived.unit
     counts = parameter_counts(model)
     console.print(f"[bold]motionhub {__version__}[/]  run [bold]{recipe.run.name}[/] -> {session.run.path}")
-    console.print(f"data      {data.description}: {data.train_clips:,} train clips, {data.train_frames:,} frames; "
-                  f"{data.dropped_summary()}")
+    console.print(f"data      {escape(data.description)}: {data.train_clips:,} train clips, "
+                  f"{data.train_frames:,} frames; {escape(data.dropped_summary())}")  # clip ids may hold [..]
     console.print(f"model     encoder {counts['encoder']:,} + quantizer {counts['quantizer']:,} + decoder "
                   f"{counts['decoder']:,} = {counts['trainable']:,} trainable parameters")
     console.print(f"tokens    {math.ceil(window / down)} per window (down-sampling x{down}), "
                   f"codebook {model.quantizer.codebook_size:,} codes")
     console.print(f"training  {session.derived.total_steps:,} steps ({cfg.warmup_iters:,} warm-up) x "
                   f"{cfg.batch_size} windows{f' x {cfg.grad_accum} micro-batches' if cfg.grad_accum > 1 else ''} x "
-                  f"{accelerator.num_processes} process(es) on {accelerator.device}, precision {cfg.precision}; "
-                  f"{data.batches_per_epoch:,} steps per epoch")
+                  f"{accelerator.num_processes} process(es) on {accelerator.device}, precision {cfg.precision}")
+    console.print(f"epochs    {_epoch_text(session)}")
     if loop.step:
         console.print(f"[yellow]resuming[/] at step {loop.step:,} from "
                       f"{session.resumed_from or session.run.path / 'checkpoints' / 'last.pt'}")
