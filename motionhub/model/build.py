@@ -50,7 +50,8 @@ def build_losses(recipe: Recipe) -> LossSet:
     for spec in recipe.losses:
         seen[spec.name] += 1
         label = spec.name if counts[spec.name] == 1 else f"{spec.name}{seen[spec.name]}"
-        terms.append(LossTerm(label, instantiate(spec), spec.weight, spec.every, spec.schedule))
+        terms.append(LossTerm(label, instantiate(spec), spec.weight, spec.every, spec.schedule, spec.every_scale,
+                              spec.schedule_mode, spec.downsample, spec.path))
     return LossSet(terms)
 
 

@@ -3,8 +3,8 @@
 A recipe has fixed sections. ``run`` and ``train`` are plain settings; ``data``,
 ``encoder``, ``quantizer`` and ``decoder`` are components (``name:`` plus the registered
 class's keyword arguments); ``losses`` is a list of loss components, each with optional
-``weight``, ``every``, ``every_scale``, ``schedule``, ``schedule_mode`` and ``downsample``. Values may reference other values with
-``${section.key}``, and ``key=value`` overrides use the same dotted paths.
+``weight``, ``every``, ``every_scale``, ``schedule``, ``schedule_mode`` and ``downsample``.
+Values may reference other values with ``${section.key}``, and ``key=value`` overrides use the same dotted paths.
 """
 
 from __future__ import annotations
