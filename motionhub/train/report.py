@@ -122,7 +122,8 @@ def _rows(report: dict[str, Any]) -> list[tuple]:
                                         for phase, v in report["breakdown"].items()]))
     profile = report.get("profile")
     if profile:  # forward and backward of each part and loss, on the profiled steps
-        sections.append((f"Time per part (mean of {profile['steps']:,} profiled steps)", [
+        steps = f"{profile['steps']:,} profiled step{'s' * (profile['steps'] != 1)}"
+        sections.append((f"Time per part (mean of {steps})", [
             (part, f"forward {_ms(v['forward_s'])}, backward {_ms(v['backward_s'])} ({v['fraction']:.1%})")
             for part, v in profile["parts"].items()]))
     return sections
