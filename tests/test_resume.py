@@ -138,3 +138,40 @@ def test_a_checkpoint_from_before_log_intervals_were_kept_still_resumes_exactly(
     assert rows[2]["step"] == 8 and rows[2]["loss"] != expected[2]["loss"]
     assert rows[3:] == expected[3:]
     assert "log_windows" in load_checkpoint(last)["state"]  # written again from then on
+
+
+# ---------------------------------------------------------------------------- a run given in epochs
+# 10 train clips in batches of 4: an epoch is 2 steps, 3.5 epochs are 7. The run stops during
+# step 4, so it resumes from the checkpoint at step 3, halfway through the second epoch.
+EPOCHS = {**{k: v for k, v in INTERVALS.items() if k != "iters"}, "epochs": 3.5, "log_every": 2,
+          "checkpoint_every": 3, "eval_every": 4}
+
+
+def epochs_recipe(out):
+    return recipe_from_tree({**RECIPE, "run": {"name": "r", "out": str(out), "seed": 0}, "train": EPOCHS}, "r.yaml")
+
+
+def test_a_run_given_in_epochs_resumes_mid_epoch_exactly(tmp_path, monkeypatch):
+    straight = train(epochs_recipe(tmp_path / "straight"))
+    draw = TrainingData.train_batch
+
+    def train_batch(self, index, device):
+        if index == 3:
+            raise Interrupted
+        return draw(self, index, device)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(TrainingData, "train_batch", train_batch)
+        with pytest.raises(Interrupted):
+            train(epochs_recipe(tmp_path / "stopped"))
+    assert load_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.pt")["state"]["step"] == 3  # 1.5 epochs
+
+    resumed = train(epochs_recipe(tmp_path / "stopped"), resume=True)
+    assert [r["step"] for r in metrics_lines(resumed) if "split" not in r] == [2, 4, 6, 7]
+    assert metrics_lines(resumed) == metrics_lines(straight)
+    weights, resumed_weights = (load_checkpoint(run / "checkpoints" / "last.pt")["model"] for run in (straight, resumed))
+    assert all(torch.equal(weights[k], resumed_weights[k]) for k in weights)
+    report, again = (json.loads((run / "report.json").read_text()) for run in (straight, resumed))
+    assert report["time"]["epochs"] == again["time"]["epochs"] == 3.5 and again["time"]["steps"] == 7
+    assert again["eval"] == report["eval"] and again["eval_train"] == report["eval_train"]
+    assert again["eval_history"] == report["eval_history"] and again["eval_history"]["steps"] == [4, 7]

@@ -28,6 +28,17 @@ def test_warmup_then_milestones_per_optimizer_step():
     assert lrs[9:] == pytest.approx([0.01] * 3)
 
 
+def test_a_cosine_schedule_runs_over_the_steps_after_warm_up_it_is_given():
+    cfg = TrainConfig(lr=1.0, epochs=2, schedule="cosine", warmup_iters=1)
+    assert cfg.iters is None  # a run in epochs: its steps follow from the data
+    assert [learning_rate(step, cfg, iters=4) for step in range(6)] == pytest.approx(
+        [0.5, 1.0, (1 + math.cos(math.pi / 4)) / 2, 0.5, (1 + math.cos(3 * math.pi / 4)) / 2, 0.0])
+    with pytest.raises(ValueError, match="pass them as iters"):
+        learning_rate(1, cfg)
+    assert learning_rate(3, TrainConfig(lr=1.0, schedule="cosine", iters=4)) == pytest.approx(
+        (1 + math.cos(3 * math.pi / 4)) / 2)  # train.iters by default
+
+
 def tiny(tmp_path, **train):
     tree = {**TINY_RECIPE, "run": {"name": "t", "out": str(tmp_path / "run"), "seed": 0},
             "train": {**TINY_RECIPE["train"], **train}}
