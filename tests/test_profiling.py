@@ -16,6 +16,7 @@ from motionhub.model.losses import LossSet, LossTerm
 from motionhub.plugins.testing import registered_plugin
 from motionhub.recipes import recipe_from_tree
 from motionhub.train.checkpoint import load_checkpoint
+from motionhub.train.hardware import MEASURED_KEYS
 from motionhub.train.state import LoopState
 from motionhub.train.timing import Clock, StepProbe, StepProfiler
 from motionhub.train.trainer import train
@@ -198,7 +199,7 @@ def test_a_profiled_run_trains_bit_for_bit_as_an_unprofiled_one(tmp_path):
     assert moments and all(torch.equal(x, y) for x, y in moments)
 
     def rows(run):
-        return [{k: v for k, v in json.loads(line).items() if k != "samples_per_s"}
+        return [{k: v for k, v in json.loads(line).items() if k not in MEASURED_KEYS}
                 for line in (run / "metrics.jsonl").read_text().splitlines()]
 
     assert rows(plain) == rows(profiled)

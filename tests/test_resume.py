@@ -14,6 +14,7 @@ from helpers import TINY_RECIPE, run_cli, write_recipe
 from motionhub.data.batches import TrainingData
 from motionhub.recipes import recipe_from_tree
 from motionhub.train.checkpoint import load_checkpoint, save_checkpoint
+from motionhub.train.hardware import MEASURED_KEYS
 from motionhub.train.rundir import RunDir
 from motionhub.train.trainer import train
 
@@ -26,8 +27,8 @@ RECIPE = {**TINY_RECIPE,
 
 
 def losses_by_step(run_dir):
-    """Every logged value but wall-clock throughput, keyed by (step, split)."""
-    return {(r["step"], r.get("split", "train")): {k: v for k, v in r.items() if k != "samples_per_s"}
+    """Every logged value but the process's measurements (throughput, memory), keyed by (step, split)."""
+    return {(r["step"], r.get("split", "train")): {k: v for k, v in r.items() if k not in MEASURED_KEYS}
             for r in RunDir(run_dir).rows()}
 
 
@@ -101,9 +102,9 @@ def interrupted_run(out, monkeypatch, at_step=6):
 
 
 def metrics_lines(run_dir):
-    """metrics.jsonl, line by line, without the wall-clock throughput."""
+    """metrics.jsonl, line by line, without the process's measurements (throughput, memory)."""
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k != "samples_per_s"} for line in lines]
+    return [{k: v for k, v in json.loads(line).items() if k not in MEASURED_KEYS} for line in lines]
 
 
 def test_a_resume_inside_a_log_interval_logs_the_same_means_as_an_uninterrupted_run(tmp_path, monkeypatch):

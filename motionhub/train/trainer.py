@@ -24,7 +24,7 @@ import math
 import random
 import statistics
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -50,11 +50,13 @@ from motionhub.recipes import Recipe, TrainConfig
 from motionhub.recipes.validate import milestones_problem
 from motionhub.train.checkpoint import check_model_fits, remove_debris, resume_state, save_checkpoint
 from motionhub.train.evaluation import code_histogram_over, evaluate_split
-from motionhub.train.report import flops_per_sample, parameter_counts, peak_memory, print_report, write_report
+from motionhub.train.hardware import matmul_ceiling, memory_row
+from motionhub.train.report import (count_flops, environment_record, flops_record, memory_record, parameter_counts,
+                                    print_report, speed_record, write_report)
 from motionhub.train.rundir import RunDir
 from motionhub.train.state import CheckpointState, DerivedSettings, LogWindow, LoopState, steps_for_epochs
 from motionhub.train.timing import Clock, PhaseTimer, StepProbe, StepProfiler
-from motionhub.use.render import has_matplotlib, write_report_figures
+from motionhub.use.report_figures import draw_report_figures
 
 logger = logging.getLogger("motionhub.train")
 
@@ -153,9 +155,11 @@ def train(recipe: Recipe, console: Console | None = None, resume: bool = False) 
 
 def _train(recipe: Recipe, console: Console, resume: bool, created: list[RunDir]) -> Path:
     """The phases in the order they run."""
+    started = datetime.now().astimezone().isoformat(timespec="seconds")
     accelerator = start_accelerator(recipe)
     point = find_resume_point(recipe, console, accelerator) if resume else None
     session = set_up(recipe, console, accelerator, point, created)
+    session.started = started
     loop = restore(session, point) if point is not None else LoopState()
     announce(session, loop)
     run_steps(session, loop)
@@ -192,6 +196,7 @@ class Session:
     derived: DerivedSettings
     resumed_from: Path | None = None
     profiler: StepProfiler = dataclasses.field(default_factory=lambda: StepProfiler(0, Clock()))
+    started: str | None = None  # when this process began: ISO 8601 with the time zone
 
     @property
     def cfg(self) -> TrainConfig:
@@ -452,6 +457,7 @@ def log_interval(session: Session, loop: LoopState, lr: float, progress: Progres
             loop.loss_sums[name] = loop.loss_sums.get(name, 0.0) + value
         loop.logged_steps += 1
         loop.final_losses = losses
+        row.update(memory_row(accelerator.device))  # after the losses were taken: memory is no loss
         if session.main:
             session.run.log(row)
             progress.update(task, status=_status(row, loop.nonfinite_skipped))
@@ -591,10 +597,11 @@ def write_run_report(session: Session, loop: LoopState, final: Evaluation, codeb
     val_histogram = final.histogram if final.figures else None  # the per-code counts behind codebook["val"]
     run.write_code_counts({split: counts.cpu().tolist() for split, counts in
                            (("train", train_histogram), ("val", val_histogram)) if counts is not None})
-    if has_matplotlib():  # figures first, so report.md can show them
-        write_report_figures(run.path, train_histogram)
+    report["figures"] = draw_report_figures(run.path, report, train_histogram)  # first: report.md shows them
     write_report(run.path, report)
     print_report(report, console)
+    if report["figures"].get("skipped"):  # said once, here and in report.md
+        console.print(f"[yellow]note:[/] {escape(report['figures']['skipped'])}")
     console.print(f"[green]done[/] {loop.step} steps. Run directory: [bold]{run.path}[/]")
 
 
@@ -703,14 +710,16 @@ def _report(session: Session, loop: LoopState, last_eval: dict[str, float], code
             train_eval: Evaluation | None = None) -> dict:
     recipe, data, model, accelerator = session.recipe, session.data, session.unwrapped, session.accelerator
     samples_per_step, derived = session.derived.samples_per_step, session.derived
-    sample = data.example_window().to(accelerator.device)
+    # Read before counting FLOPs: that pass over a copy of the model allocates memory of its own.
+    memory = memory_record(model, session.optimizer, accelerator.device)
+    batch = data.train_batch(0, accelerator.device)["motion"]  # the run's first training batch
 
     def scalar(out):
         return sum(v.float().mean() for k, v in out.items() if k in ("recon", "logits")) + out["aux_loss"].mean()
 
     # A copy: the parameters of the trained model carry data parallelism's gradient hooks, and a
     # backward through them on this process alone could start an all-reduce no other joins.
-    flops = flops_per_sample(copy.deepcopy(model), sample, scalar)
+    flops = flops_record(count_flops(copy.deepcopy(model), batch, scalar), len(batch), recipe.train.grad_accum)
     steps = loop.step
     step_s = statistics.median(loop.recent_step_times) if loop.recent_step_times else 0.0
     seconds = dict(session.timer.seconds)
@@ -727,6 +736,8 @@ def _report(session: Session, loop: LoopState, last_eval: dict[str, float], code
                 "precision": recipe.train.precision, "motionhub": __version__},
         "parameters": parameter_counts(model),
         "flops": flops,
+        "speed": speed_record(flops, step_s, steps, loop.train_seconds, accelerator.num_processes,
+                              matmul_ceiling(accelerator.device, recipe.train.precision)),
         "time": {"total_s": total_s, "steps": steps, "step_s": step_s,
                  # measured: the training clock (seconds inside steps, over resumes) per epoch done
                  "epoch_s": loop.train_seconds / epochs if epochs else 0.0, "epochs": epochs,
@@ -735,7 +746,7 @@ def _report(session: Session, loop: LoopState, last_eval: dict[str, float], code
                  "samples_per_s": samples_per_step / step_s if step_s else 0.0,
                  "steps_per_s": 1 / step_s if step_s else 0.0,
                  "nonfinite_skipped": loop.nonfinite_skipped},
-        "memory": peak_memory(),
+        "memory": memory,
         "checkpoint": {"path": str(run.last), "size_mib": run.last.stat().st_size / 2**20},
         "codebook": codebook,
         "losses": {"final": loop.final_losses or {},
@@ -754,6 +765,8 @@ def _report(session: Session, loop: LoopState, last_eval: dict[str, float], code
                              "processes": accelerator.num_processes}},
         "breakdown": breakdown,
         "profile": session.profiler.summary(),
+        "environment": environment_record(recipe, accelerator.device, accelerator.num_processes, session.started,
+                                          accelerator.trackers),
     }
 
 

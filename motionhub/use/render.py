@@ -34,7 +34,8 @@ SUFFIXES = (".gif", ".mp4", ".png")
 DPI = 100
 TRAIL = 12  # frames a point track's fading trail spans
 COLOURS = {"ground truth": "tab:blue", "reconstruction": "tab:orange"}
-NOT_LOSSES = ("step", "lr", "samples_per_s")  # keys of train rows in metrics.jsonl that are no loss term
+# keys of train rows in metrics.jsonl that are no loss term (throughput, and the memory figures)
+NOT_LOSSES = ("step", "lr", "samples_per_s", "memory_mib", "memory_peak_mib")
 
 Update = Callable[[int], None]  # draws frame t onto the figure
 
