@@ -77,7 +77,11 @@ class PFNNConfig:
         window: trajectory half-width in frames (1 s).
         step: frames between trajectory samples.
         direction_sigma: Gaussian smoothing of the facing direction, in frames.
-        contact_threshold: squared per-frame displacement below which a foot joint is planted.
+        contact_threshold: squared per-frame displacement below which a foot joint is planted
+            (PFNN's rule, used when ``contact_speed`` is None).
+        contact_speed: when set, a foot joint is planted instead where its speed (units per
+            second) is below this and, with ``contact_height`` set, its height above its lowest
+            point in the clip is below ``contact_height`` (units) (:func:`speed_height_contacts`).
         gait_speeds: root speeds (units/s) separating stand/walk and walk/jog when the
             gait is derived from speed.
         gait_sigma: Gaussian smoothing of the root speed for that, in frames.
@@ -99,6 +103,8 @@ class PFNNConfig:
     step: int = 10
     direction_sigma: float = 20.0
     contact_threshold: float = 0.02
+    contact_speed: float | None = None
+    contact_height: float | None = None
     gait_speeds: tuple[float, float] = (20.0, 90.0)
     gait_sigma: float = 10.0
     min_swing: int = 5
@@ -329,6 +335,32 @@ def foot_contacts(positions: np.ndarray, feet: Sequence[int], threshold: float) 
     return (np.sum(step**2, axis=-1) < threshold).astype(np.float64)
 
 
+def speed_height_contacts(positions: np.ndarray, feet: Sequence[int], fps: float, speed: float,
+                          height: float | None = None) -> np.ndarray:
+    """(F - 1, K) contacts: 1 where a foot joint moves slower than ``speed`` (units per second, its
+    step to the next frame times ``fps``) and, with ``height`` given, its height at the frame is less
+    than ``height`` above the lowest height that joint reaches in the clip.
+
+    Measuring each joint from its own lowest point makes the rule hold for ankles and toes alike
+    (an ankle is planted several centimetres above a toe) on flat ground, wherever the floor is.
+    """
+    feet = list(feet)
+    step = positions[1:, feet] - positions[:-1, feet]
+    contact = np.linalg.norm(step, axis=-1) * fps < speed
+    if height is not None:
+        heights = positions[:, feet, 1]
+        contact &= heights[:-1] - heights.min(axis=0) < height
+    return contact.astype(np.float64)
+
+
+def clip_contacts(positions: np.ndarray, config: PFNNConfig) -> np.ndarray:
+    """(F - 1, K) contacts of ``config.feet`` at ``config.fps``: :func:`speed_height_contacts` when
+    ``config.contact_speed`` is set, else PFNN's :func:`foot_contacts`."""
+    if config.contact_speed is None:
+        return foot_contacts(positions, config.feet, config.contact_threshold)
+    return speed_height_contacts(positions, config.feet, config.fps, config.contact_speed, config.contact_height)
+
+
 def phase_delta(phase: np.ndarray) -> np.ndarray:
     """(F,) -> (F - 1,) phase change per frame; a decrease is a wrap: 1 - p[k] + p[k+1]."""
     delta = phase[1:] - phase[:-1]
@@ -475,7 +507,7 @@ def prepare_clip(
     if rotations is not None:
         rotations = resample_rotations(rotations, source_fps, config.fps)
     forward = facing_directions(positions, config)
-    contacts = foot_contacts(positions, config.feet, config.contact_threshold)
+    contacts = clip_contacts(positions, config)
     if phase is None:
         if phase_contacts is None:
             per_frame = np.concatenate([contacts, contacts[-1:]])

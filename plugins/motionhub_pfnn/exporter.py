@@ -5,13 +5,32 @@ from the format's ``mm_per_unit``), cut into phase cycles and turned into PFNN r
 :mod:`motionhub_pfnn.database`. Skeleton choices (facing joints, feet, their planted
 heights, masked joints) come from the format's skeleton unless given.
 
+Foot contacts (``contacts``) give Y's contact columns, the floor under each cycle and, with
+the phase from contacts, the foot landings:
+
+* ``speed``: a foot joint is in contact where its speed is below ``contact_speed`` and its
+  height above the lowest point it reaches in the clip is below ``contact_height``. Both are
+  stated in metres and converted to the data's units through the format's ``mm_per_unit``
+  (KIT-ML positions are millimetres, HumanML3D's metres), so the same motion stored in
+  either unit has the same contacts. The default speed, 0.9 m/s, is the one of HumanML3D's
+  own contact features (a squared step below 0.002 m² at 20 fps), which test no height.
+* ``format``: the landings come from the layout's own foot-contact features (its
+  ``contacts`` slice: left feet, then right); Y's contacts and the floor by ``speed``.
+* ``auto``: ``format`` for each clip whose contact features fire (each foot in contact in at
+  least ``FIRING_SHARE`` of its frames), else ``speed``. KIT-ML's features were made with
+  HumanML3D's threshold of 0.002 squared units per frame while its units are millimetres: a
+  foot must move less than 0.045 mm a frame, so they mark (almost) no contact, no foot
+  lands, no phase cycle starts and every clip would be skipped. MotionMillion's 272 layout
+  has no contact features.
+* ``pfnn``: Y's contacts and the floor by PFNN's own rule, a squared step to the next 60 fps
+  frame below 0.02 PFNN units² (about 8.5 cm/s) with no height test; landings as ``auto``
+  (from those contacts where the layout's features do not fire). It reproduces PFNN's data
+  from its clean 120 fps captures, but misses the contacts of smoothed or sliding feet.
+
 Phase:
 
 * ``contacts``: the right foot landing starts a cycle (phase 0) and the left foot landing
-  is phase 0.5. Landings are read from the layout's own foot-contact features where the
-  format has a ``contacts`` slice (HumanML3D and KIT-ML: squared step below 0.002 m² at
-  their frame rate; left feet, then right), else from PFNN's contacts (squared step
-  below 0.02 cm² at 60 fps).
+  is phase 0.5; a landing is a contact after ``min_swing`` frames (5 at 60 fps) without.
 * ``labels``: the data set's ``phase`` labels, with its ``footsteps`` labels (PFNN's
   ``_footsteps.txt``) selecting the cycles where it has them.
 
@@ -72,9 +91,16 @@ from .database import (
 PhaseFrom = Literal["contacts", "labels"]
 GaitFrom = Literal["speed", "labels"]
 RotationsFrom = Literal["auto", "source", "swing", "none"]
+ContactsFrom = Literal["auto", "format", "speed", "pfnn"]
+
+FIRING_SHARE = 0.1
+"""Share of a clip's frames each foot must be in contact for ``--contacts auto`` to use the layout's
+contact features. Walking or running feet are planted a third of the time or more; KIT-ML's features
+mark about 2 % of all frames (its published mean), HumanML3D's about 85 %."""
 
 PFNN_MM_PER_UNIT = 10.0
 """PFNN's units are about centimetres (CMU BVH units times 5.6444)."""
+PFNN_UNITS_PER_METRE = 1000.0 / PFNN_MM_PER_UNIT
 
 PLANTED_FOOT_HEIGHTS: dict[str, tuple[float, ...]] = {"t2m": (5.4, 1.0)}
 """Height (PFNN units) of each foot joint of one side when planted, by skeleton name.
@@ -86,6 +112,9 @@ foot, say) has no default: the heights must be given."""
 
 PFNN_FOOT_HEIGHTS = (5.0, 4.0)
 
+LANDING_SOURCES = {"format": "the layout's contact features", "speed": "speed and height",
+                   "pfnn": "PFNN's rule"}
+
 
 def option(name: str) -> str:
     """How messages name the exporter's argument ``name``: its words and its command-line option,
@@ -94,7 +123,7 @@ def option(name: str) -> str:
 
 
 class SkipClip(Exception):
-    """A clip that yields no rows; ``reason`` is a few words for the summary."""
+    """A clip that yields no rows; ``reason`` is a few words for the summary (clips are grouped by it)."""
 
     def __init__(self, reason: str):
         super().__init__(reason)
@@ -110,8 +139,12 @@ class PFNNExporter(Exporter):
     trained with; the model is not needed for PFNN data) or a recipe file (its data section).
 
     Skeleton choices (facing joints, feet, their planted heights) come from the data format's
-    skeleton unless given. Phase: 'contacts' starts a cycle at each right-foot landing (the
-    layout's foot-contact features where it has them, else foot speed); 'labels' reads the data
+    skeleton unless given. Foot contacts: 'speed' marks a foot joint in contact when it moves slower
+    than contact_speed and is less than contact_height above its lowest point in the clip (both in
+    metres, converted through the format's mm_per_unit); 'format' takes the phase's landings from
+    the layout's own contact features; 'auto' does so where they fire, else uses speed (KIT-ML's
+    features, made with HumanML3D's metre threshold on millimetres, never do); 'pfnn' marks Y's
+    contacts by PFNN's rule and finds landings as 'auto' does. Phase: 'contacts' starts a cycle at each right-foot landing; 'labels' reads the data
     set's phase labels (and footstep cycles), e.g. PFNN's .phase and _footsteps.txt next to BVH
     files.
 
@@ -129,6 +162,9 @@ class PFNNExporter(Exporter):
     crouch_head: set the crouch gait from this joint's height, as PFNN does for flat-ground clips
     masked: joints whose inputs the normalisation switches off (std 1e10 times larger; PFNN masks 12 of its 31)
     phase_from: phase from foot contacts or from the data set's phase labels
+    contacts: foot contacts: speed (slower than contact-speed and lower than contact-height), format (phase landings from the layout's contact features, HumanML3D/KIT-ML; Y's by speed), auto (format where those fire in a clip, else speed), pfnn (Y's contacts by PFNN's rule: squared step below 0.02 PFNN units² at 60 fps, no height test; landings as auto)
+    contact_speed: speed in metres per second below which a foot joint is in contact (converted to the data's units through the format's mm_per_unit: KIT-ML is in mm, HumanML3D in m); 0.9 is HumanML3D's own contact speed
+    contact_height: height in metres above the joint's lowest point in the clip below which a foot joint is in contact (converted like contact-speed)
     gait_from: one-hot stand/walk/jog from root speed or the data set's gait labels
     rotations: joint rotations: the data set's (source), derived from positions (swing), none, or auto
     """
@@ -139,10 +175,13 @@ class PFNNExporter(Exporter):
                  facing: Sequence[str] | None = None, feet: Sequence[str] | None = None,
                  foot_heights: Sequence[float] | None = None, crouch_head: str | None = None,
                  masked: Sequence[str] = (), phase_from: PhaseFrom = "contacts", gait_from: GaitFrom = "speed",
-                 rotations: RotationsFrom = "auto"):
+                 rotations: RotationsFrom = "auto", contacts: ContactsFrom = "auto",
+                 contact_speed: Annotated[float, Bounds(low=0, low_open=True)] = 0.9,
+                 contact_height: Annotated[float, Bounds(low=0, low_open=True)] = 0.08):
         self.fps, self.facing, self.feet, self.foot_heights = fps, facing, feet, foot_heights
         self.crouch_head, self.masked = crouch_head, masked
         self.phase_from, self.gait_from, self.rotations = phase_from, gait_from, rotations
+        self.contacts, self.contact_speed, self.contact_height = contacts, contact_speed, contact_height
 
     def export(self, source: ExportSource, out_path: Path) -> ExportResult:
         """Write ``out_path`` (a ``.npz``) and the four ``.bin`` files next to it (joint names refer to
@@ -151,26 +190,40 @@ class PFNNExporter(Exporter):
         if out_path.suffix != ".npz":
             raise MotionhubError(f"pfnn exporter: the output must be a .npz file, got {out_path}")
         fmt = source.format
-        config = pfnn_config(fmt, self.fps, self.facing, self.feet, self.foot_heights, self.crouch_head, self.masked)
+        contact_rule = None if self.contacts == "pfnn" else (self.contact_speed, self.contact_height)
+        config = pfnn_config(fmt, self.fps, self.facing, self.feet, self.foot_heights, self.crouch_head, self.masked,
+                             contact_rule)
         phase_from, gait_from, crouch_head = self.phase_from, self.gait_from, self.crouch_head
+        if self.contacts == "format" and "contacts" not in fmt.slices:
+            raise MotionhubError(f"{option('contacts')} format: format '{fmt.name}' of {source.dataset.describe()} "
+                                 f"has no foot-contact features (its slices: {', '.join(fmt.slices)}); use "
+                                 f"--contacts speed (or auto)")
         rotations_from = resolve_rotations(self.rotations, source)
         x_lay, y_lay = layouts(fmt.skeleton.num_joints, config, rotations=rotations_from != "none")
 
         parts: list[PFNNDatabase] = []
         skipped: dict[str, list[str]] = {}
+        landings_from: dict[str, int] = {}
         cycles = 0
         for clip in source:
             try:
-                database, clip_cycles = clip_rows(clip, fmt, config, phase_from, gait_from, rotations_from)
+                database, clip_cycles, landing = clip_rows(clip, fmt, config, phase_from, gait_from, rotations_from,
+                                                           self.contacts)
             except SkipClip as skip:
                 skipped.setdefault(skip.reason, []).append(clip.id)
                 continue
             parts.append(database)
             cycles += clip_cycles
+            if landing:
+                landings_from[landing] = landings_from.get(landing, 0) + 1
         if not parts:
             reasons = "; ".join(f"{reason}: {len(ids)}" for reason, ids in skipped.items()) or "no clips"
+            hint = ""
+            if phase_from == "contacts" and self.contacts != "speed" and any("lands" in r for r in skipped):
+                hint = (f"; with foot contacts from speed and height ({option('contacts')} speed, thresholds "
+                        f"{option('contact_speed')} and {option('contact_height')}) more feet may land")
             raise MotionhubError(f"pfnn exporter: no rows from split '{source.split}' of "
-                                 f"{source.dataset.describe()} ({reasons})")
+                                 f"{source.dataset.describe()} ({reasons}){hint}")
         database = concatenate_databases(parts)
         normalisation = pfnn_normalisation(database, x_lay, y_lay, masked_joints=config.masked_joints)
         out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -188,7 +241,9 @@ class PFNNExporter(Exporter):
                 "frame rate": f"{config.fps:g} fps (source {fmt.fps:g} fps)",
                 "units": f"source units x {config.unit_scale:g} ({fmt.mm_per_unit:g} mm per source unit; "
                          f"PFNN units are about cm)",
-                "phase": phase_from,
+                "phase": phase_from + (f", landings from {landing_summary(landings_from)}" if landings_from else ""),
+                "contacts": contact_summary(self.contacts, config, fmt),
+                "contact share": contact_share(database, y_lay, fmt.skeleton.joint_names, config.feet),
                 "gait": gait_from + (f", crouch from {crouch_head}" if crouch_head else ""),
                 "rotations": rotations_from,
             },
@@ -199,12 +254,40 @@ def group_list(layout: ColumnLayout) -> str:
     return ", ".join(f"{group.name} {group.size}" for group in layout.groups)
 
 
+def landing_summary(counts: dict[str, int]) -> str:
+    """``speed and height (10 clips)``: where the exported clips' landings came from."""
+    return ", ".join(f"{LANDING_SOURCES[source]} ({n} clip{'s' if n != 1 else ''})" for source, n in counts.items())
+
+
+def contact_summary(choice: str, config: PFNNConfig, fmt: MotionFormat) -> str:
+    """How Y's contacts were found, with the thresholds in metres and in the data's units."""
+    if config.contact_speed is None:
+        return f"{choice}: squared step below {config.contact_threshold:g} PFNN units² per {config.fps:g} fps frame"
+    to_metres = PFNN_MM_PER_UNIT / 1000.0
+    to_source = 1.0 / config.unit_scale
+    speed, height = config.contact_speed, config.contact_height
+    return (f"{choice}: speed below {speed * to_metres:g} m/s and height below {height * to_metres:g} m above "
+            f"each joint's lowest point ({speed * to_source:g} units/s and {height * to_source:g} units of the "
+            f"data, {fmt.mm_per_unit:g} mm per unit)")
+
+
+def contact_share(database: PFNNDatabase, y_lay: ColumnLayout, names: Sequence[str], feet: Sequence[int]) -> str:
+    """Share of the rows in which each foot joint is in contact: ``left_ankle 0.41, ...``."""
+    share = database.Yun[:, y_lay["contacts"]].mean(axis=0)
+    return ", ".join(f"{names[joint]} {value:.2f}" for joint, value in zip(feet, share))
+
+
 # ---------------------------------------------------------------------- configuration
 
 
 def pfnn_config(fmt: MotionFormat, fps: float, facing: Sequence[str] | None, feet: Sequence[str] | None,
-                foot_heights: Sequence[float] | None, crouch_head: str | None, masked: Sequence[str]) -> PFNNConfig:
-    """The :class:`PFNNConfig` for ``fmt``: options where given, else the format's skeleton."""
+                foot_heights: Sequence[float] | None, crouch_head: str | None, masked: Sequence[str],
+                contact_rule: tuple[float, float] | None = None) -> PFNNConfig:
+    """The :class:`PFNNConfig` for ``fmt``: options where given, else the format's skeleton.
+
+    ``contact_rule``: (speed in m/s, height in m) of the speed-and-height contacts, converted to
+    PFNN units; None keeps PFNN's rule.
+    """
     skeleton = fmt.skeleton
     if skeleton is None:
         raise MotionhubError(f"format '{fmt.name}' has no skeleton; the pfnn exporter needs joint names")
@@ -246,6 +329,8 @@ def pfnn_config(fmt: MotionFormat, fps: float, facing: Sequence[str] | None, fee
         masked_joints=tuple(joint_indices(names, masked, option("masked"))),
         unit_scale=fmt.mm_per_unit / PFNN_MM_PER_UNIT,
         fps=fps,
+        contact_speed=contact_rule[0] * PFNN_UNITS_PER_METRE if contact_rule else None,
+        contact_height=contact_rule[1] * PFNN_UNITS_PER_METRE if contact_rule else None,
     )
 
 
@@ -288,12 +373,17 @@ def resolve_rotations(choice: RotationsFrom, source: ExportSource) -> str:
 
 
 def clip_rows(clip: SourceClip, fmt: MotionFormat, config: PFNNConfig, phase_from: PhaseFrom, gait_from: GaitFrom,
-              rotations_from: str) -> tuple[PFNNDatabase, int]:
-    """PFNN rows of one clip and its number of cycles; raises :class:`SkipClip` when it has none."""
+              rotations_from: str, contacts: ContactsFrom = "auto") -> tuple[PFNNDatabase, int, str | None]:
+    """PFNN rows of one clip, its number of cycles and where its landings came from (``format``,
+    ``speed`` or ``pfnn``; None with phase labels); raises :class:`SkipClip` when it has no cycle."""
     positions = np.asarray(clip.positions, dtype=np.float64)
     frames = len(resample_times(len(positions), fmt.fps, config.fps))
     if frames < 2 * config.window + 2:
         raise SkipClip(f"shorter than {2 * config.window + 2} frames at {config.fps:g} fps")
+    landing_contacts, landing = None, None
+    if phase_from == "contacts":
+        landing_contacts = landing_features(clip, fmt, contacts)
+        landing = "format" if landing_contacts is not None else "pfnn" if contacts == "pfnn" else "speed"
     prepared = prepare_clip(
         positions,
         fmt.fps,
@@ -301,17 +391,41 @@ def clip_rows(clip: SourceClip, fmt: MotionFormat, config: PFNNConfig, phase_fro
         rotations=clip_rotations(clip, fmt, config, rotations_from),
         phase=required_label(clip, "phase", f"{option('phase_from')} labels") if phase_from == "labels" else None,
         gait=gait_labels(clip) if gait_from == "labels" else None,
-        phase_contacts=layout_contacts(clip, fmt) if phase_from == "contacts" else None,
+        phase_contacts=landing_contacts,
     )
     if phase_from == "labels" and "footsteps" in clip.labels:
         steps = [Footstep(int(start), int(middle) or None, bool(skip)) for start, middle, skip in clip.labels["footsteps"]]
         cycles = footstep_cycles(steps, fmt.fps, config.fps)
     else:
         cycles = cycles_from_phase(prepared.phase)
+    if len(cycles) == 0:
+        if phase_from == "labels":
+            raise SkipClip("no phase cycle in its labels")
+        raise SkipClip(f"the right foot lands fewer than twice (landings from {LANDING_SOURCES[landing]})")
     cycles = complete_cycles(cycles, prepared.num_frames, config)
     if len(cycles) == 0:
         raise SkipClip(f"no complete phase cycle {config.window} frames from both ends")
-    return build_database(prepared, cycles, config), len(cycles)
+    return build_database(prepared, cycles, config), len(cycles), landing
+
+
+def landing_features(clip: SourceClip, fmt: MotionFormat, contacts: ContactsFrom) -> np.ndarray | None:
+    """The layout's contact features to find the clip's landings in, or None to find them in the
+    clip's own contacts: with ``format`` always, with ``auto`` and ``pfnn`` where they fire
+    (:func:`features_fire`)."""
+    if contacts == "speed":
+        return None
+    features = layout_contacts(clip, fmt)
+    if contacts != "format" and features is not None and not features_fire(features):
+        return None
+    return features
+
+
+def features_fire(features: np.ndarray) -> bool:
+    """Whether each foot of (T, 2 K) 0/1 contacts (left feet, then right) is in contact in at least
+    :data:`FIRING_SHARE` of the frames (a foot is in contact where any of its joints is)."""
+    contact = np.asarray(features) > 0.5
+    half = contact.shape[1] // 2
+    return bool(min(contact[:, :half].any(axis=1).mean(), contact[:, half:].any(axis=1).mean()) >= FIRING_SHARE)
 
 
 def clip_rotations(clip: SourceClip, fmt: MotionFormat, config: PFNNConfig, rotations_from: str) -> np.ndarray | None:
