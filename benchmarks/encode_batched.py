@@ -41,6 +41,7 @@ from motionhub.model.build import build_tokenizer
 from motionhub.data.dataset import Clip
 from motionhub.data.formats import MotionFormat
 from motionhub.recipes import recipe_from_tree
+from motionhub.train.hardware import matmul_ceiling
 from motionhub.use.encoding import encode_clips, length_buckets
 from motionhub.data.windows import ClipBank
 
@@ -79,26 +80,6 @@ def split_flops(model, fmt, bank: ClipBank, batch_size: int, device: torch.devic
     with FlopCounterMode(display=False) as counter:
         encode_clips(model, fmt, bank, batch_size=batch_size, device=device)
     return counter.get_total_flops()
-
-
-@torch.inference_mode()
-def matmul_rate(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of a dense (size x size) @ (size x 4 size) float32 product: the device's practical ceiling."""
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, 4 * size, device=device)
-    best = float("inf")
-    for _ in range(repeats + 1):  # the first is warm-up
-        _synchronize(device)
-        start = time.perf_counter()
-        a @ b
-        _synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size * size * 4 * size / best
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def timed(fn) -> tuple[float, object]:
@@ -147,7 +128,7 @@ def main() -> None:
 
     differing = sum(not np.array_equal(encoded.clip_tokens(i), ids) for i, ids in enumerate(reference))
     one, batched = statistics.median(reference_s), statistics.median(batched_s)
-    ceiling = matmul_rate(device)
+    ceiling = matmul_ceiling(device, torch.float32, budget_s=2.0)["flop_per_s"]  # the run report's routine
     print(f"encoder arithmetic: {flops / 1e9:.1f} GFLOP for the split ({flops / len(bank.ids) / 1e9:.3f} per clip); "
           f"dense matmul on this device: {ceiling / 1e9:.0f} GFLOP/s")
     for name, seconds in ((f"one clip at a time:", one), (f"batched (B={args.batch_size}):", batched)):
