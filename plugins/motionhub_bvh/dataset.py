@@ -11,12 +11,24 @@ The label files are those of the PFNN release (Holden, Komura and Saito 2017); e
 read them through :meth:`BVHFolder.labels`. Every file must have the skeleton (joint
 names and parents) and frame time of the first file of the folder; its joints may be listed
 in another order, and are then put in the first file's order (joints match by name).
+
+BVH files do not say their unit, so ``unit`` (default cm) is checked against the first
+file's skeleton: its rest pose (the OFFSETs) spans its height or arm span, which for a
+human is :data:`HUMAN_SPAN_M` metres between joints. When the declared unit makes it no
+human but another unit does, the files are refused if the two units are 10 times apart or
+more (mm and cm, cm and m: a body's size cannot explain that, and reading them would
+scale every position, speed and threshold downstream by that much) and a warning names
+the unit that fits otherwise (cm and inches, say, are only 2.54 times apart: a small
+character could be either). A skeleton that no unit makes human-sized is warned about
+only. ``unit_check: false`` or an explicit ``mm_per_unit`` turns the check off.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
+import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal, Optional
@@ -36,6 +48,16 @@ scale 5.6444 turns it into centimetres)."""
 
 FPS_TOLERANCE = 1e-3  # relative; BVH frame times are rounded (0.008333 s is 120.005 fps)
 
+HUMAN_SPAN_M = (0.8, 2.5)
+"""Metres a human skeleton's rest pose spans between its joints (height or arm span; the head
+and hand joints stop short of the crown and fingertips): a child to a tall adult in a T-pose."""
+TYPICAL_SPAN_M = 1.6
+"""The span a unit is judged closest to when several make the skeleton human-sized."""
+REFUSE_FACTOR = 10.0
+"""Declared and fitting units this many times apart or more are refused rather than warned about."""
+
+logger = logging.getLogger(__name__)
+
 
 class BVHFolder(Dataset):
     """BVH files of any skeleton from one folder, as global joint positions (T, J*3)."""
@@ -44,12 +66,12 @@ class BVHFolder(Dataset):
                  feet: Optional[list[str]] = None, facing: Optional[list[str]] = None,
                  train: Optional[list[str]] = None, val: Optional[list[str]] = None,
                  test: Optional[list[str]] = None, val_fraction: float = 0.1, test_fraction: float = 0.0,
-                 seed: int = 0, on_bad: Literal["stop", "skip"] = "stop"):
+                 seed: int = 0, on_bad: Literal["stop", "skip"] = "stop", unit_check: bool = True):
         """
         Args:
             root: folder of ``<name>.bvh`` files (and their optional label files).
-            unit: unit of the files' offsets and positions; sets ``mm_per_unit``.
-            mm_per_unit: millimetres per file unit, overriding ``unit``.
+            unit: unit of the files' offsets and positions (cmu: 1/0.45 inch, PFNN's); checked by unit_check.
+            mm_per_unit: millimetres per file unit, overriding ``unit`` (and not checked).
             feet: foot joints, the left ones then as many right ones
                 (e.g. LeftFoot, LeftToeBase, RightFoot, RightToeBase).
             facing: (left, right) joint pairs whose left-minus-right vectors give the
@@ -60,6 +82,7 @@ class BVHFolder(Dataset):
             val_fraction, test_fraction: shares of the files (sum <= 1) shuffled into val and test; rest is train.
             seed: seed of that shuffle; the same seed and files give the same splits.
             on_bad: a malformed file stops reading, or is skipped and counted.
+            unit_check: a unit 10 times off a human skeleton's size or more is refused, less warned; false: no check.
         """
         self.root = Path(root)
         if not self.root.is_dir():
@@ -75,6 +98,12 @@ class BVHFolder(Dataset):
             self.header = read_bvh_header(first)
         except (BVHError, OSError) as exc:
             raise DataError(f"cannot read the skeleton of {first}: {exc}") from None
+        if unit_check and mm_per_unit is None:
+            problem, refuse = unit_problem(rest_span(self.header), unit, first)
+            if refuse:
+                raise DataError(problem)
+            if problem:
+                logger.warning(problem)
         skeleton = bvh_skeleton(self.header, feet or [], facing or [])
         fmt = layouts.joint_positions(skeleton, fps=self.header.fps)
         self.format = dataclasses.replace(fmt, mm_per_unit=mm_per_unit or MM_PER_UNIT[unit])
@@ -201,6 +230,38 @@ class BVHFolder(Dataset):
         counts = ", ".join(f"{split} {len(ids)}" for split, ids in self.split_ids.items())
         return (f"BVH folder {self.root}: {counts}; {len(self.header.joint_names)} joints at "
                 f"{self.header.fps:.1f} fps, {self.format.mm_per_unit:g} mm per unit")
+
+
+def rest_span(header: BVHHeader) -> float:
+    """The largest extent, over x, y and z, of the joints of the rest pose (the OFFSETs, no rotation),
+    in file units: a standing skeleton's height, or its arm span in a T-pose."""
+    positions = np.zeros_like(header.offsets)
+    for joint, parent in enumerate(header.parents):
+        positions[joint] = header.offsets[joint] + (positions[parent] if parent >= 0 else 0.0)
+    return float(np.ptp(positions, axis=0).max()) if len(positions) else 0.0
+
+
+def unit_problem(span: float, unit: str, path: Path) -> tuple[str, bool]:
+    """A message when the rest-pose ``span`` (file units) is not human-sized in ``unit``, else "";
+    and whether to refuse (another unit fits and is :data:`REFUSE_FACTOR` times off or more)."""
+    low, high = HUMAN_SPAN_M
+    metres = {name: span * mm / 1000.0 for name, mm in MM_PER_UNIT.items()}
+    if span <= 0 or low <= metres[unit] <= high:
+        return "", False
+    measured = (f"BVH file {path}: its skeleton spans {span:.4g} {unit} ({metres[unit]:.3g} m) in its rest pose, its "
+                f"largest extent from joint to joint; a human skeleton spans {low:g} to {high:g} m")
+    silence = "For a skeleton that is not human-sized, set data.unit_check: false (or give data.mm_per_unit)"
+    fitting = [name for name, value in metres.items() if low <= value <= high]
+    if not fitting:
+        return f"{measured}, and no unit ({', '.join(MM_PER_UNIT)}) makes it one. {silence}.", False
+    best = min(fitting, key=lambda name: abs(math.log(metres[name] / TYPICAL_SPAN_M)))
+    factor = max(MM_PER_UNIT[unit], MM_PER_UNIT[best]) / min(MM_PER_UNIT[unit], MM_PER_UNIT[best])
+    if factor >= REFUSE_FACTOR:
+        return (f"{measured}. In {best} it spans {metres[best]:.3g} m: set data.unit: {best}. Units {factor:.3g} "
+                f"times apart are refused: no body's size explains that, and every position, speed and threshold "
+                f"would be {factor:.3g} times off. {silence}."), True
+    return (f"{measured}. In {best} it spans {metres[best]:.3g} m: if the files are in {best}, set data.unit: {best}. "
+            f"{silence}."), False
 
 
 def file_stamp(path: Path) -> str:
