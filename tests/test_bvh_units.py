@@ -28,7 +28,8 @@ BODY = [
     ("RightFoot", "RightLeg", (0, -41, 0)), ("RightToe", "RightFoot", (0, -7, 13)),
     ("Spine", "Hips", (0, 12, 0)), ("Chest", "Spine", (0, 25, 0)), ("Neck", "Chest", (0, 20, 0)),
     ("Head", "Neck", (0, 12, 0)),
-    ("LeftArm", "Chest", (17, 15, 0)), ("LeftForeArm", "LeftArm", (0, -28, 0)), ("LeftHand", "LeftForeArm", (0, -25, 0)),
+    ("LeftArm", "Chest", (17, 15, 0)), ("LeftForeArm", "LeftArm", (0, -28, 0)),
+    ("LeftHand", "LeftForeArm", (0, -25, 0)),
     ("RightArm", "Chest", (-17, 15, 0)), ("RightForeArm", "RightArm", (0, -28, 0)),
     ("RightHand", "RightForeArm", (0, -25, 0)),
 ]
