@@ -258,7 +258,7 @@ def test_real_humanml3d_clip_exports_consistent_rows(pfnn_plugins, tmp_path):
     (root / "train.txt").write_text("012314\n")
     data = {"name": "humanml3d", "root": str(root), "stats": "dataset", "splits": {"val": "train", "test": "train"}}
     out, printed = export(tmp_path, data)
-    assert "clips: 1 of 1" in printed
+    assert "clips: 1 of 1" in printed and "landings from the layout's contact features (1 clip)" in printed
     figures = consistency(out, 22, T2M_FEET)
     assert figures["cycles"] >= 2 and 0.1 < figures["contact fraction"] < 0.9
 

@@ -22,7 +22,7 @@ from motionhub.plugins.manager import load_plugins, pm
 from motionhub.plugins.testing import registered_plugin
 from motionhub.use.export import ExportSource
 from motionhub_pfnn.database import load_database, prepare_clip, speed_height_contacts, x_layout, y_layout
-from motionhub_pfnn.exporter import PFNNExporter, features_fire, pfnn_config
+from motionhub_pfnn.exporter import FIRING_SHARE, PFNNExporter, features_fire, pfnn_config
 from motionhub_synthetic.dataset import SyntheticMotion
 
 LAYOUTS = ("humanml3d_263", "kit_251", "motionmillion_272")
@@ -231,7 +231,22 @@ def test_contact_option_help_names_the_units(capsys):
     assert "argument --contact-height: must be greater than 0" in capsys.readouterr().err
 
 
-# ---------------------------------------------------------------------------------- real 272
+# ------------------------------------------------------------------------------- real data
+
+
+def test_published_statistics_show_kit_contact_features_do_not_fire_and_humanml3d_ones_do():
+    """The evaluator statistics of both data sets: the mean of each contact channel is the share of
+    frames it marks. KIT-ML's stay under the share auto needs, HumanML3D's far above it."""
+    folder = REAL_DATA / "GuyTevet-motion-diffusion-model" / "dataset"
+    if not (folder / "kit_mean.npy").is_file() or not (folder / "t2m_mean.npy").is_file():
+        pytest.skip(f"kit_mean.npy / t2m_mean.npy not found under {folder}; set MOTIONHUB_REAL_DATA")
+    kit, t2m = np.load(folder / "kit_mean.npy"), np.load(folder / "t2m_mean.npy")
+    kit_contacts = kit[layouts.kit_251().slice("contacts")]
+    t2m_contacts = t2m[layouts.humanml3d_263().slice("contacts")]
+    print(f"\nshare of frames in contact: KIT-ML {kit_contacts.round(3)}, HumanML3D {t2m_contacts.round(3)}")
+    assert np.all(kit_contacts < FIRING_SHARE / 4) and np.all(t2m_contacts > 0.8)
+
+
 
 
 def test_real_272_clip_exports_rows_with_contacts_from_speed(tmp_path):
