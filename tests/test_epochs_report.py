@@ -55,6 +55,7 @@ def test_an_epochs_recipe_runs_the_steps_its_epochs_make(epochs_run):
     steps = [row["step"] for row in RunDir(run_dir).rows() if "split" not in row]
     assert steps == [1, 2, 3, 4, 5]  # ceil(2.5 x 2)
     assert report["time"]["steps"] == 5 and report["time"]["epochs"] == 2.5
+    assert "codebook 1,920 codes (nominal 2048, the recipe's codebook_size)" in printed
     assert "an epoch is 2 batches of 4 windows x 1 process(es) = 8 windows, one from each of the 10 usable " \
            "train clips, in a fresh order (2 left to the next order); 2 steps; train.epochs=2.5: 5 steps" in printed
 

@@ -788,6 +788,12 @@ def epoch_record(session: Session) -> dict:
             "requested": cfg.epochs}
 
 
+def _nominal_text(recipe: Recipe, real: int) -> str:
+    """The printout's note of the recipe's codebook_size where the model has another number of codes."""
+    nominal = codebook_sizes(recipe, real).get("nominal_size")
+    return f" (nominal {nominal}, the recipe's codebook_size)" if nominal else ""
+
+
 def _epoch_text(session: Session) -> str:
     """What an epoch is and how many the run trains, for the printout."""
     derived, cfg, epoch = session.derived, session.cfg, epoch_record(session)
@@ -830,7 +836,7 @@ def _print_plan(session: Session, loop: LoopState) -> None:
     console.print(f"model     encoder {counts['encoder']:,} + quantizer {counts['quantizer']:,} + decoder "
                   f"{counts['decoder']:,} = {counts['trainable']:,} trainable parameters")
     console.print(f"tokens    {math.ceil(window / down)} per window (down-sampling x{down}), "
-                  f"codebook {model.quantizer.codebook_size:,} codes")
+                  f"codebook {model.quantizer.codebook_size:,} codes{_nominal_text(recipe, model.quantizer.codebook_size)}")
     console.print(f"training  {session.derived.total_steps:,} steps ({cfg.warmup_iters:,} warm-up) x "
                   f"{cfg.batch_size} windows{f' x {cfg.grad_accum} micro-batches' if cfg.grad_accum > 1 else ''} x "
                   f"{accelerator.num_processes} process(es) on {accelerator.device}, precision {cfg.precision}")
