@@ -829,14 +829,14 @@ def _print_plan(session: Session, loop: LoopState) -> None:
                                                  session.accelerator, session.console)
     cfg = recipe.train
     window, down = recipe.data.window, session.derived.unit
-    counts = parameter_counts(model)
+    counts, size = parameter_counts(model), model.quantizer.codebook_size
     console.print(f"[bold]motionhub {__version__}[/]  run [bold]{recipe.run.name}[/] -> {session.run.path}")
     console.print(f"data      {escape(data.description)}: {data.train_clips:,} train clips, "
                   f"{data.train_frames:,} frames; {escape(data.dropped_summary())}")  # clip ids may hold [..]
     console.print(f"model     encoder {counts['encoder']:,} + quantizer {counts['quantizer']:,} + decoder "
                   f"{counts['decoder']:,} = {counts['trainable']:,} trainable parameters")
     console.print(f"tokens    {math.ceil(window / down)} per window (down-sampling x{down}), "
-                  f"codebook {model.quantizer.codebook_size:,} codes{_nominal_text(recipe, model.quantizer.codebook_size)}")
+                  f"codebook {size:,} codes{_nominal_text(recipe, size)}")
     console.print(f"training  {session.derived.total_steps:,} steps ({cfg.warmup_iters:,} warm-up) x "
                   f"{cfg.batch_size} windows{f' x {cfg.grad_accum} micro-batches' if cfg.grad_accum > 1 else ''} x "
                   f"{accelerator.num_processes} process(es) on {accelerator.device}, precision {cfg.precision}")
