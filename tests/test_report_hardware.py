@@ -184,7 +184,7 @@ def test_tracker_records_name_the_run():
 def test_report_md_and_the_printout_show_each_new_row(run):
     markdown = (run.path / "report.md").read_text()
     for row in ("| non-trainable | 0 |", "| trainable | ", "(100.0% of the total)",
-                "| training FLOPs / batch (4 windows) |", "| counted how | counted: torch.utils.flop_counter",
+                "| training FLOPs / batch (4 windows) |", "| counted by | torch.utils.flop_counter.FlopCounterMode, over one forward and backward",
                 "## Speed against the hardware", "| dense matmul ceiling | ", "float32, cpu (",
                 "(measured in this run)", "| achieved, median step | ", "of the ceiling (",
                 "| achieved, whole run | ", "| parameters | ", "| gradients | ",

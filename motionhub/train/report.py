@@ -76,9 +76,9 @@ def flops_record(counted: dict[str, int], windows: int, grad_accum: int = 1) -> 
     return {"forward": counted["forward"] // max(windows, 1), "train": counted["train"] // max(windows, 1),
             "batch_windows": windows, "batch_forward": counted["forward"], "batch_train": counted["train"],
             "step_train": counted["train"] * grad_accum,
-            "method": f"counted: torch.utils.flop_counter.FlopCounterMode over one forward and backward of the "
-                      f"model on the run's first training batch ({windows} windows); matrix products and "
-                      f"convolutions, the loss terms' own arithmetic not counted"}
+            "method": f"torch.utils.flop_counter.FlopCounterMode, over one forward and backward of the model on "
+                      f"the run's first training batch ({windows} windows): matrix products and convolutions (the "
+                      f"loss terms' own arithmetic is not counted)"}
 
 
 def speed_record(flops: dict[str, Any], step_s: float, steps: int, train_s: float, processes: int,
@@ -261,7 +261,7 @@ def _compute_rows(flops: dict[str, Any], t: dict[str, Any]) -> list[tuple[str, s
     rows = [("forward FLOPs / sample", _si(flops["forward"])), ("training FLOPs / sample", _si(flops["train"]))]
     if "batch_train" in flops:
         rows += [(f"training FLOPs / batch ({flops['batch_windows']:,} windows)", _si(flops["batch_train"])),
-                 ("counted how", flops["method"])]
+                 ("counted by", flops["method"])]
     return rows + [("training FLOPs, whole run", _si(flops["train"] * t["samples"]))]
 
 
