@@ -64,12 +64,6 @@ def count_flops(model, inputs: torch.Tensor, loss_fn) -> dict[str, int]:
             "train": int(forward.get_total_flops() + backward.get_total_flops())}
 
 
-def flops_per_sample(model, sample: torch.Tensor, loss_fn) -> dict[str, int]:
-    """Forward and training (forward + backward) FLOPs of one sample (1, T, *F)."""
-    counted = count_flops(model, sample, loss_fn)
-    return {"forward": counted["forward"], "train": counted["train"]}
-
-
 def flops_record(counted: dict[str, int], windows: int, grad_accum: int = 1) -> dict[str, Any]:
     """The report's ``flops``: ``counted`` on one training batch of ``windows`` windows, per sample,
     per batch and per optimizer step of one process (``grad_accum`` batches)."""
