@@ -145,7 +145,7 @@ def test_memory_stores_and_micro_batches(tmp_path):
 
 
 def test_the_train_figures_are_the_models_on_the_train_clips_chosen(epochs_run):
-    from motionhub.commands.evaluate import evaluate_run
+    from motionhub.use.evaluate import evaluate_run
     from motionhub.use.trained_run import load_run
 
     run_dir, report, _ = epochs_run

@@ -9,6 +9,7 @@ pytest.importorskip("matplotlib")
 from PIL import Image  # noqa: E402  (ships with matplotlib)
 
 from motionhub.data import layouts
+from motionhub.train import figures
 from motionhub.use import render  # noqa: E402
 from motionhub.cli import main  # noqa: E402
 from motionhub.errors import MotionhubError  # noqa: E402
@@ -124,11 +125,11 @@ def test_point_tracks_with_trails_one_row_per_view(tmp_path):
 
 
 def test_report_figures_are_pngs_with_or_without_a_code_histogram(run_dir):
-    written = render.write_report_figures(run_dir)
+    written = figures.write_report_figures(run_dir)
     assert [p.name for p in written] == ["loss_curves.png", "codebook_usage.png"]
     codes = torch.from_numpy(np.random.default_rng(0).zipf(1.5, 2000) % 200)
     histogram = torch.bincount(codes, minlength=200)  # as the trainer's code_histogram_over returns it
-    assert render.write_report_figures(run_dir, histogram) == written
+    assert figures.write_report_figures(run_dir, histogram) == written
     for path in written:
         with Image.open(path) as image:
             image.verify()

@@ -25,7 +25,7 @@ from motionhub.train.report import (count_flops, flops_record, load_report, para
                                     speed_record, tensor_bytes, tracker_records)
 from motionhub.train.rundir import RunDir
 from motionhub.train.trainer import train
-from motionhub.use.report_figures import plot_codebook_splits
+from motionhub.train.figures import plot_codebook_splits
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 NEW_FIGURES = ("codebook_splits.png", "time_breakdown.png", "memory.png")

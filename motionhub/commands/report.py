@@ -26,7 +26,7 @@ class Report(Command):
 
         from motionhub.errors import MotionhubError
         from motionhub.train.report import load_report, print_report, render_markdown, report_figures
-        from motionhub.use.report_figures import draw_report_figures
+        from motionhub.train.figures import draw_report_figures
 
         run_dir = Path(args.run_dir)
         if not (run_dir / "report.json").is_file():

@@ -21,7 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from motionhub.train.hardware import describe_ceiling, machine, memory_kind, memory_peak, peak_rss_mib, si
 
-# Figures a run directory may hold, in the order report.md shows them (drawn by motionhub.use.report_figures).
+# Figures a run directory may hold, in the order report.md shows them (drawn by motionhub.train.figures).
 REPORT_FIGURES = ("loss_curves.png", "codebook_usage.png", "codebook_splits.png", "time_breakdown.png",
                   "memory.png")
 

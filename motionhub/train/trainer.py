@@ -56,7 +56,7 @@ from motionhub.train.report import (count_flops, environment_record, flops_recor
 from motionhub.train.rundir import RunDir
 from motionhub.train.state import CheckpointState, DerivedSettings, LogWindow, LoopState, steps_for_epochs
 from motionhub.train.timing import Clock, PhaseTimer, StepProbe, StepProfiler
-from motionhub.use.report_figures import draw_report_figures
+from motionhub.train.figures import draw_report_figures
 
 logger = logging.getLogger("motionhub.train")
 

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from motionhub.errors import MotionhubError
-from motionhub.use.render import NOT_LOSSES, RENDER_EXTRA, has_matplotlib
+from motionhub.train.figures import NOT_LOSSES, RENDER_EXTRA, has_matplotlib
 from motionhub.train.rundir import RunDir
 
 log = logging.getLogger("motionhub.compare")
@@ -345,7 +345,7 @@ def short(value: Any) -> str:
 def evaluate_on_first(runs: Sequence[Run], split: str, checkpoint: str, device: str | None,
                       console: Console) -> dict[str, dict[str, Any]]:
     """Each run's ``checkpoint`` evaluated as ``motionhub eval`` does, on ``split`` of the first run's data."""
-    from motionhub.commands.evaluate import evaluate_run
+    from motionhub.use.evaluate import evaluate_run
     from motionhub.use.trained_run import load_run
 
     loaded = [load_run(run.path, checkpoint) for run in runs]
@@ -478,7 +478,7 @@ def write_figures(runs: Sequence[Run], out: Path, include_val: bool, notes: list
 
 def plot_curves(rows: dict[str, list[dict]], out: Path, split: str, skip: Sequence[str]) -> bool:
     """One panel per logged figure of ``split``, one line per run against the step."""
-    from motionhub.use.render import _figure
+    from motionhub.train.figures import new_figure as _figure
 
     keys = ordered_union([{k: None for row in run_rows for k, v in row.items()
                            if k not in skip and k != "split" and isinstance(v, (int, float))}
@@ -509,7 +509,7 @@ def plot_code_counts(counts: dict[str, dict[str, list[int]] | None], splits: Seq
     """Per-code counts sorted by frequency: one row per split, one panel per run ("not recorded" where absent)."""
     import numpy as np
 
-    from motionhub.use.render import _figure
+    from motionhub.train.figures import new_figure as _figure
 
     figure = _figure(3.6 * len(counts), 2.8 * len(splits))
     for row, split in enumerate(splits):

@@ -1,4 +1,5 @@
-"""Pictures of a run: a reconstructed clip next to its ground truth, and the report figures.
+"""Pictures of a run: a reconstructed clip next to its ground truth (the report figures are
+``motionhub.train.figures``).
 
 matplotlib is an optional extra (``pip install 'motionhub[render]'``), imported on first use.
 Figures are drawn on an Agg canvas of their own, never through pyplot, so drawing needs no
@@ -21,31 +22,22 @@ import torch
 from rich.console import Console
 from rich.progress import track
 
-from motionhub.model.codebook import usage_from_histogram
 from motionhub.errors import MotionhubError
 from motionhub.data.formats import MotionFormat
-from motionhub.train.rundir import RunDir
+from motionhub.train.figures import RENDER_EXTRA, as_numpy, has_matplotlib, new_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-RENDER_EXTRA = "pip install 'motionhub[render]'"
 SUFFIXES = (".gif", ".mp4", ".png")
 DPI = 100
 TRAIL = 12  # frames a point track's fading trail spans
 COLOURS = {"ground truth": "tab:blue", "reconstruction": "tab:orange"}
-# keys of train rows in metrics.jsonl that are no loss term (throughput, and the memory figures)
-NOT_LOSSES = ("step", "lr", "samples_per_s", "memory_mib", "memory_peak_mib")
 
 Update = Callable[[int], None]  # draws frame t onto the figure
 
 
 # ---------------------------------------------------------------------------- set-up checks
-def has_matplotlib() -> bool:
-    """Whether the optional drawing dependency is installed."""
-    return importlib.util.find_spec("matplotlib") is not None
-
-
 def ffmpeg_available() -> bool:
     """Whether matplotlib finds ffmpeg to write ``.mp4`` files."""
     from matplotlib import animation
@@ -63,15 +55,6 @@ def check_output(path: Path) -> None:
         raise MotionhubError(f"writing '{path}' needs ffmpeg, which is not on PATH; install it "
                              f"(apt install ffmpeg, brew install ffmpeg or conda install ffmpeg) "
                              f"or write a .gif instead")
-
-
-def _figure(width: float, height: float) -> Figure:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=DPI)
-    FigureCanvasAgg(figure)
-    return figure
 
 
 # ---------------------------------------------------------------------------- clips
@@ -93,7 +76,7 @@ def render_clip(fmt: MotionFormat, target: Any, recon: Any, out: str | Path, *, 
         return render_skeleton(target_joints, recon_joints, fmt.skeleton.parents, out, fps=fps, title=title,
                                frames=frames, frame=frame)
     if is_point_tracks(fmt):
-        target, recon = _numpy(target), _numpy(recon)
+        target, recon = as_numpy(target), as_numpy(recon)
         error = float(np.linalg.norm(recon - target, axis=-1).mean())
         title = f"{clip_id}  ·  mean point error {error:.3f} (normalised image units)"
         return render_tracks(target, recon, out, fps=fps, title=title, frames=frames, frame=frame)
@@ -111,13 +94,9 @@ def mpjpe_mm(target: np.ndarray, recon: np.ndarray, mm_per_unit: float) -> float
     return float(np.linalg.norm(aligned, axis=-1).mean() * mm_per_unit)
 
 
-def _numpy(x: Any) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-
-
 def _joints(fmt: MotionFormat, features: Any) -> np.ndarray:
     """(T, J, 3) joint positions from (T, *F) de-normalised features."""
-    return _numpy(fmt.to_joints(torch.as_tensor(_numpy(features), dtype=torch.float32)))
+    return as_numpy(fmt.to_joints(torch.as_tensor(as_numpy(features), dtype=torch.float32)))
 
 
 def render_skeleton(target: np.ndarray, recon: np.ndarray, parents: Sequence[int], out: str | Path, *,
@@ -176,7 +155,7 @@ def _skeleton_scene(target: np.ndarray, recon: np.ndarray, parents: Sequence[int
         """(J, 3) -> (bones, 2, 3): each bone from its joint to the joint's parent."""
         return np.stack([pose[children], pose[bone_parents]], axis=1)
 
-    figure = _figure(9.0, 4.8)
+    figure = new_figure(9.0, 4.8)
     figure.subplots_adjust(left=0, right=1, bottom=0.02, top=0.86, wspace=0)
     figure.suptitle(title)
     counter = figure.text(0.5, 0.02, "", ha="center")
@@ -277,7 +256,7 @@ def _tracks_scene(target: np.ndarray, recon: np.ndarray, title: str) -> tuple[Fi
     colours = colormaps["turbo"]((target[0, :, :, 1] + 1) / 2)  # (V, N, 4)
 
     height = 3.8 * views + 1.0
-    figure = _figure(8.0, height)
+    figure = new_figure(8.0, height)
     figure.subplots_adjust(left=0.03, right=0.97, bottom=0.4 / height, top=1 - 0.7 / height, wspace=0.08,
                            hspace=0.12)
     figure.suptitle(title)
@@ -312,96 +291,3 @@ def _tracks_scene(target: np.ndarray, recon: np.ndarray, title: str) -> tuple[Fi
     return figure, update
 
 
-# ---------------------------------------------------------------------------- report figures
-def write_report_figures(run_dir: str | Path, histogram: Any = None, split: str = "train") -> list[Path]:
-    """``loss_curves.png`` and ``codebook_usage.png`` in ``run_dir``; returns the files written.
-
-    histogram: (codebook_size,) code counts over ``split`` (numpy or torch); without it the
-    usage figure shows the codes used at each evaluation logged in ``metrics.jsonl``. A
-    figure with nothing to show (no rows logged) is not written.
-    """
-    if not has_matplotlib():
-        raise MotionhubError(f"drawing needs matplotlib, which is not installed: {RENDER_EXTRA}")
-    run = RunDir(Path(run_dir))
-    rows = run.rows()
-    written = []
-    loss_curves = run.path / "loss_curves.png"
-    if _plot_loss_curves(rows, loss_curves):
-        written.append(loss_curves)
-    usage = run.path / "codebook_usage.png"
-    if histogram is not None:
-        _plot_code_counts(_numpy(histogram).astype(np.int64), split, usage)
-        written.append(usage)
-    elif _plot_codes_used(rows, usage):
-        written.append(usage)
-    return written
-
-
-def _plot_loss_curves(rows: list[dict], out: Path) -> bool:
-    """Every train loss term against the step, val figures of the same terms as points."""
-    train = [row for row in rows if "split" not in row]
-    val = [row for row in rows if row.get("split") == "val"]
-    terms = sorted({k for row in train for k in row if k not in NOT_LOSSES}, key=lambda k: (k != "loss", k))
-    if not terms:
-        return False
-    figure = _figure(7.0, 4.0)
-    ax = figure.add_subplot()
-    for index, term in enumerate(terms):
-        colour = f"C{index % 10}"
-        steps, values = _series(train, term)
-        ax.plot(steps, values, color=colour, label=term)
-        steps, values = _series(val, term)
-        if steps:
-            ax.plot(steps, values, "o", color=colour, markerfacecolor="white", label=f"val {term}")
-    if all(v > 0 for term in terms for v in _series(rows, term)[1]):
-        ax.set_yscale("log")
-    ax.set(xlabel="step", ylabel="loss", title="losses (lines: train, circles: val)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", ncol=2)
-    figure.tight_layout()
-    figure.savefig(out)
-    return True
-
-
-def _series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
-    pairs = [(row["step"], row[key]) for row in rows if isinstance(row.get(key), (int, float))]
-    return [s for s, _ in pairs], [v for _, v in pairs]
-
-
-def _plot_code_counts(counts: np.ndarray, split: str, out: Path) -> None:
-    """Codes sorted by how often they occur (used ones as a filled curve, dead ones shaded)."""
-    usage = usage_from_histogram(torch.from_numpy(counts))
-    size, used = len(counts), int(usage["used"])
-    ranked = np.sort(counts)[::-1][:used]
-    figure = _figure(7.0, 4.0)
-    ax = figure.add_subplot()
-    if used:
-        ax.fill_between(np.arange(used + 1), np.append(ranked, ranked[-1]), step="post", color="tab:blue",
-                        alpha=0.8, label=f"used: {used:,} ({used / size:.1%})")
-        ax.set_yscale("log")
-    if used < size:
-        ax.axvspan(used, size, color="tab:red", alpha=0.15, label=f"dead: {size - used:,}")
-    ax.set(xlim=(0, size), xlabel="code rank (most used first)", ylabel="occurrences",
-           title=f"codebook usage on {split}: {size:,} codes, perplexity {usage['perplexity']:.1f}")
-    ax.legend(fontsize="small")
-    figure.tight_layout()
-    figure.savefig(out)
-
-
-def _plot_codes_used(rows: list[dict], out: Path) -> bool:
-    """Codes used at each val evaluation against the step, with the codebook size for scale."""
-    val = [row for row in rows if row.get("split") == "val" and "codebook_used" in row]
-    if not val:
-        return False
-    steps, used = _series(val, "codebook_used")
-    size = val[-1]["codebook_used"] + val[-1].get("codebook_dead", 0)
-    figure = _figure(7.0, 4.0)
-    ax = figure.add_subplot()
-    ax.plot(steps, used, "o-", color="tab:blue", label="codes used (val)")
-    ax.axhline(size, color="0.4", linestyle="--", label=f"codebook size {size:,}")
-    ax.set(xlabel="step", ylabel="codes", ylim=(0, size * 1.05), title="codebook usage per evaluation")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    figure.tight_layout()
-    figure.savefig(out)
-    return True

@@ -1,26 +1,149 @@
 """The figures of a run's report, drawn into the run directory beside report.md.
 
-``loss_curves.png`` and ``codebook_usage.png`` come from ``motionhub.use.render``; this module adds
-``codebook_splits.png`` (codes ranked by use on train and val side by side), ``time_breakdown.png``
-(the report's time breakdown as bars) and ``memory.png`` (the memory figure logged with every
-metrics row, against the step). matplotlib is optional: without it nothing is drawn, and the
-report, report.md and the end of the run say so once, with the command that brings the
-figures back.
+``loss_curves.png`` (train and val losses against the step), ``codebook_usage.png`` (codes ranked
+by use), ``codebook_splits.png`` (the same on train and val side by side), ``time_breakdown.png``
+(the report's time breakdown as bars) and ``memory.png`` (the memory logged with every metrics
+row). matplotlib is optional (``pip install 'motionhub[render]'``), imported on first use: without
+it nothing is drawn, and the report, report.md and the end of the run say so once, with the
+command that brings the figures back. Figures are drawn on an Agg canvas of their own, never
+through pyplot, so drawing needs no display and leaves an interactive session's backend alone.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from motionhub.errors import MotionhubError
 from motionhub.model.codebook import usage_from_histogram
 from motionhub.train.rundir import RunDir
-from motionhub.use.render import RENDER_EXTRA, _figure, _series, has_matplotlib, write_report_figures
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+RENDER_EXTRA = "pip install 'motionhub[render]'"
+DPI = 100
+# keys of train rows in metrics.jsonl that are no loss term (throughput, and the memory figures)
+NOT_LOSSES = ("step", "lr", "samples_per_s", "memory_mib", "memory_peak_mib")
+
+
+def has_matplotlib() -> bool:
+    """Whether the optional drawing dependency is installed."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def new_figure(width: float, height: float) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    drawing = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(drawing)  # an Agg canvas of its own: no pyplot, no display needed
+    return drawing
+
+
+def as_numpy(values: Any) -> np.ndarray:
+    return values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+
+
+def write_report_figures(run_dir: str | Path, histogram: Any = None, split: str = "train") -> list[Path]:
+    """``loss_curves.png`` and ``codebook_usage.png`` in ``run_dir``; returns the files written.
+
+    histogram: (codebook_size,) code counts over ``split`` (numpy or torch); without it the
+    usage figure shows the codes used at each evaluation logged in ``metrics.jsonl``. A
+    figure with nothing to show (no rows logged) is not written.
+    """
+    if not has_matplotlib():
+        raise MotionhubError(f"drawing needs matplotlib, which is not installed: {RENDER_EXTRA}")
+    run = RunDir(Path(run_dir))
+    rows = run.rows()
+    written = []
+    loss_curves = run.path / "loss_curves.png"
+    if _plot_loss_curves(rows, loss_curves):
+        written.append(loss_curves)
+    usage = run.path / "codebook_usage.png"
+    if histogram is not None:
+        _plot_code_counts(as_numpy(histogram).astype(np.int64), split, usage)
+        written.append(usage)
+    elif _plot_codes_used(rows, usage):
+        written.append(usage)
+    return written
+
+
+def _plot_loss_curves(rows: list[dict], out: Path) -> bool:
+    """Every train loss term against the step, val figures of the same terms as points."""
+    train = [row for row in rows if "split" not in row]
+    val = [row for row in rows if row.get("split") == "val"]
+    terms = sorted({k for row in train for k in row if k not in NOT_LOSSES}, key=lambda k: (k != "loss", k))
+    if not terms:
+        return False
+    figure = new_figure(7.0, 4.0)
+    ax = figure.add_subplot()
+    for index, term in enumerate(terms):
+        colour = f"C{index % 10}"
+        steps, values = series(train, term)
+        ax.plot(steps, values, color=colour, label=term)
+        steps, values = series(val, term)
+        if steps:
+            ax.plot(steps, values, "o", color=colour, markerfacecolor="white", label=f"val {term}")
+    if all(v > 0 for term in terms for v in series(rows, term)[1]):
+        ax.set_yscale("log")
+    ax.set(xlabel="step", ylabel="loss", title="losses (lines: train, circles: val)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", ncol=2)
+    figure.tight_layout()
+    figure.savefig(out)
+    return True
+
+
+def series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
+    pairs = [(row["step"], row[key]) for row in rows if isinstance(row.get(key), (int, float))]
+    return [s for s, _ in pairs], [v for _, v in pairs]
+
+
+def _plot_code_counts(counts: np.ndarray, split: str, out: Path) -> None:
+    """Codes sorted by how often they occur (used ones as a filled curve, dead ones shaded)."""
+    usage = usage_from_histogram(torch.from_numpy(counts))
+    size, used = len(counts), int(usage["used"])
+    ranked = np.sort(counts)[::-1][:used]
+    figure = new_figure(7.0, 4.0)
+    ax = figure.add_subplot()
+    if used:
+        ax.fill_between(np.arange(used + 1), np.append(ranked, ranked[-1]), step="post", color="tab:blue",
+                        alpha=0.8, label=f"used: {used:,} ({used / size:.1%})")
+        ax.set_yscale("log")
+    if used < size:
+        ax.axvspan(used, size, color="tab:red", alpha=0.15, label=f"dead: {size - used:,}")
+    ax.set(xlim=(0, size), xlabel="code rank (most used first)", ylabel="occurrences",
+           title=f"codebook usage on {split}: {size:,} codes, perplexity {usage['perplexity']:.1f}")
+    ax.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(out)
+
+
+def _plot_codes_used(rows: list[dict], out: Path) -> bool:
+    """Codes used at each val evaluation against the step, with the codebook size for scale."""
+    val = [row for row in rows if row.get("split") == "val" and "codebook_used" in row]
+    if not val:
+        return False
+    steps, used = series(val, "codebook_used")
+    size = val[-1]["codebook_used"] + val[-1].get("codebook_dead", 0)
+    figure = new_figure(7.0, 4.0)
+    ax = figure.add_subplot()
+    ax.plot(steps, used, "o-", color="tab:blue", label="codes used (val)")
+    ax.axhline(size, color="0.4", linestyle="--", label=f"codebook size {size:,}")
+    ax.set(xlabel="step", ylabel="codes", ylim=(0, size * 1.05), title="codebook usage per evaluation")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(out)
+    return True
+
 
 SPLITS = ("train", "val")
 
@@ -73,7 +196,7 @@ def plot_codebook_splits(counts: Mapping[str, Any], out: Path) -> bool:
               if counts.get(split) is not None and len(counts[split])]
     if not splits:
         return False
-    figure = _figure(5.0 * len(splits) + 1.0, 4.0)
+    figure = new_figure(5.0 * len(splits) + 1.0, 4.0)
     axes = figure.subplots(1, len(splits), sharey=True, squeeze=False)[0]
     for ax, (split, histogram) in zip(axes, splits):
         usage = usage_from_histogram(torch.from_numpy(histogram))
@@ -102,7 +225,7 @@ def plot_time_breakdown(breakdown: Mapping[str, Mapping[str, float]], out: Path)
         return False
     names = [name for name, _ in parts]
     seconds = [part["seconds"] for _, part in parts]
-    figure = _figure(7.0, 1.2 + 0.32 * len(parts))
+    figure = new_figure(7.0, 1.2 + 0.32 * len(parts))
     ax = figure.add_subplot()
     positions = np.arange(len(parts))[::-1]
     ax.barh(positions, seconds, color=["tab:orange" if name.startswith("loss: ") else "tab:blue" for name in names])
@@ -120,13 +243,13 @@ def plot_memory(rows: list[dict], memory: Mapping[str, Any], out: Path) -> bool:
     """Memory in use at each logged step and the peak so far; the run's weights, gradients,
     optimizer state and buffers as a level, where the report counts them."""
     train = [row for row in rows if "split" not in row]
-    steps, now = _series(train, "memory_mib")
+    steps, now = series(train, "memory_mib")
     if not steps:
         return False
-    figure = _figure(7.0, 4.0)
+    figure = new_figure(7.0, 4.0)
     ax = figure.add_subplot()
     ax.plot(steps, now, "o-", color="tab:blue", markersize=3, label="in use at the logged step")
-    peak_steps, peak = _series(train, "memory_peak_mib")
+    peak_steps, peak = series(train, "memory_peak_mib")
     if peak_steps:
         ax.plot(peak_steps, peak, "--", color="tab:red", label="peak so far")
     tensors = (memory.get("tensors") or {}).get("total")
