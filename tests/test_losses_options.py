@@ -203,3 +203,20 @@ def test_the_weight_in_force_is_logged_beside_each_scheduled_or_sparse_term(tmp_
         expected = (r.get("recon", 0.0) * r["recon_weight"] + r.get("feature", 0.0) * r["feature_weight"]
                     + 0.1 * r["commit"])
         assert r["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_sparse_term_logs_its_mean_over_the_steps_it_ran(tmp_path):
+    """With every: 3 and a row every 6 steps, recon's logged value is the mean of its two values,
+    not their sum over six steps (which would read three times too low)."""
+    def run(log_every):
+        recipe = recipe_from_tree(tree(tmp_path / str(log_every), [
+            {"name": "recon", "every": 3}, {"name": "feature", "slice": "positions"}],
+            iters=6, log_every=log_every, profile_every=0), "o.yaml")
+        rows = [json.loads(line) for line in (train(recipe) / "metrics.jsonl").read_text().splitlines()]
+        return [r for r in rows if "split" not in r]
+
+    every_step, interval = run(1), run(6)
+    ran = [r["recon"] for r in every_step if "recon" in r]
+    assert len(ran) == 2 and [r["step"] for r in every_step if "recon" in r] == [1, 4]
+    assert interval[-1]["recon"] == pytest.approx(sum(ran) / 2, rel=1e-6)
+    assert interval[-1]["feature"] == pytest.approx(sum(r["feature"] for r in every_step) / 6, rel=1e-6)

@@ -75,6 +75,9 @@ class LogWindow:
     """
 
     sums: dict[str, Any] = dataclasses.field(default_factory=dict)  # name -> sum (a 0-d tensor or a float)
+    # name -> steps that gave it: a loss with ``every: N`` or a schedule at 0 skips steps, and its
+    # mean is over the steps it ran, not over the whole interval
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
     steps: int = 0  # steps added (skipped non-finite steps are not)
     seconds: float = 0.0  # wall-clock seconds of the interval spent before ``start`` (carried over a resume)
     # perf_counter() when its clock (re)started: a reading of this process's clock, not part of the state
@@ -83,7 +86,12 @@ class LogWindow:
     def add(self, values: Mapping[str, torch.Tensor]) -> None:
         for name, value in values.items():
             self.sums[name] = self.sums.get(name, 0) + value
+            self.counts[name] = self.counts.get(name, 0) + 1
         self.steps += 1
+
+    def count(self, name: str) -> int:
+        """The steps of this interval that gave ``name`` (its mean divides by them)."""
+        return self.counts.get(name, self.steps) or 1
 
     def elapsed(self) -> float:
         return self.seconds + time.perf_counter() - self.start
@@ -91,13 +99,16 @@ class LogWindow:
     def to_dict(self) -> dict[str, Any]:
         """Plain numbers: a float32 sum becomes a Python float exactly, and adding the next step's
         float32 value to that float gives the same bits as adding it to the tensor."""
-        return {"steps": self.steps, "seconds": self.elapsed(),
+        return {"steps": self.steps, "seconds": self.elapsed(), "counts": dict(self.counts),
                 "sums": {name: float(value) for name, value in self.sums.items()}}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LogWindow:
-        return cls(sums=dict(data.get("sums", {})), steps=int(data.get("steps", 0)),
-                   seconds=float(data.get("seconds", 0.0)))
+        steps = int(data.get("steps", 0))
+        sums = dict(data.get("sums", {}))
+        # a window saved before per-figure counts were kept: every figure came from every step
+        counts = {name: int(count) for name, count in data.get("counts", {name: steps for name in sums}).items()}
+        return cls(sums=sums, counts=counts, steps=steps, seconds=float(data.get("seconds", 0.0)))
 
 
 @dataclasses.dataclass

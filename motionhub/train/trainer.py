@@ -643,9 +643,11 @@ def _log_row(step: int, lr: float, window: LogWindow, samples_per_step: int, acc
     when the whole interval was skipped; either way each takes part in the one reduction.
     """
     names = sorted(window.sums)
-    # A sum carried over a resume is a float: it joins the others on the device.
-    values = torch.stack([torch.as_tensor(window.sums[n], dtype=torch.float32, device=accelerator.device)
-                          for n in names]) / max(window.steps, 1) if names else torch.zeros(0)
+    device = accelerator.device
+    # A sum carried over a resume is a float: it joins the others on the device, in float32 as they are.
+    values = (torch.stack([torch.as_tensor(window.sums[n], dtype=torch.float32, device=device) for n in names])
+              / torch.tensor([window.count(n) for n in names], dtype=torch.float32, device=device)
+              if names else torch.zeros(0))
     values = accelerator.reduce(values.to(accelerator.device), "mean").tolist()
     elapsed = window.elapsed()
     return {"step": step, "lr": lr, **dict(zip(names, values)),
