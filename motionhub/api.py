@@ -69,6 +69,10 @@ _EXPORTS = {
     "ForeignCheckpoint": "motionhub.use.importing",
     "Command": "motionhub.commands",
     "ExporterCommand": "motionhub.commands.export",
+    "LoadedRun": "motionhub.use.trained_run",
+    "load_run": "motionhub.use.trained_run",
+    "resolve_device": "motionhub.use.encoding",
+    "read_torch_file": "motionhub.train.checkpoint",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -108,5 +112,8 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time names resolve la
     from motionhub.plugins.lazy import lazy_exports
     from motionhub.plugins.testing import registered_plugin
     from motionhub.plugins.types import Bounds
+    from motionhub.train.checkpoint import read_torch_file
     from motionhub.use.export import Exporter, ExportResult, ExportSource, SourceClip
+    from motionhub.use.encoding import resolve_device
     from motionhub.use.importing import ForeignCheckpoint, Imported, Importer, StateDictImporter
+    from motionhub.use.trained_run import LoadedRun, load_run

@@ -1,0 +1,121 @@
+"""The text-to-motion protocol on a loaded run: its split, its tokenizer, the published evaluator."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from motionhub.api import MotionhubError, resolve_device
+
+from . import metrics
+from .files import EvaluatorFiles, load_evaluator_files, sha256_of
+from .modules import FEATURES, MAX_MOTION_LENGTH, MAX_TEXT_LENGTH, UNIT_LENGTH
+from .protocol import MIN_LENGTH, SUBCLIP_FPS, Embedder, EvalSet, run_protocol, tokenizer_reconstructor
+from .words import WordEmbedder
+
+# Published real-motion figures on the HumanML3D test split, 20 repetitions (MDM's rerun of Guo et
+# al. 2022, assets/fixed_results.tex of GuyTevet/motion-diffusion-model): a check that the evaluator
+# files and the inputs are right, since the real row here should land close to them.
+PUBLISHED_REAL = {
+    "t2m": {"source": "real motion, HumanML3D test (Guo et al. 2022, as rerun by MDM)",
+            "top1": 0.512, "top2": 0.702, "top3": 0.797, "mm_dist": 2.97, "diversity": 9.50},
+}
+TITLES = {"t2m": "HumanML3D", "kit": "KIT-ML"}
+
+
+def evaluator_dataset(fmt) -> str:
+    """t2m or kit, from the run's feature size."""
+    for ds, features in FEATURES.items():
+        if fmt.feature_dim == features and len(fmt.feature_shape) == 1:
+            return ds
+    raise MotionhubError(f"the text-to-motion evaluator reads HumanML3D (263 features) or KIT-ML (251) motion; "
+                         f"this run's format '{fmt.name}' has frames of shape {tuple(fmt.feature_shape)}")
+
+
+def checkpoint_path(loaded, checkpoint: str) -> Path:
+    """The file ``load_run`` read for ``checkpoint`` (``best`` falls back to ``last``)."""
+    path = loaded.run.path / "checkpoints" / f"{checkpoint}.pt"
+    return path if path.is_file() or checkpoint != "best" else loaded.run.last
+
+
+def evaluate_t2m(loaded, evaluator_dir=None, *, split: str = "test", repeats: int = 20, seed: int = 0,
+                 device: str | None = None, batch_size: int = 256, checkpoint: str = "best",
+                 files: EvaluatorFiles | None = None, on_repeat=None) -> dict[str, Any]:
+    """The text-to-motion table of a loaded run (``motionhub.api.load_run``) on ``split``.
+
+    Reads the evaluator files from ``evaluator_dir`` (or ``$MOTIONHUB_EVALUATOR_DIR``; ``files``
+    when already read), the split's clips and tagged captions from the run's data set, and runs
+    ``repeats`` repetitions (see ``protocol``). Returns a JSON-ready dict: the table (mean and 95 %
+    interval per figure), every repetition, the files used with their sha256, which statistics
+    normalised what, the item counts and the settings.
+    """
+    import torch
+
+    clock = time.perf_counter()
+    ds = evaluator_dataset(loaded.format)
+    files = files or load_evaluator_files(evaluator_dir, ds)
+    dataset = loaded.dataset
+    if not callable(getattr(dataset, "caption_records", None)):
+        raise MotionhubError(f"the text-to-motion protocol needs tagged captions (caption#word/POS ...#start#end "
+                             f"lines, as HumanML3D's and KIT-ML's texts/ hold); {dataset.describe()} offers none")
+    if loaded.format.mean is None:
+        raise MotionhubError("the run has no normalisation statistics to de-normalise its reconstructions with")
+    try:
+        clips = list(dataset.clips(split))
+    except ValueError as exc:
+        raise MotionhubError(f"{dataset.describe()}: {exc}") from None
+    try:
+        eval_set = EvalSet.build(clips, dataset.caption_records, ds)
+    except ValueError as exc:
+        raise MotionhubError(str(exc)) from None
+    if len(eval_set.items) < metrics.GROUP:
+        raise MotionhubError(f"split '{split}' gives {len(eval_set.items)} evaluation items (skipped: "
+                             f"{eval_set.skipped or 'none'}); the protocol needs at least {metrics.GROUP}")
+    torch_device = resolve_device(device)
+    model = loaded.model.to(torch_device).eval()
+    reconstruct = tokenizer_reconstructor(model, loaded.format, torch_device)
+    embedder = Embedder(files.evaluator, files.mean, files.std, torch_device, batch_size)
+    result = run_protocol(eval_set, reconstruct, embedder, WordEmbedder(files.vocabulary), repeats=repeats,
+                          seed=seed, tokenizer_batch=batch_size, on_repeat=on_repeat)
+    run_checkpoint = checkpoint_path(loaded, checkpoint)
+    data_kwargs = loaded.recipe.data.kwargs
+    run_stats = f"data.stats: {data_kwargs.get('stats', 'the data set default')}"
+    if data_kwargs.get("stats_path"):
+        run_stats += f" ({data_kwargs['stats_path']})"
+    mean, std = np.asarray(loaded.format.mean, np.float64), np.asarray(loaded.format.std, np.float64)
+    return {
+        "protocol": "t2m",
+        "dataset": TITLES[ds],
+        "evaluator": ds,
+        "split": split,
+        "repeats": repeats,
+        "seed": seed,
+        "run": {"path": str(loaded.run.path), "checkpoint": str(run_checkpoint), "step": loaded.step,
+                "sha256": sha256_of(run_checkpoint) if run_checkpoint.is_file() else None},
+        "files": files.checksums(),
+        "normalisation": {
+            "tokenizer_input": f"the run's own statistics (saved in its checkpoint; {run_stats})",
+            "evaluator_input": f"the evaluator's statistics ({files.files[1].path}, {files.files[2].path}), for "
+                               f"real and reconstructed motion alike",
+            "reconstruction": "de-normalised with the run's statistics, then normalised with the evaluator's",
+            "run_vs_evaluator": {"max_abs_mean_difference": float(np.abs(mean - files.mean).max()),
+                                 "std_ratio_range": [float((std / files.std).min()), float((std / files.std).max())]},
+        },
+        "items": {"clips_in_split": len(clips), "items": len(eval_set.items),
+                  "whole_clips": sum("@" not in item.id for item in eval_set.items),
+                  "sub_clips": sum("@" in item.id for item in eval_set.items),
+                  "captions": len(eval_set.captions), "skipped": eval_set.skipped,
+                  "pairs_per_repetition": result["pairs_per_repetition"]},
+        "settings": {"group": metrics.GROUP, "unit_length": UNIT_LENGTH, "max_motion_length": MAX_MOTION_LENGTH,
+                     "max_text_length": MAX_TEXT_LENGTH, "min_length": MIN_LENGTH[ds], "max_length_exclusive": 200,
+                     "subclip_fps": SUBCLIP_FPS, "diversity_pairs": result["diversity_pairs"],
+                     "tokenizer_unit": getattr(reconstruct, "unit", 1),
+                     "device": str(torch_device), "batch_size": batch_size},
+        "table": result["table"],
+        "published_real": PUBLISHED_REAL.get(ds),
+        "repetitions": result["repetitions"],
+        "seconds": {**result["seconds"], "total": time.perf_counter() - clock},
+    }
