@@ -26,6 +26,13 @@ number of codebooks (residual levels):
     index of each dimension. Differentiable, so a loss can softly assign values to the grid.
 ``indices_to_codes(indices: (B, N) or (B, N, Q)) -> (B, N, C)``
     The quantized latents of token ids (what the decoder reads when decoding tokens).
+``num_levels: int``
+    The number of residual levels whose codes add up to the quantized latents (Q of a residual
+    quantizer, RVQ); 1 for a quantizer with a single level (the default). Where it is above 1,
+    indices are (B, N, Q) with the coarsest level first, and ``indices_to_codes(indices, levels=k)``
+    gives the latents of the first k levels alone (1 <= k <= Q): the sum of their codes, through
+    any output projection, as if the finer levels had been dropped. ``levels=Q`` is the full
+    ``indices_to_codes(indices)``. Metrics read it to report figures per number of levels.
 ``codebook_state() -> dict[str, Tensor]``
     Codebook training state that is not a parameter or persistent buffer (see below).
 
@@ -96,6 +103,12 @@ class Quantizer(nn.Module):
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    @property
+    def num_levels(self) -> int:
+        """Residual levels whose codes add up (Q of an RVQ); 1 here. Above 1, ``indices_to_codes``
+        also takes ``levels=k`` (the first k levels alone)."""
+        return 1
 
     def reference_derived_state(self, read: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Own state a reference checkpoint leaves out, rebuilt from ``read`` (own keys); none here."""

@@ -101,6 +101,7 @@ class RVQ(_Codebooks):
 
     ``aux_loss`` sums the levels' commitment losses.
     forward: (B, N, C) -> quantized (B, N, C), indices (B, N, Q).
+    ``indices_to_codes(indices, levels=k)`` decodes from the first k levels alone (``num_levels`` = Q).
     """
 
     def __init__(
@@ -128,6 +129,20 @@ class RVQ(_Codebooks):
             threshold_ema_dead_code=threshold_ema_dead_code, use_cosine_sim=use_cosine_sim,
             codebook_dim=codebook_dim, rotation_trick=rotation_trick,
         )
+
+    @property
+    def num_levels(self) -> int:
+        return self.codebooks.num_quantizers
+
+    def indices_to_codes(self, indices: torch.Tensor, levels: Optional[int] = None) -> torch.Tensor:
+        """(B, N, Q) -> (B, N, C); ``levels=k`` sums the codes of the first k levels only (the library
+        leaves out the codes of levels whose index is -1, as it does for levels dropped in training)."""
+        if levels is not None:
+            if not 1 <= levels <= self.num_levels:
+                raise ValueError(f"levels must be between 1 and the {self.num_levels} residual levels, got {levels}")
+            indices = indices.clone()
+            indices[..., levels:] = -1
+        return self.codebooks.get_output_from_indices(indices)
 
 
 class LFQ(_Codebooks):
