@@ -23,6 +23,14 @@ class Metric:
 
     ``higher_is_better`` names the figures of ``compute`` for which more is better (accuracy,
     F1, ...); every other figure is an error, where less is better. ``eval.best`` reads it.
+
+    ``outputs`` is the tokenizer's (``recon``, ``indices``, ``quantizer``, ...; see
+    ``motionhub.model.tokenizer``) plus, in evaluation, ``decode(codes, motion)``: other quantized
+    latents (B, N, C) through the model's decoder to normalised features (B, T, *F), e.g. the
+    codes of fewer residual levels (``motionhub.train.evaluation.decoding``).
+
+    A figure's name ends in its unit where it has one (``mpjpe_mm``; see ``figure_unit``), so
+    tables can show the unit and figures in other units never share a name.
     """
 
     higher_is_better: frozenset[str] = frozenset()
@@ -39,3 +47,14 @@ class Metric:
     def compute(self, sums: dict[str, float]) -> dict[str, float]:
         """Figures from the sums over the whole split: ``{"mpjpe_mm": ...}``."""
         raise NotImplementedError
+
+
+# Name endings of figures and the units they stand for, longest first: "accel_error_mm_f2" is in mm/frame².
+UNITS = {"_mm_f2": "mm/frame²", "_mm_s2": "mm/s²", "_mm_f3": "mm/frame³", "_mm_s3": "mm/s³",
+         "_ratio": "fraction", "_mm": "mm"}
+
+
+def figure_unit(name: str) -> str:
+    """The unit a figure's name ends in (after any ``@...`` qualifier, as in ``mpjpe_mm@k2``), "" if none."""
+    base = name.split("@", 1)[0]
+    return next((unit for ending, unit in UNITS.items() if base.endswith(ending)), "")

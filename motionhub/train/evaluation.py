@@ -58,10 +58,12 @@ def evaluate_split(model, batches: Iterable[dict], fmt: MotionFormat, losses: Lo
 
     was_training = model.training
     model.eval()
+    decode = decoding(model, accelerator)
     for batch in batches:
         batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         with accelerator.autocast():
             outputs = model(batch["motion"])
+        outputs["decode"] = decode
         frames = batch["mask"].sum() if batch.get("mask") is not None else batch["motion"].shape[0] * batch["motion"].shape[1]
         total, terms = losses(batch, outputs, fmt, step, training=False)
         add("frames", frames)
@@ -107,6 +109,18 @@ def evaluate_split(model, batches: Iterable[dict], fmt: MotionFormat, losses: Lo
     usage = usage_from_histogram(histogram.cpu())
     result.update({f"codebook_{k}": v for k, v in usage.items()})
     return result, histogram
+
+
+def decoding(model, accelerator):
+    """``outputs["decode"]`` of evaluation: ``decode(codes, motion)`` turns quantized latents
+    (B, N, C), e.g. ``quantizer.indices_to_codes(indices, levels=k)``, into the model's
+    reconstruction (B, T, *F) of ``motion`` as normalised features, through its decoder, in the
+    evaluation's precision. Metrics that score other codes than the quantizer's own call it."""
+    def decode(codes: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+        with accelerator.autocast():
+            decoded = model.decoder(codes)
+            return model.reconstruction(decoded if isinstance(decoded, dict) else {"recon": decoded}, motion)
+    return decode
 
 
 def clip_rows(batch: dict, outputs: dict, fmt: MotionFormat, losses: LossSet, metrics: dict[str, Metric],
