@@ -161,7 +161,7 @@ def test_the_train_figures_are_the_models_on_the_train_clips_chosen(epochs_run):
         assert train_figures[figure] == pytest.approx(independent[figure], rel=1e-6), figure
     markdown = render_markdown(report)
     assert "| | val | train (4 clips) |" in markdown.replace("|  |", "| |")
-    assert f"| mpjpe_mm | {val_figures['mpjpe_mm']:.4f} | {train_figures['mpjpe_mm']:.4f} |" in markdown
+    assert f"| mpjpe_mm (mm) | {val_figures['mpjpe_mm']:.4f} | {train_figures['mpjpe_mm']:.4f} |" in markdown
 
 
 def test_the_train_subset_spans_the_split_within_the_eval_bounds():

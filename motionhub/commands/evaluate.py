@@ -54,6 +54,7 @@ class Evaluate(Command):
         from rich.table import Table
 
         from motionhub.errors import MotionhubError
+        from motionhub.model.metrics import figure_unit
         from motionhub.use.trained_run import load_run
 
         if not args.per_clip:
@@ -82,7 +83,7 @@ class Evaluate(Command):
         table = Table(title=title, show_header=False)
         for key, value in result.items():
             if key != "per_clip":
-                table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+                table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value), figure_unit(key))
         Console().print(table)
         if clips is not None:
             Console().print(worst_table(clips, args.worst, result["per_clip"]["sorted_by"], higher))

@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 from torch.utils.flop_counter import FlopCounterMode
 
+from motionhub.model.metrics import figure_unit
 from motionhub.train.hardware import describe_ceiling, machine, memory_kind, memory_peak, peak_rss_mib, si
 
 # Figures a run directory may hold, in the order report.md shows them (drawn by motionhub.train.figures).
@@ -340,12 +341,13 @@ def _evaluation(report: dict[str, Any]) -> tuple:
     mean = history.get("mean_loss")
     mean_row = [] if mean is None else [(f"loss: mean of {history['evaluations']:,} evaluation"
                                          f"{'s' * (history['evaluations'] != 1)}", _figure(mean))]
+    labels = {k: f"{k} ({figure_unit(k)})" if figure_unit(k) else k for k in names}  # e.g. "mpjpe_mm (mm)"
     if not train:
-        rows = [(k, _figure(val[k])) for k in names]
+        rows = [(labels[k], _figure(val[k])) for k in names]
         return ("Evaluation (val)", rows[:1] + mean_row + rows[1:] if "loss" in val else rows + mean_row)
     clips = (report.get("data") or {}).get("train_eval_clips")
     columns = ("", "val", f"train ({clips:,} clips)" if clips else "train")
-    rows = [(k, _figure(val.get(k)), _figure(train.get(k))) for k in names]
+    rows = [(labels[k], _figure(val.get(k)), _figure(train.get(k))) for k in names]
     mean_row = [(label, value, "") for label, value in mean_row]
     return ("Evaluation", rows[:1] + mean_row + rows[1:] if "loss" in val else rows + mean_row, columns)
 
