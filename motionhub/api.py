@@ -50,6 +50,8 @@ _EXPORTS = {
     "codebook_usage": "motionhub.model.codebook",
     "histogram_entropy": "motionhub.model.codebook",
     "usage_from_histogram": "motionhub.model.codebook",
+    "full_precision": "motionhub.model.precision",
+    "full_precision_forward": "motionhub.model.precision",
     # motion math (pure functions, no I/O)
     "Skeleton": "motionhub.motion.skeletons",
     "forward_kinematics": "motionhub.motion.skeletons",
@@ -104,6 +106,7 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time names resolve la
     from motionhub.model.codebook import code_histogram, codebook_usage, histogram_entropy, usage_from_histogram
     from motionhub.model.losses import Loss
     from motionhub.model.metrics import Metric
+    from motionhub.model.precision import full_precision, full_precision_forward
     from motionhub.model.quantizer import Quantizer, QuantizerOutput
     from motionhub.model.tokenizer import Decoder, Encoder, mirrored_settings
     from motionhub.motion import filters, humanml3d, representation272, rotations, skeletons

@@ -14,6 +14,7 @@ import torch
 
 from motionhub.data.formats import MotionFormat
 from motionhub.errors import MotionhubError
+from motionhub.model.precision import full_precision, to_float32
 
 
 class Loss:
@@ -115,7 +116,13 @@ class LossSet:
     each term is charged for its own kernels). ``without_gradient`` names the terms whose
     training value carried no gradient: they change the reported total but never the update,
     and the report says so.
+
+    Every term runs in fp32 (``full_precision``): autocast off, and the batch's and the
+    outputs' bf16 / fp16 tensors handed to it in float32, so each value is a float32 tensor
+    whatever the run's precision (a run in fp32 computes exactly as without it).
     """
+
+    full_precision_part = "losses"
 
     def __init__(self, terms: list[LossTerm], clock: Callable[[], float] = _clock):
         self.terms = terms
@@ -160,6 +167,12 @@ class LossSet:
 
     @staticmethod
     def _value(term: LossTerm, batch: dict, outputs: dict, fmt: MotionFormat, training: bool) -> torch.Tensor:
+        device = batch["motion"].device.type if isinstance(batch.get("motion"), torch.Tensor) else "cpu"
+        with full_precision(LossSet.full_precision_part, device):
+            return LossSet._term_value(term, to_float32(batch), to_float32(outputs), fmt, training)
+
+    @staticmethod
+    def _term_value(term: LossTerm, batch: dict, outputs: dict, fmt: MotionFormat, training: bool) -> torch.Tensor:
         if not training or term.downsample == 1:
             return term.loss(batch, outputs, fmt)
         thinned_batch, thinned_outputs = downsample_time(batch, outputs, term.downsample)

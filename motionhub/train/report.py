@@ -410,7 +410,8 @@ def _left_out(data: dict[str, Any]) -> list[tuple[str, str]]:
 def render_markdown(report: dict[str, Any]) -> str:
     lines = [f"# Training report: {report['run']['name']}", "",
              f"Recipe `{report['run']['recipe']}` · {report['run']['device']} · "
-             f"{report['run']['processes']} process(es) · precision {report['run']['precision']}", ""]
+             f"{report['run']['processes']} process(es) · precision "
+             f"{report['run'].get('precision_parts') or report['run']['precision']}", ""]
     for title, rows, *columns in _rows(report):  # a section may name its columns: (title, rows, columns)
         header = columns[0] if columns else ("", "")
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |",

@@ -44,6 +44,7 @@ from motionhub.model.build import build_dataset, build_losses, build_metrics, bu
 from motionhub.model.codebook import usage_from_histogram
 from motionhub.model.losses import LossSet
 from motionhub.model.metrics import Metric
+from motionhub.model.precision import describe_precision
 from motionhub.model.tokenizer import Tokenizer
 from motionhub.plugins.manager import versions
 from motionhub.recipes import Recipe, TrainConfig
@@ -735,7 +736,8 @@ def _report(session: Session, loop: LoopState, last_eval: dict[str, float], code
     return {
         "run": {"name": recipe.run.name, "recipe": recipe.source, "directory": str(run.path),
                 "device": str(accelerator.device), "processes": accelerator.num_processes,
-                "precision": recipe.train.precision, "motionhub": __version__},
+                "precision": recipe.train.precision, "motionhub": __version__,
+                "precision_parts": describe_precision(recipe.train.precision, model, session.losses)},
         "parameters": parameter_counts(model),
         "flops": flops,
         "speed": speed_record(flops, step_s, steps, loop.train_seconds, accelerator.num_processes,
@@ -841,7 +843,8 @@ def _print_plan(session: Session, loop: LoopState) -> None:
                   f"codebook {size:,} codes{_nominal_text(recipe, size)}")
     console.print(f"training  {session.derived.total_steps:,} steps ({cfg.warmup_iters:,} warm-up) x "
                   f"{cfg.batch_size} windows{f' x {cfg.grad_accum} micro-batches' if cfg.grad_accum > 1 else ''} x "
-                  f"{accelerator.num_processes} process(es) on {accelerator.device}, precision {cfg.precision}")
+                  f"{accelerator.num_processes} process(es) on {accelerator.device}")
+    console.print(f"precision {describe_precision(cfg.precision, model, session.losses)}")
     console.print(f"epochs    {_epoch_text(session)}")
     if loop.step:
         console.print(f"[yellow]resuming[/] at step {loop.step:,} from "

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from motionhub.api import Bounds, Quantizer, QuantizerOutput, code_histogram
+from motionhub.api import Bounds, Quantizer, QuantizerOutput, code_histogram, full_precision_forward
 
 
 def _distributed() -> bool:
@@ -82,6 +82,7 @@ class EMAResetVQ(Quantizer):
             "initialised": torch.tensor(trained),
         }
 
+    @full_precision_forward("quantizer")  # the commitment loss and the output too, not only the distances
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         flat = z.reshape(-1, self.dim)
         with torch.no_grad(), torch.autocast(z.device.type, enabled=False):

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import torch
 import vector_quantize_pytorch as vqp
 
-from motionhub.api import Bounds, Quantizer, QuantizerOutput
+from motionhub.api import Bounds, Quantizer, QuantizerOutput, full_precision_forward
 
 # the levels MotionMillion picks for a requested codebook size (the product is the real size)
 LEVELS_FOR_SIZE: dict[int, list[int]] = {
@@ -44,7 +44,8 @@ class FSQ(Quantizer):
     levels:        grid size per dimension, e.g. [8, 5, 5, 5] (1000 codes).
     codebook_size: nominal size mapped to MotionMillion's levels (2048 -> [8, 8, 6, 5], 1920 codes).
 
-    Exactly one of ``levels`` / ``codebook_size``. Quantisation runs in fp32; ``aux_loss`` is 0.
+    Exactly one of ``levels`` / ``codebook_size``. The forward (projections and rounding) runs in
+    fp32, under autocast too; ``aux_loss`` is 0.
     forward: (B, N, C) -> quantized (B, N, C), indices (B, N), pre_quantized (B, N, len(levels)).
     ``levels`` (a tuple) and ``to_grid`` are the scalar-quantizer part of the quantizer contract.
     """
@@ -69,6 +70,7 @@ class FSQ(Quantizer):
     def codebook_size(self) -> int:
         return math.prod(self._levels)
 
+    @full_precision_forward("quantizer")  # the library keeps its rounding in fp32 on CUDA only, not its projection
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         quantized, indices = self.fsq(z)
         # the library projects inside its forward; a (B, N, C) x (C, G) product again is cheap

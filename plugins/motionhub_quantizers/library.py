@@ -12,13 +12,15 @@ from typing import Annotated, Optional
 import torch
 import vector_quantize_pytorch as vqp
 
-from motionhub.api import Bounds, Quantizer, QuantizerOutput
+from motionhub.api import Bounds, Quantizer, QuantizerOutput, full_precision_forward
 
 
 class _Codebooks(Quantizer):
     """Shared by the wrappers whose library module returns ``(quantized, indices, losses)``.
 
-    Subclasses store the library module as ``self.codebooks``.
+    Subclasses store the library module as ``self.codebooks``. The forward runs in fp32 under
+    autocast too: the library turns autocast off for CUDA only, so on the CPU its distances,
+    projections and EMA codebook sums would otherwise be bf16 products.
     """
 
     codebooks: torch.nn.Module
@@ -27,6 +29,7 @@ class _Codebooks(Quantizer):
     def codebook_size(self) -> int:
         return self.codebooks.codebook_size
 
+    @full_precision_forward("quantizer")
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         quantized, indices, losses = self.codebooks(z)
         return QuantizerOutput(quantized, indices.long(), losses.sum())
