@@ -29,6 +29,9 @@ class Encode(Command):
         parser.add_argument("--batch-size", type=positive_int, default=64, metavar="N",
                             help="clips per batch, at most (default: 64)")
         parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when there is a GPU, else cpu")
+        parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                            help="fp32 (default), or bf16: the encoder's matmuls/convs under autocast, the "
+                                 "quantizer in fp32; a latent near a quantisation boundary may get another id")
         parser.add_argument("--npy-dir", type=Path, metavar="DIR",
                             help="also write one DIR/<clip id>.npy per clip, int64 of shape (1, tokens), the layout "
                                  "the text-to-motion stages of T2M-GPT and MotionMillion read (e.g. "
@@ -37,6 +40,7 @@ class Encode(Command):
     def run(self, args: argparse.Namespace) -> int:
         from rich.console import Console
 
+        from motionhub.model.precision import describe_precision
         from motionhub.use.trained_run import load_run
         from motionhub.use.encoding import (TokenFile, check_new_folder, check_output_file, clip_progress,
                                             encode_clips, resolve_device, write_npy_folder, write_tokens)
@@ -52,12 +56,12 @@ class Encode(Command):
         start = time.perf_counter()
         with clip_progress(console, f"encode {args.split}", len(source)) as progress:
             encoded = encode_clips(model, loaded.format, source, batch_size=args.batch_size,
-                                   device=device, progress=progress)
+                                   device=device, progress=progress, precision=args.precision)
         seconds = time.perf_counter() - start
         fmt = loaded.format
         attrs = {"run_dir": str(loaded.run.path.resolve()), "checkpoint": args.checkpoint, "step": loaded.step,
                  "split": args.split, "codebook_size": model.quantizer.codebook_size, "format": fmt.name,
-                 "feature_shape": list(fmt.feature_shape), "fps": float(fmt.fps)}
+                 "feature_shape": list(fmt.feature_shape), "fps": float(fmt.fps), "precision": args.precision}
         texts = [source.texts[i] for i in encoded.clips]
         write_tokens(args.out, TokenFile(encoded, texts, attrs))
         if args.npy_dir is not None:
@@ -69,6 +73,7 @@ class Encode(Command):
                       f"(codebook of {attrs['codebook_size']:,} codes, step {loaded.step}) in {seconds:.1f} s: "
                       f"{len(encoded.ids) / seconds:,.0f} clips/s, {int(encoded.frame_lengths.sum()) / seconds:,.0f} "
                       f"frames/s on {device.type}")
+        console.print(f"precision {describe_precision(args.precision, model, networks=('encoder',))}")
         console.print(f"clips are cropped to a multiple of the down-sampling ({unit} frames): "
                       f"{int(cropped.sum()):,} trailing frames dropped from {int((cropped > 0).sum()):,} clips")
         if encoded.skipped_ids:

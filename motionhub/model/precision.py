@@ -91,15 +91,17 @@ def low_precision_layers(module: torch.nn.Module) -> list[str]:
     return [word for word, types in kinds.items() if any(issubclass(t, types) for t in found)]
 
 
-def describe_precision(precision: str, model: torch.nn.Module, losses: Any = None) -> str:
+def describe_precision(precision: str, model: torch.nn.Module, losses: Any = None,
+                       networks: tuple[str, ...] = ("encoder", "decoder")) -> str:
     """Which precision each part of ``model`` (a tokenizer: encoder, quantizer, decoder) and
     ``losses`` computes in under ``precision``, in one line, e.g. "bf16 autocast: encoder and
     decoder matmuls/convs in bf16; quantizer and losses in fp32". Read from the layers and the
-    parts' declarations (``full_precision_forward``, ``full_precision_part``)."""
+    parts' declarations (``full_precision_forward``, ``full_precision_part``). ``networks``: the
+    parts besides the quantizer that run (``("encoder",)`` for encoding alone)."""
     if precision == "fp32":
         return "fp32"
     low, full = [], []
-    for name in ("encoder", "decoder"):
+    for name in networks:
         part = getattr(model, name, None)
         if part is None:
             continue

@@ -135,16 +135,31 @@ def resolve_device(name: str | None) -> torch.device:
 
 
 # ---------------------------------------------------------------------------- encode / decode
+ENCODE_PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def autocast_for(device: torch.device | str, precision: str):
+    """The context the forward passes of ``precision`` run in: nothing for fp32, autocast on
+    ``device`` for bf16 (the quantizer and the losses keep to fp32 inside it,
+    ``motionhub.model.precision``)."""
+    if precision not in ENCODE_PRECISIONS:
+        raise MotionhubError(f"unknown precision {precision!r}; choose one of {', '.join(ENCODE_PRECISIONS)}")
+    dtype = ENCODE_PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
 
 
 @torch.inference_mode()
 def encode_clips(model: Tokenizer, fmt: MotionFormat, source: ClipSource, *, batch_size: int,
-                 device: torch.device | str = "cpu", progress: Progress | None = None) -> EncodedClips:
+                 device: torch.device | str = "cpu", progress: Progress | None = None,
+                 precision: str = "fp32") -> EncodedClips:
     """Token ids of every clip of ``source`` at its cropped length (see the module docstring).
 
     ``model`` must already be on ``device`` and in eval mode; ``fmt`` carries the statistics
-    it was trained with.
+    it was trained with. ``precision`` ``bf16`` runs the encoder under autocast (``autocast_for``).
     """
+    autocast = autocast_for(device, precision)
     unit = model.downsample
     lengths = np.asarray(source.lengths, dtype=np.int64)
     kept = np.flatnonzero(lengths >= unit)
@@ -156,7 +171,8 @@ def encode_clips(model: Tokenizer, fmt: MotionFormat, source: ClipSource, *, bat
     done = 0
     for bucket in length_buckets(cropped, batch_size):
         motion = gather_clips(source, kept[bucket], int(cropped[bucket[0]]), fmt)
-        indices = model.encode(motion.to(device)).cpu().numpy()  # (B, T', *Q)
+        with autocast:
+            indices = model.encode(motion.to(device)).cpu().numpy()  # (B, T', *Q)
         for position, clip_indices in zip(bucket, indices):
             per_clip[position] = clip_indices
         done += len(bucket)
