@@ -2,6 +2,7 @@
 
     python benchmarks/encode_batched.py [--clips N] [--batch-size B] [--rounds R] [--threads T]
                                         [--width W] [--depth D] [--down-t K] [--device cpu|cuda]
+                                        [--precision fp32|bf16]
 
 One process, one model, one split. The split is N clips of 263 random features (HumanML3D's
 layout) with lengths drawn uniformly from 40-196 frames, HumanML3D's range; the model is a
@@ -19,7 +20,9 @@ reference's ids are also the oracle: the script counts clips whose batched ids d
 
 Both contenders do the same arithmetic (no batch holds padding), so the script also counts
 the encoder's floating-point operations for the split and prints each contender's rate next
-to a dense matrix product's on the same device and threads: the most any batching can gain
+to a dense matrix product's on the same device and threads, in the same dtype (``--precision
+bf16``: both contenders encode under bf16 autocast, the quantizer in fp32, and the product is a
+bf16 one), with the share of it each reaches: the most any batching can gain
 is roughly that product's rate over the one-at-a-time rate. On a CPU a single clip already
 keeps the cores busy and the gain is small; on a GPU a single clip is bound by kernel
 launches and batching gains far more. With ``--device cuda`` every clip's ids are copied back
@@ -42,7 +45,9 @@ from motionhub.data.dataset import Clip
 from motionhub.data.formats import MotionFormat
 from motionhub.recipes import recipe_from_tree
 from motionhub.train.hardware import matmul_ceiling
-from motionhub.use.encoding import encode_clips, length_buckets
+from motionhub.model.precision import describe_precision
+from motionhub.train.hardware import PRECISION_DTYPES
+from motionhub.use.encoding import autocast_for, encode_clips, length_buckets
 from motionhub.data.windows import ClipBank
 
 FEATURES = 263
@@ -67,18 +72,19 @@ def make_model(fmt: MotionFormat, width: int, depth: int, down_t: int):
 
 
 @torch.inference_mode()
-def one_at_a_time(model, fmt, bank: ClipBank, device: torch.device) -> list[np.ndarray]:
+def one_at_a_time(model, fmt, bank: ClipBank, device: torch.device, precision: str = "fp32") -> list[np.ndarray]:
     unit, ids = model.downsample, []
-    for start, length in zip(bank.offsets[:-1], bank.lengths):
-        frames = torch.from_numpy(bank.frames[start:start + length // unit * unit])
-        ids.append(model.encode(fmt.normalise(frames)[None].to(device))[0].cpu().numpy())
+    with autocast_for(device, precision):
+        for start, length in zip(bank.offsets[:-1], bank.lengths):
+            frames = torch.from_numpy(bank.frames[start:start + length // unit * unit])
+            ids.append(model.encode(fmt.normalise(frames)[None].to(device))[0].cpu().numpy())
     return ids
 
 
-def split_flops(model, fmt, bank: ClipBank, batch_size: int, device: torch.device) -> int:
+def split_flops(model, fmt, bank: ClipBank, batch_size: int, device: torch.device, precision: str = "fp32") -> int:
     """Floating-point operations of encoding the whole split (the same for both contenders)."""
     with FlopCounterMode(display=False) as counter:
-        encode_clips(model, fmt, bank, batch_size=batch_size, device=device)
+        encode_clips(model, fmt, bank, batch_size=batch_size, device=device, precision=precision)
     return counter.get_total_flops()
 
 
@@ -98,6 +104,7 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--down-t", type=int, default=2)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -112,27 +119,31 @@ def main() -> None:
     print(f"{len(bank.ids)} clips, {int(bank.lengths.sum()):,} frames, {len(np.unique(cropped))} cropped lengths "
           f"-> {batches} batches (mean {len(cropped) / batches:.1f} clips); encoder width {args.width}, "
           f"depth {args.depth}, x{model.downsample}; {device.type}, {args.threads} threads")
+    print(f"precision {describe_precision(args.precision, model, networks=('encoder',))}")
 
-    flops = split_flops(model, fmt, bank, args.batch_size, device)  # also the warm-up: allocator, kernels
-    one_at_a_time(model, fmt, make_split(8, seed=1), device)
+    flops = split_flops(model, fmt, bank, args.batch_size, device, args.precision)  # also the warm-up
+    one_at_a_time(model, fmt, make_split(8, seed=1), device, args.precision)
     reference_s, batched_s = [], []
     for round_ in range(args.rounds):
         contenders = [("reference", reference_s), ("motionhub", batched_s)]
         for name, times in contenders if round_ % 2 == 0 else contenders[::-1]:
             if name == "reference":
-                seconds, reference = timed(lambda: one_at_a_time(model, fmt, bank, device))
+                seconds, reference = timed(lambda: one_at_a_time(model, fmt, bank, device, args.precision))
             else:
                 seconds, encoded = timed(lambda: encode_clips(model, fmt, bank, batch_size=args.batch_size,
-                                                              device=device))
+                                                              device=device, precision=args.precision))
             times.append(seconds)
 
     differing = sum(not np.array_equal(encoded.clip_tokens(i), ids) for i, ids in enumerate(reference))
     one, batched = statistics.median(reference_s), statistics.median(batched_s)
-    ceiling = matmul_ceiling(device, torch.float32, budget_s=2.0)["flop_per_s"]  # the run report's routine
+    # the run report's routine, in the dtype the encoder's products run in
+    ceiling = matmul_ceiling(device, PRECISION_DTYPES[args.precision], budget_s=2.0)["flop_per_s"]
     print(f"encoder arithmetic: {flops / 1e9:.1f} GFLOP for the split ({flops / len(bank.ids) / 1e9:.3f} per clip); "
-          f"dense matmul on this device: {ceiling / 1e9:.0f} GFLOP/s")
+          f"dense {args.precision} matmul on this device: {ceiling / 1e9:.0f} GFLOP/s")
     for name, seconds in ((f"one clip at a time:", one), (f"batched (B={args.batch_size}):", batched)):
-        print(f"{name:20s} {len(bank.ids) / seconds:8.1f} clips/s ({seconds:.2f} s, {flops / seconds / 1e9:.0f} GFLOP/s)")
+        rate = flops / seconds
+        print(f"{name:20s} {len(bank.ids) / seconds:8.1f} clips/s ({seconds:.2f} s, {rate / 1e9:.0f} GFLOP/s, "
+              f"{rate / ceiling:.0%} of the {args.precision} matmul ceiling)")
     print(f"speed-up: {one / batched:.2f}x (at most ~{ceiling * one / flops:.1f}x at the matmul rate); "
           f"clips whose ids differ from one-at-a-time: {differing} / {len(bank.ids)}")
 
