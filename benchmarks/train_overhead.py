@@ -1,10 +1,13 @@
 """Training-loop overhead: a bare loop of T2M-GPT's own VQ-VAE code vs motionhub's whole ``train()``.
 
-    python benchmarks/train_overhead.py --reference /path/to/T2M-GPT [--steps N] [--rounds R] [--threads T]
+    python benchmarks/train_overhead.py [--reference /path/to/T2M-GPT] [--steps N] [--rounds R] [--threads T]
+                                        [--precision fp32|bf16]
 
 Both contenders train the T2M-GPT HumanML3D VQ-VAE (263 features, width 512, depth 3, down_t 2,
 stride 2, dilation growth 3, 512 x 512 EMA-reset codebook, 64-frame windows) at batch 32,
-float32, on the CPU with T torch threads (default 2):
+on the CPU with T torch threads (default 2), in float32 or (``--precision bf16``) under bf16
+autocast (motionhub's ``train.precision: bf16``; the reference's forward and loss in the same
+autocast):
 
   A reference  T2M-GPT's ``VQVAE_251`` built with the arguments its option parser gives for the
                README recipe, its ``ReConsLoss`` (smooth L1) + 0.5 x the "velocity" (positions)
@@ -31,7 +34,13 @@ free memory is handed back to the kernel (``malloc_trim``): how often a loop's m
 to the kernel and has to be faulted in again is part of what differs between loops, and in a
 shared heap one contender's freed memory would hide the other's faults.
 
-The reference is imported from a checkout given by --reference (only ``models/``,
+Each contender's achieved FLOP/s (its training FLOPs per step, counted by
+``torch.utils.flop_counter.FlopCounterMode``, over its median wall time per step) is printed with
+its share of a dense matmul ceiling measured in this run, in the same dtype
+(``motionhub.train.hardware.matmul_ceiling``).
+
+Without --reference only motionhub runs. The reference is imported from a checkout given by
+--reference (only ``models/``,
 ``options/option_vq.py`` and ``utils/losses.py`` are used). It creates its codebook with
 ``.cuda()``; while its model is built, ``torch.Tensor.cuda`` returns the tensor unchanged.
 """
@@ -55,10 +64,12 @@ from pathlib import Path
 import torch
 from rich.console import Console
 from rich.progress import Progress
+from torch.utils.flop_counter import FlopCounterMode
 
 import motionhub.data.batches
 import motionhub.train.trainer
 from motionhub.recipes import read_tree, recipe_from_tree
+from motionhub.train.hardware import PRECISION_DTYPES, matmul_ceiling
 from motionhub.train.report import load_report
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,8 +141,9 @@ def reference_args(option_vq) -> argparse.Namespace:
     return args
 
 
-def run_reference(modules, steps: int, seed: int) -> dict:
-    """``steps`` training steps of the reference; the clocks and phases of each step."""
+def run_reference(modules, steps: int, seed: int, precision: str = "fp32") -> dict:
+    """``steps`` training steps of the reference; the clocks and phases of each step, and the
+    FLOPs of one step (forward, loss and backward, counted on the first)."""
     option_vq, vqvae, losses = modules
     args = reference_args(option_vq)
     torch.manual_seed(seed)
@@ -146,26 +158,31 @@ def run_reference(modules, steps: int, seed: int) -> dict:
     # Normalised windows are roughly unit normal; a few distinct ones so the codebook sees new input.
     batches = [torch.randn(BATCH, WINDOW, FEATURES) for _ in range(4)]
 
-    clocks, phases = [], dict.fromkeys(PHASES, 0.0)
+    clocks, phases, flops = [], dict.fromkeys(PHASES, 0.0), 0
     for step in range(steps):
         gt_motion = batches[step % len(batches)]
+        counter = FlopCounterMode(display=False) if step == 0 else contextlib.nullcontext()
         before = Clocks.now()
         t0 = time.perf_counter()
-        pred_motion, loss_commit, _ = net(gt_motion)
-        t1 = time.perf_counter()
-        loss_motion = recons(pred_motion, gt_motion)
-        loss_vel = recons.forward_vel(pred_motion, gt_motion)
-        loss = loss_motion + args.commit * loss_commit + args.loss_vel * loss_vel
-        t2 = time.perf_counter()
-        optimizer.zero_grad()
-        loss.backward()
+        with counter, torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            pred_motion, loss_commit, _ = net(gt_motion)
+            t1 = time.perf_counter()
+            loss_motion = recons(pred_motion, gt_motion)
+            loss_vel = recons.forward_vel(pred_motion, gt_motion)
+            loss = loss_motion + args.commit * loss_commit + args.loss_vel * loss_vel
+            t2 = time.perf_counter()
+        with counter:
+            optimizer.zero_grad()
+            loss.backward()
         t3 = time.perf_counter()
+        if step == 0:
+            flops = counter.get_total_flops()
         optimizer.step()
         t4 = time.perf_counter()
         clocks.append(Clocks.now() - before)
         for name, start, end in (("forward", t0, t1), ("loss", t1, t2), ("backward", t2, t3), ("optimizer", t3, t4)):
             phases[name] += end - start
-    return {**Clocks.medians(clocks), "total": sum(c.wall for c in clocks), "phases": phases}
+    return {**Clocks.medians(clocks), "total": sum(c.wall for c in clocks), "phases": phases, "flops": flops}
 
 
 # ---- motionhub
@@ -202,20 +219,21 @@ def clocked_steps():
         motionhub.train.trainer.Progress = Progress
 
 
-def motionhub_recipe(steps: int, threads: int, out: Path, seed: int):
+def motionhub_recipe(steps: int, threads: int, out: Path, seed: int, precision: str = "fp32"):
     tree = read_tree(RECIPE)
     tree["data"] = {"name": "synthetic", "layout": "humanml3d_263", "clips": 64, "min_frames": 64,
                     "max_frames": 160, "window": WINDOW}
     overrides = [f"run.out={out}", f"run.seed={seed}", f"train.batch_size={BATCH}", "train.warmup_iters=0",
                  f"train.iters={steps}", f"train.log_every={min(200, steps)}", "train.eval_every=0",
                  "train.checkpoint_every=0", f"train.threads={threads}", "eval.train_codebook=false",
-                 "train.milestones=[]"]
+                 "train.milestones=[]", f"train.precision={precision}"]
     return recipe_from_tree(tree, str(RECIPE), overrides)
 
 
-def run_motionhub(steps: int, threads: int, workdir: Path, seed: int) -> dict:
-    """One whole ``train()`` of ``steps`` steps; the trainer's step time, the clocks and phases of each step."""
-    recipe = motionhub_recipe(steps, threads, workdir / "run", seed)
+def run_motionhub(steps: int, threads: int, workdir: Path, seed: int, precision: str = "fp32") -> dict:
+    """One whole ``train()`` of ``steps`` steps; the trainer's step time, the clocks and phases of
+    each step, its training FLOPs per step and the precision of each part, from its report."""
+    recipe = motionhub_recipe(steps, threads, workdir / "run", seed, precision)
     with open(os.devnull, "w") as devnull, clocked_steps() as clocks:
         # A terminal that discards what it is sent: the progress bar renders as it would for a user.
         run_dir = motionhub.train.trainer.train(recipe, console=Console(file=devnull, force_terminal=True, width=120))
@@ -228,7 +246,8 @@ def run_motionhub(steps: int, threads: int, workdir: Path, seed: int) -> dict:
     in_loop = report["time"]["total_s"] - seconds.get("evaluation", 0.0) - seconds.get("checkpoint", 0.0)
     hooked = Clocks.medians(clocks)
     return {**hooked, "wall": report["time"]["step_s"], "hooked_wall": hooked["wall"], "total": in_loop,
-            "phases": phases}
+            "phases": phases, "flops": report["flops"]["step_train"],
+            "precision_parts": report["run"].get("precision_parts", precision)}
 
 
 # ---- the comparison
@@ -246,28 +265,34 @@ def release_free_memory() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reference", type=Path, required=True, help="checkout of github.com/Mael-zys/T2M-GPT")
+    parser.add_argument("--reference", type=Path,
+                        help="checkout of github.com/Mael-zys/T2M-GPT (without it, motionhub runs alone)")
     parser.add_argument("--steps", type=int, default=10, help="training steps per contender per round")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    modules = import_reference(args.reference.resolve())
-    print(f"batch {BATCH} x {WINDOW} frames x {FEATURES} features, float32, CPU, {torch.get_num_threads()} threads; "
-          f"{args.rounds} rounds x {args.steps} steps per contender; load average {os.getloadavg()[0]:.2f}")
+    modules = import_reference(args.reference.resolve()) if args.reference else None
+    print(f"batch {BATCH} x {WINDOW} frames x {FEATURES} features, {args.precision}, CPU, "
+          f"{torch.get_num_threads()} threads; {args.rounds} rounds x {args.steps} steps per contender; "
+          f"load average {os.getloadavg()[0]:.2f}")
 
     started = time.perf_counter()
-    run_reference(modules, 2, args.seed)  # first-call costs (imports, kernel set-up) that both would share
-    contenders = {
-        "reference": lambda workdir: run_reference(modules, args.steps, args.seed),
-        "motionhub": lambda workdir: run_motionhub(args.steps, args.threads, workdir, args.seed),
-    }
+    contenders = {}
+    if modules is not None:
+        run_reference(modules, 2, args.seed, args.precision)  # first-call costs (imports, kernel set-up) both share
+        contenders["reference"] = lambda workdir: run_reference(modules, args.steps, args.seed, args.precision)
+    contenders["motionhub"] = lambda workdir: run_motionhub(args.steps, args.threads, workdir, args.seed,
+                                                            args.precision)
+    names = list(contenders)
+    letters = dict(zip(["reference", "motionhub"], "AB"))
     rounds: list[dict[str, dict]] = []
     with tempfile.TemporaryDirectory(prefix="train_overhead-") as tmp:
         for i in range(args.rounds):
-            order = list(contenders) if i % 2 == 0 else list(reversed(contenders))  # neither always first
+            order = names if i % 2 == 0 else names[::-1]  # neither always first
             result = {}
             for name in order:
                 workdir = Path(tmp) / f"{name}-{i}"
@@ -275,35 +300,51 @@ def main() -> None:
                 release_free_memory()
                 result[name] = contenders[name](workdir)
             rounds.append(result)
-            a, b = result["reference"], result["motionhub"]
-            print(f"round {i + 1}: A {a['wall']:.3f} s wall {a['cpu']:.3f} s CPU {a['faults']:6.0f} faults | "
-                  f"B {b['wall']:.3f} s wall {b['cpu']:.3f} s CPU {b['faults']:6.0f} faults | "
-                  f"B/A wall {b['wall'] / a['wall']:.3f} | load {os.getloadavg()[0]:.2f}", flush=True)
+            parts = [f"{letters[name]} {r['wall']:.3f} s wall {r['cpu']:.3f} s CPU {r['faults']:6.0f} faults"
+                     for name, r in ((name, result[name]) for name in names)]
+            ratio = (f" | B/A wall {result['motionhub']['wall'] / result['reference']['wall']:.3f}"
+                     if "reference" in result else "")
+            print(f"round {i + 1}: {' | '.join(parts)}{ratio} | load {os.getloadavg()[0]:.2f}", flush=True)
 
     def median(name: str, key: str) -> float:
         return statistics.median(r[name][key] for r in rounds)
 
     print(f"\nper training step, medians over {args.rounds} rounds ({time.perf_counter() - started:.0f} s in all)")
-    print(f"{'':28} {'A reference':>12} {'B motionhub':>12} {'B / A':>7}")
+    header = {"reference": "A reference", "motionhub": "B motionhub"}
+    both = len(names) == 2
+    print(f"{'':28} " + " ".join(f"{header[name]:>12}" for name in names) + (f" {'B / A':>7}" if both else ""))
     for label, key, form in (("wall s", "wall", ".3f"), ("CPU s", "cpu", ".3f"), ("minor page faults", "faults", ".0f")):
-        a, b = median("reference", key), median("motionhub", key)
-        print(f"{label:28} {a:12{form}} {b:12{form}} {b / max(a, 1e-9):7.3f}")
+        values = [median(name, key) for name in names]
+        ratio = f" {values[1] / max(values[0], 1e-9):7.3f}" if both else ""
+        print(f"{label:28} " + " ".join(f"{v:12{form}}" for v in values) + ratio)
     # A cross-check of the trainer's own figure: the same steps, timed by the hooks.
-    print(f"{'wall s, timed by the hooks':28} {'':12} {median('motionhub', 'hooked_wall'):12.3f}")
+    print(f"{'wall s, timed by the hooks':28} " + ("" if not both else f"{'':12} ")
+          + f"{median('motionhub', 'hooked_wall'):12.3f}")
+
+    # Measured here, after the steps, in the dtype the products ran in: the same routine as the report's.
+    ceiling = matmul_ceiling("cpu", PRECISION_DTYPES[args.precision], budget_s=2.0)["flop_per_s"]
+    print(f"\nachieved rate: training FLOPs per step over the median wall s per step; dense {args.precision} "
+          f"matmul on this machine: {ceiling / 1e9:.0f} GFLOP/s")
+    print(f"precision  {rounds[-1]['motionhub']['precision_parts']}")
+    for name in names:
+        flops, wall = rounds[-1][name]["flops"], median(name, "wall")
+        rate = flops / wall if wall else 0.0
+        print(f"  {header[name]:26} {flops / 1e9:8.2f} GFLOP/step {rate / 1e9:8.1f} GFLOP/s  "
+              f"{rate / ceiling:6.1%} of the {args.precision} matmul ceiling")
 
     # The trainer reports its phases as totals over a run, so each row is a mean per step over a
     # round's steps (the first included), then the median over rounds; the rows need not add up.
     print("\nwhere a step's wall time goes: mean s per step in a round, median over rounds")
-    print(f"  {'':26} {'A':>12} {'B':>12} {'B - A':>7}")
+    print(f"  {'':26} " + " ".join(f"{letters[name]:>12}" for name in names) + (f" {'B - A':>7}" if both else ""))
     rows = (*PHASES, "outside the phases", "whole step")
-    for name in contenders:
+    for name in names:
         for r in rounds:
             phases = {key: r[name]["phases"][key] / args.steps for key in PHASES}
             whole = r[name]["total"] / args.steps
             r[name]["rows"] = {**phases, "outside the phases": whole - sum(phases.values()), "whole step": whole}
     for key in rows:
-        a, b = (statistics.median(r[name]["rows"][key] for r in rounds) for name in contenders)
-        print(f"  {key:26} {a:12.3f} {b:12.3f} {b - a:+7.3f}")
+        values = [statistics.median(r[name]["rows"][key] for r in rounds) for name in names]
+        print(f"  {key:26} " + " ".join(f"{v:12.3f}" for v in values) + (f" {values[1] - values[0]:+7.3f}" if both else ""))
 
 
 if __name__ == "__main__":
