@@ -504,6 +504,24 @@ def test_the_figures_do_not_depend_on_the_batch_size_and_follow_the_seed(evaluat
     assert other["repetitions"][0]["reconstruction"]["fid"] != big["repetitions"][0]["reconstruction"]["fid"]
 
 
+def test_a_crop_drawn_again_is_embedded_once_and_gives_the_same_figures(evaluator):
+    from motionhub_t2m.protocol import embed_captions, repetition
+
+    noisy = lambda raw: raw + 0.5 * np.sin(raw)  # noqa: E731
+    eval_set, embedder, words = protocol_parts(evaluator)
+    cached = run_protocol(eval_set, noisy, embedder, words, repeats=4, seed=2)
+    keys = {(i, s, m) for r in range(4) for d in [draw(eval_set, np.random.default_rng([2, r]))]
+            for i, s, m in zip(d.items.tolist(), d.starts.tolist(), d.lengths.tolist())}
+    assert cached["crops_embedded"] == len(keys) < 4 * cached["pairs_per_repetition"]
+    captions = embed_captions(eval_set, words, embedder)
+    for r in range(4):
+        fresh = repetition(eval_set, draw(eval_set, np.random.default_rng([2, r])), captions, embedder, noisy,
+                           np.random.default_rng([2, r, 1]))
+        for row in fresh:
+            for key, value in fresh[row].items():
+                assert cached["repetitions"][r][row][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (r, row, key)
+
+
 def test_the_evaluator_statistics_normalise_what_it_embeds(evaluator):
     rng = np.random.default_rng(2)
     stats = (rng.standard_normal(263), rng.uniform(0.5, 2.0, 263))
@@ -633,3 +651,22 @@ def test_t2m_eval_prints_the_table_and_writes_every_repetition(tmp_path):
     assert out["table"]["reconstruction"]["top1"]["ci95"] == pytest.approx(1.96 * np.std(top1) / math.sqrt(2))
     assert out["normalisation"]["run_vs_evaluator"]["std_ratio_range"][1] == pytest.approx(25, rel=1e-4)
     assert out["items"]["pairs_per_repetition"] % 32 == 0 and out["items"]["sub_clips"] > 0
+
+
+@pytest.mark.slow
+def test_the_benchmark_times_both_ways_and_their_figures_agree():
+    import re
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "plugins")])}
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "t2m_eval.py"), "--clips", "64", "--repeats",
+                             "1", "--width", "16", "--depth", "1", "--batch-size", "24", "--threads", "1"],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr
+    times = re.findall(r"([\d.]+) s", result.stdout)
+    assert len(times) >= 2 and re.search(r"ratio: [\d.]+x", result.stdout)
+    difference = re.search(r"largest difference between the two contenders' figures: ([\d.e+-]+)", result.stdout)
+    assert difference and float(difference.group(1)) < 1e-3
