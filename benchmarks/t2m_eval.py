@@ -2,6 +2,7 @@
 
     PYTHONPATH=.:plugins python benchmarks/t2m_eval.py [--clips N] [--repeats R] [--width W] [--depth D]
                                                        [--threads T] [--device cpu|cuda] [--batch-size B]
+                                                       [--rounds K]
 
 One process, one synthetic test split, one tokenizer, one evaluator, both at random weights (the
 timings do not depend on the values). The split is N clips (default 4,384, HumanML3D's test
@@ -24,15 +25,17 @@ captions, crops: ``motionhub_t2m.protocol.draw`` seeded per repetition):
              real and reconstructed motions embedded together in length-sorted batches of B
              padded only as far as their longest needs.
 
-The script prints both wall times, their ratio, and the largest difference between the two
-contenders' figures (the reference's rows come back in length order inside each batch, which
-only changes which pairs Diversity draws; they are put back in batch order so the figures can
-be compared one for one).
+With ``--rounds K`` the contenders alternate for K rounds (neither always runs first) and the
+times are medians. The script prints both wall times, their ratio, and the largest difference
+between the two contenders' figures (the reference's rows come back in length order inside each
+batch, which only changes which pairs Diversity draws; they are put back in batch order so the
+figures can be compared one for one).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from types import SimpleNamespace
 
@@ -159,6 +162,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256, help="motionhub's tokenizer and evaluator batch")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds, contenders alternating; times are medians")
     parser.add_argument("--skip-reference", action="store_true", help="time motionhub's way only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -188,24 +192,35 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    synchronise()
-    clock = time.perf_counter()
-    ours = run_protocol(eval_set, reconstruct, embedder, words, repeats=args.repeats, seed=0,
-                        tokenizer_batch=args.batch_size)
-    synchronise()
-    ours_s = time.perf_counter() - clock
+    def timed(contender: str):
+        synchronise()
+        clock = time.perf_counter()
+        if contender == "motionhub":
+            result = run_protocol(eval_set, reconstruct, embedder, words, repeats=args.repeats, seed=0,
+                                  tokenizer_batch=args.batch_size)
+        else:
+            result = reference_protocol(eval_set, evaluator, embedder, words, reconstruct, args.repeats, 0, device)
+        synchronise()
+        return result, time.perf_counter() - clock
+
+    contenders = ["motionhub"] if args.skip_reference else ["motionhub", "reference"]
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    results = {}
+    for round_ in range(args.rounds):  # alternate which runs first
+        for name in (contenders if round_ % 2 == 0 else contenders[::-1]):
+            results[name], seconds = timed(name)
+            times[name].append(seconds)
+    ours, ours_s = results["motionhub"], statistics.median(times["motionhub"])
     parts = ", ".join(f"{k} {v:.1f} s" for k, v in ours["seconds"].items())
-    print(f"motionhub (batched, batch {args.batch_size}): {ours_s:.1f} s ({parts}; "
+    print(f"motionhub (batched, batch {args.batch_size}): {ours_s:.1f} s (last round: {parts}; "
           f"{ours['crops_embedded']} crops reconstructed and embedded for "
           f"{ours['pairs_per_repetition'] * args.repeats} draws)")
     if args.skip_reference:
         return
-    clock = time.perf_counter()
-    theirs = reference_protocol(eval_set, evaluator, embedder, words, reconstruct, args.repeats, 0, device)
-    synchronise()
-    theirs_s = time.perf_counter() - clock
+    theirs, theirs_s = results["reference"], statistics.median(times["reference"])
     print(f"reference (a batch of 32 at a time, each clip reconstructed alone): {theirs_s:.1f} s")
-    print(f"ratio: {theirs_s / ours_s:.2f}x (reference / motionhub)")
+    rounds = f", median of {args.rounds} rounds" if args.rounds > 1 else ""
+    print(f"ratio: {theirs_s / ours_s:.2f}x (reference / motionhub{rounds})")
     worst, where = largest_difference(ours, theirs)
     print(f"largest difference between the two contenders' figures: {worst:.2e} ({where or 'none'})")
     table = ours["table"]["reconstruction"]

@@ -22,7 +22,7 @@ from helpers import REAL_DATA
 from motionhub.plugins.manager import get_registry
 from motionhub_t2m import metrics
 from motionhub_t2m.files import (
-    EvaluatorFileError, Vocabulary, find_stats, load_evaluator, load_evaluator_files, read_plain_pickle,
+    PUBLISHED_SHA256, EvaluatorFileError, Vocabulary, find_stats, load_evaluator, load_evaluator_files, read_plain_pickle,
     read_vocabulary,
 )
 from motionhub_t2m.modules import T2MEvaluator, padded_length, parameter_counts
@@ -576,14 +576,45 @@ def test_the_published_evaluator_statistics_are_found_in_mdm_s_layout(real_data)
         read_stats_pair(folder / "dataset" / "kit_mean.npy", folder / "dataset" / "kit_std.npy", 263)
 
 
-needs_evaluator = pytest.mark.skipif(
-    not EVALUATOR_DIR, reason="set MOTIONHUB_EVALUATOR_DIR to a folder with finest.tar, the evaluator's mean/std "
-                              "and the our_vab_* word vectors to check the published files")
+def published_word_lists() -> tuple[Path, Path]:
+    """The two word-list pickles in $MOTIONHUB_EVALUATOR_DIR (flat or under glove/), or skip."""
+    for folder in (Path(EVALUATOR_DIR or "/nonexistent"), Path(EVALUATOR_DIR or "/nonexistent") / "glove"):
+        words, index = folder / "our_vab_words.pkl", folder / "our_vab_idx.pkl"
+        if words.is_file() and index.is_file():
+            return words, index
+    pytest.skip("set MOTIONHUB_EVALUATOR_DIR to a folder holding our_vab_words.pkl and our_vab_idx.pkl "
+                "(glove/ of EricGuo5513/text-to-motion)")
 
 
-@needs_evaluator
+def test_the_published_word_lists_read_as_plain_data():
+    words_path, index_path = published_word_lists()
+    words, index = read_plain_pickle(words_path), read_plain_pickle(index_path)
+    assert hashlib.sha256(words_path.read_bytes()).hexdigest() == PUBLISHED_SHA256["our_vab_words.pkl"]
+    assert hashlib.sha256(index_path.read_bytes()).hexdigest() == PUBLISHED_SHA256["our_vab_idx.pkl"]
+    assert len(words) == len(index) == 4199 and words[:3] == ["sos", "eos", "unk"]
+    assert all(index[word] == row for row, word in enumerate(words))
+
+
+def published_evaluator_dir() -> Path:
+    """$MOTIONHUB_EVALUATOR_DIR when it holds every file of the HumanML3D evaluator, else skip."""
+    from motionhub_t2m.files import VOCABULARY, find_file
+
+    if not EVALUATOR_DIR:
+        pytest.skip("set MOTIONHUB_EVALUATOR_DIR to a folder with finest.tar, the evaluator's mean/std and the "
+                    "our_vab_* word vectors to check the published files")
+    root = Path(EVALUATOR_DIR)
+    try:
+        find_file(root, "checkpoint", "finest.tar", "t2m")
+        find_stats(root, "t2m")
+        for name in VOCABULARY:
+            find_file(root, "vocabulary", name, "t2m")
+    except EvaluatorFileError as exc:
+        pytest.skip(f"MOTIONHUB_EVALUATOR_DIR lacks a file of the HumanML3D evaluator: {str(exc).split('. ')[0]}")
+    return root
+
+
 def test_the_published_files_load_and_embed_a_real_clip():
-    files = load_evaluator_files(EVALUATOR_DIR, "t2m")
+    files = load_evaluator_files(published_evaluator_dir(), "t2m")
     assert parameter_counts(files.evaluator) == 21_690_560
     assert len(files.vocabulary.words) == 4199 and files.vocabulary.words[:3] == ["sos", "eos", "unk"]
     sums = files.checksums()

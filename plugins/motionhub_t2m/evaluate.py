@@ -63,12 +63,19 @@ def evaluate_t2m(loaded, evaluator_dir=None, *, split: str = "test", repeats: in
                              f"lines, as HumanML3D's and KIT-ML's texts/ hold); {dataset.describe()} offers none")
     if loaded.format.mean is None:
         raise MotionhubError("the run has no normalisation statistics to de-normalise its reconstructions with")
+    read = []  # clip ids, counted as they stream past: only the clips the protocol keeps stay in memory
+
+    def counted(clips):
+        for clip in clips:
+            read.append(clip.id)
+            yield clip
+
     try:
-        clips = list(dataset.clips(split))
+        source = dataset.clips(split)
     except ValueError as exc:
         raise MotionhubError(f"{dataset.describe()}: {exc}") from None
     try:
-        eval_set = EvalSet.build(clips, dataset.caption_records, ds)
+        eval_set = EvalSet.build(counted(source), dataset.caption_records, ds)
     except ValueError as exc:
         raise MotionhubError(str(exc)) from None
     if len(eval_set.items) < metrics.GROUP:
@@ -104,7 +111,7 @@ def evaluate_t2m(loaded, evaluator_dir=None, *, split: str = "test", repeats: in
             "run_vs_evaluator": {"max_abs_mean_difference": float(np.abs(mean - files.mean).max()),
                                  "std_ratio_range": [float((std / files.std).min()), float((std / files.std).max())]},
         },
-        "items": {"clips_in_split": len(clips), "items": len(eval_set.items),
+        "items": {"clips_in_split": len(read), "items": len(eval_set.items),
                   "whole_clips": sum("@" not in item.id for item in eval_set.items),
                   "sub_clips": sum("@" in item.id for item in eval_set.items),
                   "captions": len(eval_set.captions), "skipped": eval_set.skipped,
