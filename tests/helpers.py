@@ -41,3 +41,17 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, python
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "motionhub.cli", *args], capture_output=True, text=True,
                           env=full_env, cwd=cwd, timeout=600)
+
+
+def track_recipe(tmp_path: Path, iters: int) -> dict:
+    """A tiny AMPLIFY-style run on three synthetic 4-frame track videos written under ``tmp_path``."""
+    from motionhub_synthetic.tracks import write_track_files
+
+    write_track_files(tmp_path / "tracks", videos=3, frames=4, tracks=16, image_size=(64, 64), seed=0)
+    return {"run": {"name": "tracks", "out": str(tmp_path / "run")},
+            "data": {"name": "gtea_tracks", "root": str(tmp_path / "tracks"), "val_fraction": 0.34, "window": 16},
+            "encoder": {"name": "amplify", "hidden_dim": 32, "num_heads": 4, "num_layers": 1},
+            "quantizer": {"name": "fsq", "levels": [8, 5, 5]},
+            "decoder": {"name": "amplify", "num_heads": 4, "mlp_hidden_dim": 16},
+            "losses": [{"name": "relative_ce"}],
+            "train": {"batch_size": 2, "iters": iters, "log_every": 1}, "eval": {"train_codebook": False}}

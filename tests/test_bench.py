@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import TINY_RECIPE
+from helpers import TINY_RECIPE, track_recipe
 
 from motionhub.cli import main
 from motionhub.data.dataset import Clip
@@ -255,16 +255,7 @@ def test_per_clip_windows_never_span_two_clips_and_read_only_the_clips_they_need
 
 
 def test_track_samples_are_benched_one_window_inside_each_sample(tmp_path):
-    from motionhub_synthetic.tracks import write_track_files
-
-    write_track_files(tmp_path / "tracks", videos=3, frames=4, tracks=16, image_size=(64, 64), seed=0)
-    tree = {"run": {"name": "tracks", "out": str(tmp_path / "run")},
-            "data": {"name": "gtea_tracks", "root": str(tmp_path / "tracks"), "val_fraction": 0.34, "window": 16},
-            "encoder": {"name": "amplify", "hidden_dim": 32, "num_heads": 4, "num_layers": 1},
-            "quantizer": {"name": "fsq", "levels": [8, 5, 5]},
-            "decoder": {"name": "amplify", "num_heads": 4, "mlp_hidden_dim": 16},
-            "losses": [{"name": "relative_ce"}],
-            "train": {"batch_size": 2, "iters": 1, "log_every": 1}, "eval": {"train_codebook": False}}
+    tree = track_recipe(tmp_path, iters=1)
     run_dir = train(recipe_from_tree(tree, "tracks.yaml"))
     samples = {clip.id: clip.motion for clip in load_run(run_dir).dataset.clips("val")}
     assert len(samples) >= 2 and {len(m) for m in samples.values()} == {16}

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from helpers import TINY_RECIPE
+from helpers import TINY_RECIPE, track_recipe
 
 pytest.importorskip("matplotlib")
 from PIL import Image  # noqa: E402  (ships with matplotlib)
@@ -138,16 +138,8 @@ def test_report_figures_are_pngs_with_or_without_a_code_histogram(run_dir):
 
 def test_a_track_tokenizer_run_renders_its_decoded_tracks(tmp_path):
     from motionhub_amplify.tracks import decode_points
-    from motionhub_synthetic.tracks import write_track_files
 
-    write_track_files(tmp_path / "tracks", videos=3, frames=4, tracks=16, image_size=(64, 64), seed=0)
-    tree = {"run": {"name": "tracks", "out": str(tmp_path / "run")},
-            "data": {"name": "gtea_tracks", "root": str(tmp_path / "tracks"), "val_fraction": 0.34, "window": 16},
-            "encoder": {"name": "amplify", "hidden_dim": 32, "num_heads": 4, "num_layers": 1},
-            "quantizer": {"name": "fsq", "levels": [8, 5, 5]},
-            "decoder": {"name": "amplify", "num_heads": 4, "mlp_hidden_dim": 16},
-            "losses": [{"name": "relative_ce"}],
-            "train": {"batch_size": 2, "iters": 2, "log_every": 1}, "eval": {"train_codebook": False}}
+    tree = track_recipe(tmp_path, iters=2)
     run_dir = train(recipe_from_tree(tree, "tracks.yaml"))
     loaded = load_run(run_dir)
     clip = next(iter(loaded.dataset.clips("val")))

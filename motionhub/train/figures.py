@@ -106,22 +106,32 @@ def series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
     return [s for s, _ in pairs], [v for _, v in pairs]
 
 
-def _plot_code_counts(counts: np.ndarray, split: str, out: Path) -> None:
-    """Codes sorted by how often they occur (used ones as a filled curve, dead ones shaded)."""
-    usage = usage_from_histogram(torch.from_numpy(counts))
-    size, used = len(counts), int(usage["used"])
-    ranked = np.sort(counts)[::-1][:used]
-    figure = new_figure(7.0, 4.0)
-    ax = figure.add_subplot()
+def draw_ranked_codes(ax, histogram: np.ndarray, share: bool) -> dict:
+    """Codes ranked by use on ``ax``: the used ones as a filled step curve of their counts (or, with
+    ``share``, their share of all tokens), the dead ones shaded. Returns the usage figures."""
+    usage = usage_from_histogram(torch.from_numpy(histogram))
+    size, used = len(histogram), int(usage["used"])
+    ranked = np.sort(histogram)[::-1][:used]
+    if share:
+        ranked = ranked / max(int(histogram.sum()), 1)
     if used:
         ax.fill_between(np.arange(used + 1), np.append(ranked, ranked[-1]), step="post", color="tab:blue",
                         alpha=0.8, label=f"used: {used:,} ({used / size:.1%})")
         ax.set_yscale("log")
     if used < size:
         ax.axvspan(used, size, color="tab:red", alpha=0.15, label=f"dead: {size - used:,}")
-    ax.set(xlim=(0, size), xlabel="code rank (most used first)", ylabel="occurrences",
-           title=f"codebook usage on {split}: {size:,} codes, perplexity {usage['perplexity']:.1f}")
+    ax.set(xlim=(0, size), xlabel="code rank (most used first)")
     ax.legend(fontsize="small")
+    return usage
+
+
+def _plot_code_counts(counts: np.ndarray, split: str, out: Path) -> None:
+    """Codes sorted by how often they occur (used ones as a filled curve, dead ones shaded)."""
+    figure = new_figure(7.0, 4.0)
+    ax = figure.add_subplot()
+    usage = draw_ranked_codes(ax, counts, share=False)
+    ax.set(ylabel="occurrences",
+           title=f"codebook usage on {split}: {len(counts):,} codes, perplexity {usage['perplexity']:.1f}")
     figure.tight_layout()
     figure.savefig(out)
 
@@ -199,18 +209,8 @@ def plot_codebook_splits(counts: Mapping[str, Any], out: Path) -> bool:
     figure = new_figure(5.0 * len(splits) + 1.0, 4.0)
     axes = figure.subplots(1, len(splits), sharey=True, squeeze=False)[0]
     for ax, (split, histogram) in zip(axes, splits):
-        usage = usage_from_histogram(torch.from_numpy(histogram))
-        size, used = len(histogram), int(usage["used"])
-        ranked = np.sort(histogram)[::-1][:used] / max(int(histogram.sum()), 1)
-        if used:
-            ax.fill_between(np.arange(used + 1), np.append(ranked, ranked[-1]), step="post", color="tab:blue",
-                            alpha=0.8, label=f"used: {used:,} ({used / size:.1%})")
-            ax.set_yscale("log")
-        if used < size:
-            ax.axvspan(used, size, color="tab:red", alpha=0.15, label=f"dead: {size - used:,}")
-        ax.set(xlim=(0, size), xlabel="code rank (most used first)",
-               title=f"{split}: perplexity {usage['perplexity']:.1f} of {size:,} codes")
-        ax.legend(fontsize="small")
+        usage = draw_ranked_codes(ax, histogram, share=True)
+        ax.set(title=f"{split}: perplexity {usage['perplexity']:.1f} of {len(histogram):,} codes")
     axes[0].set_ylabel("share of the split's tokens")
     figure.suptitle("codebook use" + (" on train and val" if len(splits) == 2 else f" on {splits[0][0]}"))
     figure.tight_layout()
