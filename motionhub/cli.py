@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     for item in extra:
         if item.startswith("-") or "=" not in item or not hasattr(args, "overrides"):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        args.overrides.append(item)
+    if hasattr(args, "overrides"):  # a fresh list: the parser's default is shared between calls
+        args.overrides = [*args.overrides, *extra]
     if not args.version and not getattr(args, "command", None):
         parser.print_help()
         return 0

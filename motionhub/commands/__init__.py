@@ -81,7 +81,7 @@ def non_negative_int(text: str) -> int:
 
 def add_overrides(parser) -> None:
     """The trailing ``key=value`` recipe overrides every command that reads a recipe takes."""
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
+    parser.add_argument("overrides", nargs="*", default=(), metavar="key=value",
                         help="recipe overrides, e.g. data.root=/elsewhere")
 
 

@@ -62,7 +62,7 @@ def component_options(args: argparse.Namespace, names: Iterable[str]) -> dict[st
 def add_option(parser: argparse.ArgumentParser, argument) -> None:
     """The option (or the trailing overrides) for one ``motionhub.plugins.arguments.Argument``."""
     if argument.name == OVERRIDES:
-        parser.add_argument(OVERRIDES, nargs="*", metavar="key=value",
+        parser.add_argument(OVERRIDES, nargs="*", default=(), metavar="key=value",
                             help=argument.doc or "recipe overrides, e.g. data.root=/elsewhere")
         return
     flag = "--" + argument.name.replace("_", "-")

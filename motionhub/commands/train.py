@@ -14,7 +14,7 @@ class Train(Command):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("recipe", help="path to the recipe YAML, or a run directory to resume")
-        parser.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
+        parser.add_argument("overrides", nargs="*", default=(), metavar="key=value", help=OVERRIDES_HELP)
         parser.add_argument("--resume", action="store_true",
                             help="continue the run in the recipe's run.out from its last checkpoint")
 
@@ -48,7 +48,7 @@ class Validate(Command):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("recipe", help="path to the recipe YAML")
-        parser.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
+        parser.add_argument("overrides", nargs="*", default=(), metavar="key=value", help=OVERRIDES_HELP)
 
     def run(self, args) -> int:
         from motionhub.recipes import load_recipe

@@ -43,7 +43,7 @@ class T2MEval(Command):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("run_dir", type=Path, help="a run directory trained on HumanML3D or KIT-ML")
-        parser.add_argument("overrides", nargs="*", metavar="key=value",
+        parser.add_argument("overrides", nargs="*", default=(), metavar="key=value",
                             help="recipe overrides, e.g. data.root=/elsewhere")
         parser.add_argument("--checkpoint", default="best",
                             help="checkpoint name in RUN_DIR/checkpoints/: best (default; falls back to last), "
