@@ -31,7 +31,15 @@ def masked_sum(per_frame: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return torch.where(valid, per_frame, torch.zeros_like(per_frame)).sum()
 
 
-class MPJPE(Metric):
+class JointMetric(Metric):
+    """A metric on joint positions: it applies to every format that can recover them."""
+
+    @classmethod
+    def applies_to(cls, fmt: MotionFormat) -> bool:
+        return fmt.has_joints
+
+
+class MPJPE(JointMetric):
     """Mean per-joint position error in millimetres, root-aligned and global.
 
     ``mpjpe_mm``: root-aligned. In every frame the root joint (joint 0, the pelvis of SMPL
@@ -45,10 +53,6 @@ class MPJPE(Metric):
 
     Both in millimetres: positions in the data's units times the format's ``mm_per_unit``.
     """
-
-    @classmethod
-    def applies_to(cls, fmt: MotionFormat) -> bool:
-        return fmt.has_joints
 
     def update(self, batch, outputs, fmt: MotionFormat):
         target = fmt.to_joints(batch["motion"].float(), normalised=True)  # (B, T, J, 3)
@@ -93,7 +97,7 @@ def procrustes_align(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     return aligned.to(source.dtype)
 
 
-class PAMPJPE(Metric):
+class PAMPJPE(JointMetric):
     """Procrustes-aligned mean per-joint position error (PA-MPJPE) in millimetres.
 
     ``pa_mpjpe_mm``: in every frame the reconstructed joints are aligned to the ground-truth joints
@@ -104,10 +108,6 @@ class PAMPJPE(Metric):
     error of position, facing and size within each frame is aligned away. Frames whose positions
     are not finite give NaN.
     """
-
-    @classmethod
-    def applies_to(cls, fmt: MotionFormat) -> bool:
-        return fmt.has_joints
 
     def update(self, batch, outputs, fmt: MotionFormat):
         target, recon, mask = joint_positions(batch, outputs, fmt)

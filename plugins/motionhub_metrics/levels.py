@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from motionhub.api import Metric, MotionFormat, MotionhubError
+from motionhub.api import MotionFormat, MotionhubError
 from motionhub_metrics.feet import FootSkating
-from motionhub_metrics.joints import MPJPE, PAMPJPE
+from motionhub_metrics.joints import JointMetric, MPJPE, PAMPJPE
 from motionhub_metrics.smoothness import AccelerationError, Jitter
 
 FIGURES = {"mpjpe": MPJPE, "pa_mpjpe": PAMPJPE, "accel_error": AccelerationError,
@@ -14,7 +14,7 @@ FIGURES = {"mpjpe": MPJPE, "pa_mpjpe": PAMPJPE, "accel_error": AccelerationError
 Figure = Literal["mpjpe", "pa_mpjpe", "accel_error", "jitter", "foot_skating"]
 
 
-class ResidualLevels(Metric):
+class ResidualLevels(JointMetric):
     """The reconstruction figures of a residual quantizer (RVQ) decoded from its first k levels, k = 1 .. Q.
 
     figures: metrics scored per level count, with their default arguments; None = all that apply to the data.
@@ -39,10 +39,6 @@ class ResidualLevels(Metric):
                                  f"choose from {', '.join(FIGURES)}")
         self.figures = figures
         self.metrics = {name: make() for name, make in FIGURES.items() if figures is None or name in figures}
-
-    @classmethod
-    def applies_to(cls, fmt: MotionFormat) -> bool:
-        return fmt.has_joints
 
     def update(self, batch, outputs, fmt: MotionFormat):
         quantizer = outputs.get("quantizer")

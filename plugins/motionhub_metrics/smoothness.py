@@ -13,8 +13,8 @@ from typing import Literal
 
 import torch
 
-from motionhub.api import Metric, MotionFormat
-from motionhub_metrics.joints import joint_positions, masked_sum
+from motionhub.api import MotionFormat
+from motionhub_metrics.joints import JointMetric, joint_positions, masked_sum
 
 Per = Literal["frame", "second"]
 
@@ -38,7 +38,7 @@ def _suffix(per: str, power: int) -> str:
     return f"mm_{'f' if per == 'frame' else 's'}{power}"
 
 
-class AccelerationError(Metric):
+class AccelerationError(JointMetric):
     """Acceleration error: how far the reconstruction's joint accelerations are from the ground truth's.
 
     per: frame (mm/frame², the usual unit of the published figure) or second (mm/s², times fps²).
@@ -53,10 +53,6 @@ class AccelerationError(Metric):
     def __init__(self, per: Per = "frame"):
         self.per = per
 
-    @classmethod
-    def applies_to(cls, fmt: MotionFormat) -> bool:
-        return fmt.has_joints
-
     def update(self, batch, outputs, fmt: MotionFormat):
         target, recon, mask = joint_positions(batch, outputs, fmt)
         scale = fmt.mm_per_unit * (fmt.fps ** 2 if self.per == "second" else 1.0)
@@ -68,7 +64,7 @@ class AccelerationError(Metric):
         return {f"accel_error_{_suffix(self.per, 2)}": sums["error_sum"] / max(sums["frames"], 1.0)}
 
 
-class Jitter(Metric):
+class Jitter(JointMetric):
     """Jitter: the mean size of the third finite difference (jerk) of the reconstructed joint positions.
 
     per:       frame (mm/frame³) or second (mm/s³, times fps³).
@@ -83,10 +79,6 @@ class Jitter(Metric):
 
     def __init__(self, per: Per = "frame", reference: bool = True):
         self.per, self.reference = per, reference
-
-    @classmethod
-    def applies_to(cls, fmt: MotionFormat) -> bool:
-        return fmt.has_joints
 
     def update(self, batch, outputs, fmt: MotionFormat):
         target, recon, mask = joint_positions(batch, outputs, fmt)
