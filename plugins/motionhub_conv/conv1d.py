@@ -11,6 +11,10 @@ Layout (W = width, C = output_emb_width, D = feature_dim, all convolutions over 
 
 A ``ResStack`` is ``depth`` pre-activation residual blocks with dilations
 ``dilation_growth ** i``, deepest first when ``reverse_dilation`` (9, 3, 1 by default).
+
+A causal encoder (``causal=True``) moves every conv's padding to the left: output frame t then
+depends on input frames <= t only (a strided conv: <= the last frame of its stride), so it can
+encode a live stream chunk by chunk (``Conv1dEncoder.stream``). The decoder is never causal.
 """
 
 from __future__ import annotations
@@ -48,6 +52,32 @@ def make_norm(norm: Optional[Norm], channels: int) -> nn.Module:
     if norm == "BN":
         return nn.BatchNorm1d(channels, eps=1e-6)
     raise ValueError(f"unknown norm {norm!r}; choose one of 'LN', 'GN', 'BN' or None")
+
+
+class CausalConv1d(nn.Conv1d):
+    """A Conv1d padded on the left only, by the whole padding a same-length conv splits over both sides.
+
+    (B, C_in, T) -> (B, C_out, T / stride). Built from a padded ``nn.Conv1d`` whose weights it shares
+    (so the state dict keys and shapes are unchanged); ``left_pad`` = 2 * its padding.
+    """
+
+    def __init__(self, conv: nn.Conv1d):
+        super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size[0], stride=conv.stride[0],
+                         padding=0, dilation=conv.dilation[0], groups=conv.groups, bias=conv.bias is not None)
+        self.left_pad = 2 * conv.padding[0]
+        self.weight, self.bias = conv.weight, conv.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pad(x, (self.left_pad, 0)))
+
+
+def make_causal(module: nn.Module) -> None:
+    """Swap every ``nn.Conv1d`` inside ``module`` for a ``CausalConv1d`` with the same weights, in place."""
+    for name, child in module.named_children():
+        if type(child) is nn.Conv1d:
+            setattr(module, name, CausalConv1d(child))
+        else:
+            make_causal(child)
 
 
 class ResBlock(nn.Module):
@@ -135,6 +165,8 @@ class Conv1dEncoder(Encoder):
     activation:       non-linearity inside the residual blocks. The stem uses ReLU, as in the references.
     norm:             None, "LN" (over channels), "GN" (32 groups) or "BN", inside the residual blocks.
     reverse_dilation: run the blocks of a stage deepest dilation first (9, 3, 1).
+    causal:           pad every conv on the left only, so latent t sees frames up to the end of its
+                      stride and none after (streaming, ``stream()``); GN, which pools over time, is refused.
 
     T must be a multiple of ``downsample``.
     """
@@ -151,9 +183,13 @@ class Conv1dEncoder(Encoder):
         activation: Activation = "relu",
         norm: Optional[Norm] = None,
         reverse_dilation: bool = True,
+        causal: bool = False,
     ):
         super().__init__()
         _check(width, depth, down_t, stride_t, dilation_growth, norm)
+        if causal and norm == "GN":
+            raise ValueError("norm 'GN' pools each group over all frames, so a causal encoder cannot use it; "
+                             "use norm 'LN' or 'BN' (per frame at inference) or none")
         self.in_dim = format.feature_dim
         self.width, self.depth, self.down_t, self.stride_t = width, depth, down_t, stride_t
         self.dilation_growth, self.activation, self.norm = dilation_growth, activation, norm
@@ -167,6 +203,9 @@ class Conv1dEncoder(Encoder):
             for _ in range(down_t)
         )
         self.proj_out = nn.Conv1d(width, output_emb_width, 3, padding=1)
+        self.causal = causal
+        if causal:
+            make_causal(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, *F) -> (B, T / downsample, out_dim)."""
@@ -177,6 +216,12 @@ class Conv1dEncoder(Encoder):
         for block in self.down:
             h = block(h)
         return self.proj_out(h).transpose(1, 2)
+
+    def stream(self):
+        """A ``ConvEncoderStream``: this causal encoder fed chunk by chunk, each conv keeping its left context."""
+        from .streaming import ConvEncoderStream
+
+        return ConvEncoderStream(self)
 
     def reference_key_map(self, patcher: bool = False) -> dict[str, str]:
         """``{own state_dict key: reference key}``, reference keys relative to the reference encoder.
