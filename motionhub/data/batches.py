@@ -35,6 +35,7 @@ class TrainingData:
     eval_config: EvalConfig
     rank: int = 0
     world_size: int = 1
+    captions: bool = False  # batches carry one caption per window or clip (data.captions)
 
     @property
     def batches_per_epoch(self) -> int:
@@ -110,7 +111,8 @@ class TrainingData:
     def _eval_batches(self, source, unit: int, **bounds) -> Iterator[dict]:
         if source is None:
             return iter(())
-        batches = EvalBatches(source, self.format, unit=unit, batch_size=self.eval_config.batch_size, **bounds)
+        batches = EvalBatches(source, self.format, unit=unit, batch_size=self.eval_config.batch_size,
+                              captions=self.captions, **bounds)
         return itertools.islice(iter(batches), self.rank, None, self.world_size)
 
 
@@ -131,6 +133,11 @@ class ClipSelection:
     def ids(self) -> list[str]:
         ids = self.source.ids
         return [ids[i] for i in self.indices]
+
+    @property
+    def texts(self) -> list[str]:
+        texts = getattr(self.source, "texts", None) or [""] * len(self.source.lengths)
+        return [texts[i] for i in self.indices]
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -167,9 +174,10 @@ def prepare_data(recipe: Recipe, dataset: Dataset, accelerator, console) -> Trai
         val = ClipBank.from_clips(val_clips) if val_clips else None
     rank, world = accelerator.process_index, accelerator.num_processes
     sampler = WindowSampler(train, fmt, spec.window, recipe.train.batch_size, seed=recipe.run.seed,
-                            rank=rank, world_size=world, short=spec.short, weighting=spec.weighting)
+                            rank=rank, world_size=world, short=spec.short, weighting=spec.weighting,
+                            captions=spec.captions)
     return TrainingData(format=fmt, description=dataset.describe(), sampler=sampler, train=train, val=val,
-                        eval_config=recipe.eval, rank=rank, world_size=world)
+                        eval_config=recipe.eval, rank=rank, world_size=world, captions=spec.captions)
 
 
 def open_split(dataset: Dataset, split: str, recipe: Recipe, console, required: bool = True) -> Store | None:

@@ -75,13 +75,17 @@ class WindowSampler:
     """Random ``window``-frame crops for training.
 
     ``batch(step)`` -> ``{"motion": (batch_size, window, *F) float32 normalised,
-    "mask": (batch_size, window) bool, or None when no frame of the batch is padding}``.
+    "mask": (batch_size, window) bool, or None when no frame of the batch is padding}``,
+    and with ``captions`` also ``"captions"``: one caption (str) per window.
 
     short:     clips shorter than the window are dropped ("drop", as T2M-GPT), or used whole
                from their first frame and zero-padded ("pad"; the mask marks real frames).
                Empty clips are always dropped. ``dropped`` counts them, ``dropped_ids``
                names them, ``dropped_clips`` gives their ids and lengths and
                ``dropped_summary()`` says it in a sentence.
+    captions:  each window also carries one of its clip's captions (the clip's ``texts`` line),
+               drawn uniformly from (seed, rank, step), so a resumed run draws the same ones;
+               clips without a caption are left out (``uncaptioned`` counts them).
     weighting: "uniform" visits the clips in a fresh random order each epoch (a shuffled
                DataLoader with drop_last) with a uniform crop start; ranks of a
                ``world_size``-process run take disjoint shares of each epoch's order.
@@ -95,7 +99,7 @@ class WindowSampler:
 
     def __init__(self, source: ClipSource, fmt: MotionFormat, window: int, batch_size: int, *,
                  seed: int, rank: int = 0, world_size: int = 1, short: Short = "drop",
-                 weighting: Weighting = "uniform"):
+                 weighting: Weighting = "uniform", captions: bool = False):
         if short not in ("drop", "pad"):
             raise ValueError(f"short must be 'drop' or 'pad', got {short!r}")
         if weighting not in ("uniform", "length"):
@@ -110,9 +114,18 @@ class WindowSampler:
         self.short, self.weighting = short, weighting
 
         lengths = source.lengths
-        usable = lengths >= (window if short == "drop" else 1)
+        long_enough = lengths >= (window if short == "drop" else 1)
+        self.captions = captions_of(source) if captions else None
+        captioned = (np.array([bool(c) for c in self.captions], dtype=bool) if captions
+                     else np.ones(len(lengths), dtype=bool))
+        if captions and not captioned.any():
+            raise DataError(f"data.captions asks for one caption per training window, but none of the "
+                            f"{len(lengths):,} train clips has a caption; use a data set with captions "
+                            f"(texts/<id>.txt) or set data.captions: false")
+        usable = long_enough & captioned
+        self.uncaptioned = int((long_enough & ~captioned).sum())
         self.clips = np.flatnonzero(usable)  # source indices of the clips windows come from
-        self._dropped = np.flatnonzero(~usable)
+        self._dropped = np.flatnonzero(~long_enough)
         self.dropped = len(self._dropped)
         if len(self.clips) == 0:
             raise DataError(f"no clip is at least {window} frames long (longest: {lengths.max(initial=0)}); "
@@ -141,11 +154,13 @@ class WindowSampler:
         """What was left out, naming the first clips, e.g. ``"3 clips shorter than the 64-frame
         window left out: 000021 (40 frames), M00123 (12 frames), … and 1 more"``; with
         ``short: pad`` only empty clips are left out, and the clips padded are counted."""
+        uncaptioned = f"; {_clips(self.uncaptioned)} without a caption left out" if self.uncaptioned else ""
         if self.short == "drop":
-            return f"{_clips(self.dropped)} shorter than the {self.window}-frame window left out" + _listed(self)
+            return (f"{_clips(self.dropped)} shorter than the {self.window}-frame window left out" + _listed(self)
+                    + uncaptioned)
         padded = int((self._lengths < self.window).sum())
         return (f"{_clips(padded)} shorter than the {self.window}-frame window padded; "
-                f"{_clips(self.dropped, 'empty clip')} left out" + _listed(self))
+                f"{_clips(self.dropped, 'empty clip')} left out" + _listed(self) + uncaptioned)
 
     def batch(self, step: int) -> dict[str, torch.Tensor | None]:
         """The normalised windows of ``step`` for this rank (see the class docstring)."""
@@ -154,7 +169,10 @@ class WindowSampler:
         else:
             picks, starts = self._length_draw(step)
         order = np.argsort(picks, kind="stable")  # ascending file position: fewer pages touched
-        return self._gather(picks[order], starts[order])
+        batch = self._gather(picks[order], starts[order])
+        if self.captions is not None:
+            batch["captions"] = self._draw_captions(self.clips[picks[order]], step)
+        return batch
 
     __getitem__ = batch
 
@@ -172,6 +190,13 @@ class WindowSampler:
         position = rng.integers(0, self._window_ends[-1], size=self.batch_size)
         picks = np.searchsorted(self._window_ends, position, side="right")
         return picks, position - (self._window_ends[picks] - self._room[picks])
+
+    def _draw_captions(self, clips: np.ndarray, step: int) -> list[str]:
+        """One caption per window of source clips ``clips``, uniformly, from (seed, rank, step) alone."""
+        rng = np.random.default_rng([self.seed, 3, self.rank, step])
+        choices = [self.captions[c] for c in clips]
+        picks = rng.integers(0, [len(c) for c in choices])
+        return [c[p] for c, p in zip(choices, picks)]
 
     def _epoch_order(self, epoch: int) -> np.ndarray:
         """This epoch's clip order, shared by all ranks; kept for the epoch's later steps."""
@@ -208,13 +233,14 @@ class EvalBatches:
     batch pads little; padding is zeros after normalisation.
 
     Iterating yields ``{"motion": (B, Tmax, *F) float32 normalised, "mask": (B, Tmax) bool,
-    "lengths": (B,) int64, "ids": list[str]}``. ``skipped`` counts clips outside the bounds
-    or shorter than one unit; ``clips`` and ``lengths`` are the source indices and cropped
+    "lengths": (B,) int64, "ids": list[str]}``, with ``captions`` also ``"captions"``: each
+    clip's first caption (clips without one are skipped). ``skipped`` counts clips outside the
+    bounds or shorter than one unit; ``clips`` and ``lengths`` are the source indices and cropped
     lengths of the others, in batch order.
     """
 
     def __init__(self, source: ClipSource, fmt: MotionFormat, *, unit: int, batch_size: int,
-                 min_length: int | None = None, max_length: int | None = None):
+                 min_length: int | None = None, max_length: int | None = None, captions: bool = False):
         if unit < 1 or batch_size < 1:
             raise ValueError(f"unit and batch_size must be positive, got {unit} and {batch_size}")
         _check_features(source, fmt)
@@ -223,6 +249,9 @@ class EvalBatches:
         keep = lengths >= max(unit, min_length or 0)
         if max_length is not None:
             keep &= lengths <= max_length
+        self.captions = captions_of(source) if captions else None
+        if self.captions is not None:
+            keep &= np.array([bool(c) for c in self.captions], dtype=bool)
         self.skipped = int(len(lengths) - keep.sum())
         clips = np.flatnonzero(keep)
         if len(clips) == 0:
@@ -251,11 +280,20 @@ class EvalBatches:
         mask = torch.from_numpy(real)
         motion[~mask] = 0.0
         ids = self.source.ids
-        return {"motion": motion, "mask": mask, "lengths": torch.from_numpy(lengths.astype(np.int64)),
-                "ids": [ids[i] for i in clips]}
+        batch = {"motion": motion, "mask": mask, "lengths": torch.from_numpy(lengths.astype(np.int64)),
+                 "ids": [ids[i] for i in clips]}
+        if self.captions is not None:  # the first caption: one figure per model, as the crop
+            batch["captions"] = [self.captions[i][0] for i in clips]
+        return batch
 
 
 _LISTED = 10  # left-out clips named in a summary before "…"
+
+
+def captions_of(source: ClipSource) -> list[list[str]]:
+    """Each clip's captions: its ``texts`` entry split into lines, blank lines left out."""
+    texts = getattr(source, "texts", None) or [""] * len(source.lengths)
+    return [[line.strip() for line in text.split("\n") if line.strip()] for text in texts]
 
 
 def _clips(count: int, what: str = "clip") -> str:

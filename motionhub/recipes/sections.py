@@ -118,6 +118,7 @@ class DataSpec(ComponentSpec):
     store: Literal["packed", "memory"] = "packed"  # packed HDF5 store in the cache, or clips held in memory
     store_dtype: Literal["float32", "float16"] = "float32"  # frames in the packed store
     cache_dir: str | None = None  # packed stores; default $MOTIONHUB_CACHE or ~/.cache/motionhub
+    captions: bool = False  # each batch carries one caption per window (batch["captions"]); uncaptioned clips left out
 
 
 @dataclasses.dataclass
