@@ -147,7 +147,8 @@ class TransformerEncoder(Encoder):
     heads:            attention heads (must divide ``width``).
     down_t:           tokens are patches of 2**down_t consecutive frames (a Linear over the patch).
     output_emb_width: C, the latent width (``out_dim``).
-    causal:           token t attends to tokens <= t only (streaming); else full attention.
+    causal:           token t attends to tokens <= t only, so ``stream()`` can encode a live stream chunk
+                      by chunk; else full attention.
     positional:       "sinusoidal" (fixed) or "learned" (trained table of max_len // 2**down_t rows).
     max_len:          the longest clip in frames the model accepts.
     dropout:          on the embedded tokens, attention weights and both residual branches.
@@ -192,6 +193,12 @@ class TransformerEncoder(Encoder):
                              f"crop or pad it to {low} or {low + self.downsample} frames")
         h = h.reshape(b, t // self.downsample, self.downsample * self.in_dim)
         return self.proj_out(self.backbone(self.proj_in(h)))
+
+    def stream(self):
+        """A ``TransformerEncoderStream``: this causal encoder fed chunk by chunk, with a key / value cache."""
+        from .streaming import TransformerEncoderStream
+
+        return TransformerEncoderStream(self)
 
 
 class TransformerDecoder(Decoder):
