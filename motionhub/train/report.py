@@ -57,7 +57,9 @@ def count_flops(model, inputs: torch.Tensor, loss_fn) -> dict[str, int]:
         with FlopCounterMode(display=False) as forward:
             outputs = model(inputs)
         with FlopCounterMode(display=False) as backward:
-            loss_fn(outputs).backward()
+            loss = loss_fn(outputs)
+            if loss.requires_grad:  # else no weight is trained through the outputs (they feed a loss that embeds)
+                loss.backward()
     finally:
         model.zero_grad(set_to_none=True)
         model.train(was_training)

@@ -681,7 +681,8 @@ def _improved(result: dict[str, float], key: str, loop: LoopState, higher_is_bet
 def _collapse(result: dict[str, float]) -> str | None:
     """Why evaluation ``result`` shows a collapsed model (one code, one predicted class), or None."""
     signs = []
-    if result.get("codebook_used") == 1:
+    # one code used of several (a quantizer with a single code, such as an identity, cannot collapse)
+    if result.get("codebook_used") == 1 and result.get("codebook_dead", 0) > 0:
         signs.append("uses a single code")
     if result.get("predicted_classes") == 1:
         signs.append("predicts a single class everywhere")

@@ -9,7 +9,8 @@ the evaluator knows becomes OTHER; a word outside the vocabulary reads as ``unk`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -32,6 +33,10 @@ VIP_WORDS = {
                           "sadly".split()),
 }
 TOKENS = MAX_TEXT_LENGTH + 2  # with sos and eos
+WORD = re.compile(r"[a-z]+")
+# Endings tried, in order, on a word outside the vocabulary (HumanML3D's tokens are mostly lemmas):
+# (ending, replacement), e.g. "walks" -> "walk", "waving" -> "wave", "stepped" -> "step".
+ENDINGS = (("ies", "y"), ("es", ""), ("s", ""), ("ing", ""), ("ing", "e"), ("ed", ""), ("ed", "e"), ("d", ""))
 
 
 def pos_class(word: str, tag: str) -> int:
@@ -90,3 +95,31 @@ class WordEmbedder:
         for i, tokens in enumerate(captions):
             words[i], pos[i], lengths[i] = self.caption(tokens)
         return words, pos, lengths
+
+
+def lemma(word: str, vocabulary: Mapping[str, int]) -> str:
+    """``word`` itself where the vocabulary has it, else the first ending-stripped form it has
+    (a doubled final consonant undone too: "stepped" -> "step"), else ``word``."""
+    if word in vocabulary:
+        return word
+    for ending, replacement in ENDINGS:
+        if word.endswith(ending) and len(word) > len(ending) + 1:
+            stem = word[: -len(ending)]
+            for candidate in (stem + replacement, stem[:-1] if stem[-1:] == stem[-2:-1] else None):
+                if candidate and candidate in vocabulary:
+                    return candidate
+    return word
+
+
+def caption_words(caption: str, vocabulary: Mapping[str, int]) -> list[str]:
+    """One caption as ``word/POS`` tokens for ``WordEmbedder``.
+
+    A HumanML3D line (``caption#word/POS ...#start#end``) gives its own tagged tokens. A bare
+    caption (what a packed store keeps) is lower-cased and split into words, each brought to a
+    vocabulary form by ``lemma`` and tagged OTHER: without a part-of-speech tagger only the
+    evaluator's word classes (``VIP_WORDS``) reach the one-hots.
+    """
+    fields = caption.split("#")
+    if len(fields) == 4 and fields[1].strip():
+        return fields[1].split()
+    return [f"{lemma(word, vocabulary)}/OTHER" for word in WORD.findall(caption.lower())]
