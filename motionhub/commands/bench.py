@@ -36,7 +36,11 @@ class Bench(Command):
         "--budget-ms). A window within its budget is OK, else LAG; the model keeps up when every window "
         "is OK. Windows per second are windows over the wall time of the timed loop.\n\n"
         "Writes windows.jsonl (one row per timed window: latency, slack, OK / LAG) and summary.json, "
-        "prints the summary and a one-line verdict. Exits 0 either way, unless --fail-on-lag."
+        "prints the summary and a one-line verdict. Exits 0 either way, unless --fail-on-lag.\n\n"
+        "--streaming (a causal encoder, encoder.causal: true): also push the same stream chunk by chunk, "
+        "stride frames at a time, through the streaming encoder, which keeps its state between chunks "
+        "instead of re-encoding a window; writes chunks.jsonl and the summary's streaming section: "
+        "per-chunk and first-token latency against the same budget, and the FLOPs and time the state saves."
     )
 
     def add_arguments(self, parser) -> None:
@@ -60,6 +64,9 @@ class Bench(Command):
         parser.add_argument("--budget-ms", type=positive_float, metavar="MS",
                             help="milliseconds each window may take (default: the recipe's bench.budget_ms, "
                                  "else stride / fps)")
+        parser.add_argument("--streaming", action="store_true",
+                            help="also stream chunk by chunk (stride frames each) through the causal encoder's "
+                                 "state and compare it with the sliding window")
         parser.add_argument("--fail-on-lag", action="store_true",
                             help=f"exit with {LAG_EXIT} when a window is late (default: 0 with the verdict)")
         parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when there is a GPU, else cpu")
@@ -87,6 +94,10 @@ class Bench(Command):
             torch.set_num_threads(args.threads)
         loaded = load_run(args.run_dir, args.checkpoint, args.overrides)
         model, fmt = loaded.model.to(device), loaded.format
+        if args.streaming:  # refuses a non-causal encoder before any timing
+            from motionhub.use.streaming import StreamingEncoder
+
+            streaming = StreamingEncoder(model, fmt, device)
         # the command line wins over the recipe's bench section
         settings = dataclasses.replace(loaded.recipe.bench, **{
             field.name: value for field in dataclasses.fields(loaded.recipe.bench)
@@ -122,11 +133,25 @@ class Bench(Command):
             **budget_summary(latencies, budget_ms=budget_ms, source=budget_source),
             "memory": memory, "parameters": parameter_counts(model),
         }
+        chunk_rows = None
+        if args.streaming:
+            from motionhub.use.streaming_bench import stream_chunks, streaming_report, time_chunks
+
+            chunks = stream_chunks(windows, streaming.max_frames)
+            with _window_progress(console, len(chunks), "chunks") as progress:
+                chunk_timings = time_chunks(streaming, chunks, warmup=settings.warmup, precision=settings.precision,
+                                            progress=progress)
+            chunk_rows, summary["streaming"] = streaming_report(
+                streaming, chunks, chunk_timings, timings, window=window, budget_ms=budget_ms,
+                budget_source=budget_source, fps=fmt.fps)
         out = args.out or loaded.run.path / "bench"
-        write_results(out, rows, summary)
+        write_results(out, rows, summary, chunk_rows)
         _print_summary(summary)
+        if args.streaming:
+            _print_streaming(summary)
         print(out)
-        return LAG_EXIT if args.fail_on_lag and not summary["keeps_up"] else 0
+        keeps_up = summary["keeps_up"] and summary.get("streaming", {}).get("keeps_up", True)
+        return LAG_EXIT if args.fail_on_lag and not keeps_up else 0
 
 
 def _device_name(device) -> str:
@@ -138,12 +163,12 @@ def _device_name(device) -> str:
 
 
 @contextlib.contextmanager
-def _window_progress(console, total: int) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar over the timed windows; yields the ``progress`` callback."""
+def _window_progress(console, total: int, unit: str = "windows") -> Iterator[Callable[[int], None]]:
+    """A rich progress bar over the timed windows (or chunks: ``unit``); yields the ``progress`` callback."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     # No refresh thread: the bar is redrawn between timings only, every REDRAW_EVERY windows.
-    with Progress(TextColumn("[bold]bench"), BarColumn(), MofNCompleteColumn(), TextColumn("windows"),
+    with Progress(TextColumn("[bold]bench"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
                   TimeElapsedColumn(), console=console, auto_refresh=False, transient=True) as bar:
         task = bar.add_task("bench", total=total)
         yield lambda done: bar.update(task, completed=done, refresh=done % REDRAW_EVERY == 0)
@@ -189,4 +214,45 @@ def _print_summary(summary: dict) -> None:
     console = Console()
     console.print(table)
     console.print(escape(summary["verdict"]), style="bold green" if summary["keeps_up"] else "bold red",
+                  soft_wrap=True)
+
+
+def _print_streaming(summary: dict) -> None:
+    """The streaming mode beside the sliding window: latency per step, first token, work per step."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from motionhub.use.bench import format_ms, format_share
+
+    s, window = summary["streaming"], summary["latency_ms"]
+    chunk, first, window_first, saved = s["latency_ms"], s["first_token"], s["window_first_token"], s["work_saved"]
+    table = Table(title=f"streaming ({s['encoder']}, state kept between chunks) vs sliding window")
+    for column in ("", "streaming", "sliding window"):
+        table.add_column(column, style="bold" if not column else None)
+
+    def first_token(f: dict) -> str:
+        if f["frames"] is None:
+            return "no token"
+        return (f"{format_ms(f['total_ms'])} ms ({f['frames']:g} frames = {format_ms(f['wait_ms'])} ms "
+                f"+ {format_ms(f['compute_ms'])} ms compute)")
+
+    streams = f", {s['streams']:,} streams" if s["streams"] > 1 else ""
+    rows = [
+        ("encoded per step", f"{s['chunk']} new frames ({s['chunks']:,} chunks{streams})",
+         f"{summary['window']} frames ({summary['windows']:,} windows)"),
+        ("latency p50 / p95", f"{chunk['p50']:.3f} / {chunk['p95']:.3f} ms", f"{window['p50']:.3f} / {window['p95']:.3f} ms"),
+        ("latency max", f"{chunk['max']:.3f} ms", f"{window['max']:.3f} ms"),
+        ("on time", f"{format_share(s['on_time_share'])} of {format_ms(s['budget_ms'])} ms",
+         f"{format_share(summary['on_time_share'])} of {format_ms(summary['budget_ms'])} ms"),
+        ("first token", first_token(first), first_token(window_first)),
+        ("FLOPs per step", f"{saved['chunk_flops']:,.0f}", f"{saved['window_flops']:,.0f}"),
+        ("work saved", f"window / chunk: {saved['flops_ratio']:,.1f}x the FLOPs, {saved['time_ratio']:,.1f}x the time",
+         ""),
+    ]
+    for label, *values in rows:
+        table.add_row(label, *map(escape, values))
+    console = Console()
+    console.print(table)
+    console.print(escape("streaming " + s["verdict"]), style="bold green" if s["keeps_up"] else "bold red",
                   soft_wrap=True)

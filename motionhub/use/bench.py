@@ -39,6 +39,7 @@ from motionhub.model.tokenizer import Tokenizer
 from motionhub.data.windows import ClipBank
 
 WINDOWS_FILE = "windows.jsonl"
+CHUNKS_FILE = "chunks.jsonl"  # --streaming
 SUMMARY_FILE = "summary.json"
 STREAMS = ("joined", "per_clip")
 clock = time.perf_counter  # seconds; every timing reads it (tests replace it to make timings exact)
@@ -211,8 +212,9 @@ def window_status(slack: float) -> str:
     return "OK" if slack >= 0 else "LAG"
 
 
-def budget_summary(latencies_ms: np.ndarray, *, budget_ms: float, source: str) -> dict[str, Any]:
-    """Whether the windows kept within their budget.
+def budget_summary(latencies_ms: np.ndarray, *, budget_ms: float, source: str, unit: str = "windows"
+                   ) -> dict[str, Any]:
+    """Whether the windows (or the streaming mode's chunks: ``unit``) kept within their budget.
 
     budget_ms, budget_source: the budget per window and where it came from (the stride and fps,
                       ``bench.budget_ms`` or ``--budget-ms``).
@@ -229,16 +231,16 @@ def budget_summary(latencies_ms: np.ndarray, *, budget_ms: float, source: str) -
                "on_time_share": float(1 - late.mean()), "late_windows": int(late.sum()),
                "worst_slack_ms": float(slack.min()), "longest_late_run": int(runs.max(initial=0)),
                "keeps_up": not late.any()}
-    return {**summary, "verdict": verdict(summary, len(latencies_ms))}
+    return {**summary, "verdict": verdict(summary, len(latencies_ms), unit)}
 
 
-def verdict(summary: dict[str, Any], windows: int) -> str:
+def verdict(summary: dict[str, Any], windows: int, unit: str = "windows") -> str:
     """One line: keeps up, or LAGS with how often, how badly and for how long."""
     budget = f"the {format_ms(summary['budget_ms'])} ms budget ({summary['budget_source']})"
     if summary["keeps_up"]:
-        return f"keeps up: {format_share(summary['on_time_share'])} of {windows:,} windows within {budget}"
+        return f"keeps up: {format_share(summary['on_time_share'])} of {windows:,} {unit} within {budget}"
     late = summary["late_windows"]
-    return (f"LAGS: {format_share(late / windows)} late, {late:,} of {windows:,} windows over {budget}; "
+    return (f"LAGS: {format_share(late / windows)} late, {late:,} of {windows:,} {unit} over {budget}; "
             f"worst slack {format_ms(summary['worst_slack_ms'])} ms, "
             f"{summary['longest_late_run']:,} late in a row at most")
 
@@ -258,10 +260,14 @@ def format_ms(value: float) -> str:
     return f"{value:.1f}" if abs(value) >= 1 else f"{value:.3g}"
 
 
-def write_results(out_dir: Path, rows: list[dict[str, Any]], summary: dict[str, Any]) -> tuple[Path, Path]:
-    """``windows.jsonl`` (one row per timed window) and ``summary.json`` in ``out_dir``."""
+def write_results(out_dir: Path, rows: list[dict[str, Any]], summary: dict[str, Any],
+                  chunk_rows: list[dict[str, Any]] | None = None) -> tuple[Path, Path]:
+    """``windows.jsonl`` (one row per timed window), ``chunks.jsonl`` (one per streamed chunk, with
+    ``--streaming``) and ``summary.json`` in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     windows, summary_path = out_dir / WINDOWS_FILE, out_dir / SUMMARY_FILE
     windows.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    if chunk_rows is not None:
+        (out_dir / CHUNKS_FILE).write_text("".join(json.dumps(row) + "\n" for row in chunk_rows))
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     return windows, summary_path
