@@ -73,6 +73,8 @@ _EXPORTS = {
     "ExporterCommand": "motionhub.commands.export",
     "LoadedRun": "motionhub.use.trained_run",
     "load_run": "motionhub.use.trained_run",
+    "load_tokenizer": "motionhub.use.package",
+    "PackagedTokenizer": "motionhub.use.package",
     "resolve_device": "motionhub.use.encoding",
     "read_torch_file": "motionhub.train.checkpoint",
 }
@@ -119,4 +121,5 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time names resolve la
     from motionhub.use.export import Exporter, ExportResult, ExportSource, SourceClip
     from motionhub.use.encoding import resolve_device
     from motionhub.use.importing import ForeignCheckpoint, Imported, Importer, StateDictImporter
+    from motionhub.use.package import PackagedTokenizer, load_tokenizer
     from motionhub.use.trained_run import LoadedRun, load_run

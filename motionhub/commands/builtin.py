@@ -10,7 +10,7 @@ from motionhub.plugins.hookspecs import hookimpl
 @hookimpl
 def register_commands(register):
     from motionhub.commands import (bench, compare, decode, encode, evaluate, export, import_checkpoint, listing,
-                                    pack, render, report, train)
+                                    pack, package, render, report, train)
 
     register("train", train.Train)
     register("validate", train.Validate)
@@ -22,6 +22,7 @@ def register_commands(register):
     register("render", render.Render)
     register("compare", compare.Compare)
     register("pack", pack.Pack)
+    register("package", package.Package)
     register("import", import_checkpoint.Import)
     register("export", export.Export)
     register("plugins", listing.Plugins)

@@ -47,11 +47,16 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", overrides: list[str]
     """The model of ``run_dir`` from ``checkpoints/<checkpoint>.pt`` (``best`` falls back to ``last``).
 
     ``overrides`` change the recipe before the data set is built, e.g. ``data.root=/elsewhere``.
+    A packaged tokenizer (``motionhub package``) loads in place of a run directory.
     """
+    from motionhub.use.package import is_package, load_package
+
+    if is_package(run_dir):
+        return load_package(run_dir, checkpoint, overrides)
     run = RunDir(Path(run_dir))
     if not (run.path / "recipe.yaml").is_file():
-        raise MotionhubError(f"{run.path} is not a run directory (no recipe.yaml); pass the folder "
-                             f"'motionhub train' printed at the end")
+        raise MotionhubError(f"{run.path} is not a run directory (no recipe.yaml) nor a packaged tokenizer (no "
+                             f"manifest.json); pass the folder 'motionhub train' printed at the end")
     path = run.path / "checkpoints" / f"{checkpoint}.pt"
     if checkpoint == "best" and not path.is_file():
         path = run.last
