@@ -368,7 +368,7 @@ def test_an_unknown_importer_lists_the_registered_ones_and_suggests_the_closest(
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "unknown importer 't2m-gtp'; did you mean 't2m-gpt'?" in err
-    assert "Available importers: amplify, laps, motionmillion, t2m-gpt." in err
+    assert "Available importers: amplify, laps, momask, motiongpt, motionmillion, t2m-gpt." in err
 
 
 def test_an_importers_options_come_from_its_constructor(capsys):

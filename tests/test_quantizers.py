@@ -12,7 +12,7 @@ from motionhub.plugins import hookspecs
 from motionhub.data.formats import MotionFormat
 from motionhub.model.quantizer import QuantizerOutput
 from motionhub_conv import Conv1dEncoder
-from motionhub_quantizers import FSQ, LFQ, RVQ, VQ, EMAResetVQ, codebook_usage
+from motionhub_quantizers import FSQ, LFQ, RVQ, VQ, EMAResetVQ, ResidualEMAResetVQ, codebook_usage
 from motionhub_quantizers.fsq import LEVELS_FOR_SIZE
 from motionhub.model.codebook import code_histogram, usage_from_histogram
 
@@ -75,7 +75,8 @@ def test_plugin_registers_quantizers():
     pm.register(motionhub_quantizers)
     found = {}
     pm.hook.register_quantizers(register=lambda name, cls: found.__setitem__(name, resolve(cls)))
-    assert found == {"fsq": FSQ, "vq_ema_reset": EMAResetVQ, "vq": VQ, "rvq": RVQ, "lfq": LFQ}
+    assert found == {"fsq": FSQ, "vq_ema_reset": EMAResetVQ, "vq": VQ, "rvq": RVQ, "lfq": LFQ,
+                     "rvq_ema_reset": ResidualEMAResetVQ}
 
 
 # ---------------------------------------------------------------- FSQ

@@ -25,3 +25,5 @@ def register_decoders(register):
 def register_importers(register):
     register("t2m-gpt", "motionhub_conv.importers:T2MGPTImporter")
     register("motionmillion", "motionhub_conv.importers:MotionMillionImporter")
+    register("momask", "motionhub_conv.momask:MoMaskImporter")
+    register("motiongpt", "motionhub_conv.motiongpt:MotionGPTImporter")

@@ -19,6 +19,8 @@ from torch import nn
 
 from motionhub.api import StateDictImporter
 
+from .recognise import RecognisesOtherCheckpoints
+
 PATCHER = "vqvae.encoder.model.0.wavelets"  # present when MotionMillion's wavelet patcher was used
 
 _STEM_OR_OUT = re.compile(r"vqvae\.encoder\.model\.(\d+)\.weight")
@@ -26,7 +28,7 @@ _DOWN = re.compile(r"vqvae\.encoder\.model\.\d+\.0\.weight")
 _BLOCK = re.compile(r"vqvae\.encoder\.model\.\d+\.1\.model\.(\d+)\.conv1\.weight")
 
 
-class VQVAEImporter(StateDictImporter):
+class VQVAEImporter(RecognisesOtherCheckpoints, StateDictImporter):
     """A ``HumanVQVAE`` checkpoint (``{'net': state dict}``) into a conv1d encoder and decoder and our quantizer.
 
     The recipe describes the checkpoint's model: encoder and decoder ``conv1d`` with its width,
