@@ -20,6 +20,7 @@ _EXPORTS = {
     "Bounds": "motionhub.plugins.types",
     "registered_plugin": "motionhub.plugins.testing",
     "lazy_exports": "motionhub.plugins.lazy",
+    "get_registry": "motionhub.plugins.manager",
     # errors a plugin raises for its users
     "MotionhubError": "motionhub.errors",
     "DataError": "motionhub.errors",
@@ -115,6 +116,7 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time names resolve la
     from motionhub.motion.skeletons import Skeleton, forward_kinematics
     from motionhub.plugins.hookspecs import hookimpl
     from motionhub.plugins.lazy import lazy_exports
+    from motionhub.plugins.manager import get_registry
     from motionhub.plugins.testing import registered_plugin
     from motionhub.plugins.types import Bounds
     from motionhub.train.checkpoint import read_torch_file
