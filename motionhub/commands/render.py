@@ -36,7 +36,9 @@ class Render(Command):
         parser.add_argument("--frames", type=int, metavar="N", help="animate only the first N frames")
         parser.add_argument("--fps", type=float, metavar="F", help="frames per second (default: the data's)")
         parser.add_argument("--frame", type=int, default=0, metavar="K", help="frame drawn into a .png (default: 0)")
-        parser.add_argument("--out", type=Path, metavar="FILE", help="clip.gif, clip.mp4 or clip.png")
+        parser.add_argument("--out", type=Path, metavar="FILE",
+                            help="clip.gif, clip.mp4 or clip.png; clip.bvh writes the reconstruction there and "
+                                 "the clip beside it as clip.target.bvh (263 and 272 features)")
         parser.add_argument("--list", action="store_true", help="print the clip ids of the split and exit")
 
     def run(self, args: argparse.Namespace) -> int:
@@ -47,18 +49,42 @@ class Render(Command):
         if not args.list:
             if args.clip is None or args.out is None:
                 raise MotionhubError("render needs --clip ID and --out FILE (or --list to print the clip ids)")
-            check_output(args.out)
+            if not is_bvh(args.out):
+                check_output(args.out)
         loaded = load_run(args.run_dir, args.checkpoint, args.overrides)
         if args.list:
             for clip in loaded.dataset.clips(args.split):
                 print(clip.id)
             return 0
         clip = find_clip(loaded.dataset, args.split, args.clip, args.run_dir)
+        if is_bvh(args.out):
+            from motionhub.use.bvh_output import check_bvh_format
+            check_bvh_format(loaded.format)
         target, recon = reconstruct(loaded.model, loaded.format, clip)
+        if is_bvh(args.out):
+            return write_bvh_pair(loaded.format, target, recon, args.out, args.frames)
         render_clip(loaded.format, target, recon, args.out, clip_id=clip.id, fps=args.fps, frames=args.frames,
                     frame=args.frame)
         print(args.out)
         return 0
+
+
+def is_bvh(path: Path | None) -> bool:
+    return path is not None and path.suffix.lower() == ".bvh"
+
+
+def write_bvh_pair(fmt: MotionFormat, target: torch.Tensor, recon: torch.Tensor, out: Path,
+                   frames: int | None) -> int:
+    """The reconstruction as ``out`` and the clip as ``<out stem>.target.bvh``, both or neither."""
+    from motionhub.use.bvh_output import bvh_of, write_bvh_files
+
+    keep = slice(None, frames)
+    target_path = out.with_name(f"{out.stem}.target{out.suffix}")
+    write_bvh_files({out: bvh_of(fmt, recon[keep].cpu().numpy()),
+                     target_path: bvh_of(fmt, target[keep].cpu().numpy())})
+    print(out)
+    print(target_path)
+    return 0
 
 
 def find_clip(dataset: Dataset, split: str, clip_id: str, run_dir: Path) -> Clip:

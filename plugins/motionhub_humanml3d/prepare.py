@@ -1,16 +1,24 @@
-"""Joint positions -> HumanML3D / KIT-ML features, the way HumanML3D's own pipeline makes them."""
+"""Joint positions -> HumanML3D / KIT-ML features, the way HumanML3D's own pipeline makes them.
+
+The joints come from a folder of ``(T, J, 3)`` arrays (:func:`prepare_folder`) or from a folder of
+BVH files of any skeleton (:func:`prepare_bvh_folder`), which the ``bvh_smpl`` data set (the bvh
+plugin's, found by name in the registry) maps to the 22 SMPL joints, in metres, Y up, at 20 fps.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from motionhub.api import DataError, humanml3d, layouts, load_motion, skeletons
+from motionhub.api import DataError, get_registry, humanml3d, layouts, load_motion, skeletons
 
 SKELETONS = {"t2m": (skeletons.T2M_SKELETON, layouts.humanml3d_263), "kit": (skeletons.KIT_SKELETON, layouts.kit_251)}
+BVH_DATASET = "bvh_smpl"  # the data set that reads BVH files as SMPL joints
 
 
 @dataclasses.dataclass
@@ -27,34 +35,93 @@ def prepare_folder(joints_dir: str | Path, out_dir: str | Path, *, skeleton: str
     Writes ``new_joint_vecs/<id>.npy`` (T-1, D) features, ``new_joints/<id>.npy`` (the joint
     positions recovered from those features, as HumanML3D ships them), ``all.txt`` (every id)
     and ``Mean.npy`` / ``Std.npy`` (std averaged within each feature group, as HumanML3D does).
-    Split files (train/val/test) are the user's to add.
+    Split files (train/val/test) are the user's to add. ``out_dir`` must be absent or empty; it
+    is filled beside itself and renamed into place once every clip is done.
     """
     if skeleton not in SKELETONS:
         raise DataError(f"unknown skeleton '{skeleton}'; choose one of: {', '.join(SKELETONS)}")
-    skel, layout = SKELETONS[skeleton]
-    joints_dir, out_dir = Path(joints_dir), Path(out_dir)
+    skel, _ = SKELETONS[skeleton]
+    joints_dir = Path(joints_dir)
     files = sorted(joints_dir.glob("*.npy")) if joints_dir.is_dir() else []
     if not files:
         raise DataError(f"no joint files in {joints_dir}: expected <id>.npy arrays of shape (T, {skel.num_joints}, 3)")
-    (out_dir / "new_joint_vecs").mkdir(parents=True, exist_ok=True)
-    (out_dir / "new_joints").mkdir(parents=True, exist_ok=True)
-    fmt = layout()
-    ids, features_all = [], []
-    for path in files:
-        clip_id = path.stem
-        joints = load_motion(path, expected_shape_tail=(skel.num_joints, 3), name=clip_id, min_frames=2)
-        try:
-            features = humanml3d.features_from_joints(joints, skel, uniform=uniform).astype(np.float32)
-        except ValueError as exc:
-            raise DataError(f"clip '{clip_id}' ({path}): {exc}") from None
-        np.save(out_dir / "new_joint_vecs" / f"{clip_id}.npy", features)
-        np.save(out_dir / "new_joints" / f"{clip_id}.npy", fmt.to_joints(features).astype(np.float32))
-        ids.append(clip_id)
-        features_all.append(features)
-        if progress:
-            progress(clip_id)
-    frames = np.concatenate(features_all).astype(np.float64)
-    np.save(out_dir / "Mean.npy", frames.mean(axis=0).astype(np.float32))
-    np.save(out_dir / "Std.npy", layouts.group_averaged_std(frames, fmt))
-    (out_dir / "all.txt").write_text("".join(f"{i}\n" for i in ids))
+
+    def clips() -> Iterator[tuple[str, np.ndarray, str]]:
+        for path in files:
+            joints = load_motion(path, expected_shape_tail=(skel.num_joints, 3), name=path.stem, min_frames=2)
+            yield path.stem, joints, str(path)
+
+    return write_features(clips(), out_dir, skeleton=skeleton, uniform=uniform, progress=progress)
+
+
+def bvh_joint_source(bvh_dir: str | Path, joint_map: str, *, unit: str | None = None, up_axis: str | None = None):
+    """The ``bvh_smpl`` data set of ``bvh_dir``: every file in its train split, joints as (T, 66) metres."""
+    registry = get_registry()
+    if BVH_DATASET not in registry.names("dataset"):
+        raise DataError(f"reading BVH files needs the '{BVH_DATASET}' data set of the motionhub_bvh plugin, which "
+                        f"is not loaded (see 'motionhub plugins')")
+    cls = registry.get("dataset", BVH_DATASET).cls
+    return cls(root=str(bvh_dir), joint_map=joint_map, unit=unit, up_axis=up_axis, fps=20.0, val_fraction=0.0)
+
+
+def prepare_bvh_folder(bvh_dir: str | Path, out_dir: str | Path, *, joint_map: str, unit: str | None = None,
+                       up_axis: str | None = None, uniform: bool = True,
+                       progress: Callable[[str], None] | None = None) -> PrepareSummary:
+    """Turn every ``<id>.bvh`` in ``bvh_dir`` into a HumanML3D (263) data-set folder, as :func:`prepare_folder`.
+
+    ``joint_map`` (a shipped name or a YAML/JSON file), ``unit`` and ``up_axis`` are the
+    ``bvh_smpl`` data set's; the clips are resampled to 20 fps before the features are made.
+    """
+    source = bvh_joint_source(bvh_dir, joint_map, unit=unit, up_axis=up_axis)
+
+    def clips() -> Iterator[tuple[str, np.ndarray, str]]:
+        for clip in source.clips("train"):
+            yield clip.id, clip.motion.reshape(len(clip.motion), 22, 3), str(source.source.files[clip.id])
+
+    return write_features(clips(), out_dir, skeleton="t2m", uniform=uniform, progress=progress)
+
+
+def count_bvh_files(bvh_dir: str | Path) -> int:
+    return len(list(Path(bvh_dir).glob("*.bvh")))
+
+
+def write_features(clips: Iterable[tuple[str, np.ndarray, str]], out_dir: str | Path, *, skeleton: str,
+                   uniform: bool, progress: Callable[[str], None] | None = None) -> PrepareSummary:
+    """Features, recovered joints, ``all.txt`` and statistics of ``(id, joints (T, J, 3), source)`` clips,
+    written into a new folder beside ``out_dir`` and renamed into place once all are done."""
+    skel, layout = SKELETONS[skeleton]
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise DataError(f"'{out_dir}' already exists and is not an empty folder; name a new folder for the data set, "
+                        f"or remove the old one")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        (partial / "new_joint_vecs").mkdir()
+        (partial / "new_joints").mkdir()
+        fmt = layout()
+        ids, features_all = [], []
+        for clip_id, joints, source in clips:
+            try:
+                features = humanml3d.features_from_joints(joints, skel, uniform=uniform).astype(np.float32)
+            except ValueError as exc:
+                raise DataError(f"clip '{clip_id}' ({source}): {exc}") from None
+            np.save(partial / "new_joint_vecs" / f"{clip_id}.npy", features)
+            np.save(partial / "new_joints" / f"{clip_id}.npy", fmt.to_joints(features).astype(np.float32))
+            ids.append(clip_id)
+            features_all.append(features)
+            if progress:
+                progress(clip_id)
+        if not ids:
+            raise DataError("no clips to prepare")
+        frames = np.concatenate(features_all).astype(np.float64)
+        np.save(partial / "Mean.npy", frames.mean(axis=0).astype(np.float32))
+        np.save(partial / "Std.npy", layouts.group_averaged_std(frames, fmt))
+        (partial / "all.txt").write_text("".join(f"{i}\n" for i in ids))
+        if out_dir.exists():
+            out_dir.rmdir()  # empty, checked above
+        partial.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     return PrepareSummary(len(ids), len(frames), out_dir)
