@@ -95,7 +95,7 @@ class StreamingEncoder:
         single = self._check(tuple(x.shape))
         x = x.to(self.device, torch.float32)
         x = self.format.normalise(x[None] if single else x)
-        latents = self._stream.push(x.reshape(*x.shape[:2], -1))
+        latents = self._stream.push(x.reshape(*x.shape[:2], self.format.feature_dim))
         ids = self.model.quantizer(latents).indices if latents.shape[1] else \
             torch.empty(latents.shape[0], 0, *self._id_axes, dtype=torch.long, device=latents.device)
         self.frames_seen += x.shape[1]
