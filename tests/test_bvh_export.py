@@ -1,0 +1,132 @@
+"""263 / 272 features written as BVH and read back through the ``bvh`` data set: the joints land where
+the features put them. Real-data tests skip when ``../shared/real_data`` is absent."""
+
+import numpy as np
+import pytest
+from helpers import REAL_DATA, TINY_RECIPE
+
+from motionhub.cli import main
+from motionhub.data import layouts
+from motionhub.errors import MotionhubError
+from motionhub.motion import humanml3d, representation272
+from motionhub.motion.rotations import cont6d_to_matrix, quat_to_matrix
+from motionhub.motion.skeletons import T2M_SKELETON
+from motionhub.use.bvh_output import bvh_of, check_bvh_format, write_bvh_folder
+from motionhub_bvh import BVHFolder
+from motionhub_bvh.bvh import parse_bvh
+
+HUMANML3D = REAL_DATA / "EricGuo5513-HumanML3D" / "HumanML3D"
+REP272 = REAL_DATA / "Li-xingXiao-272-dim-Motion-Representation" / "output" / "Representation_272" / "000000.npy"
+TOLERANCE_M = 1e-5  # written at 1e-6 cm; the features' own rotations rebuild their positions to 1.6e-6 m
+
+
+def needs(path):
+    return pytest.mark.skipif(not path.exists(), reason=f"real data not found: {path}")
+
+
+def by_name(motion, names):
+    """Global positions (T, 22, 3) of a parsed BVH in SMPL joint order, metres (written in cm)."""
+    return motion.global_positions()[:, [motion.joint_names.index(n) for n in names]] / 100.0
+
+
+@needs(HUMANML3D)
+def test_the_263_rotation_channels_rebuild_the_published_joints():
+    """HumanML3D's rotations, chained from the root along each kinematic chain, turn each raw offset
+    (scaled by the reference bone lengths) onto the bone into its joint: the published joints come back."""
+    features = np.load(HUMANML3D / "new_joint_vecs" / "012314.npy").astype(np.float64)
+    joints = np.load(HUMANML3D / "new_joints" / "012314.npy").astype(np.float64)
+    root_quat, _ = humanml3d.recover_root(features)
+    local = cont6d_to_matrix(features[:, 67:193].reshape(len(features), 21, 6))
+    raw, lengths = T2M_SKELETON.raw_offsets_array(), np.asarray(humanml3d.T2M_TARGET_BONE_LENGTHS)
+    rebuilt = joints.copy()
+    for chain in T2M_SKELETON.chains:
+        rotation = quat_to_matrix(root_quat)
+        for parent, joint in zip(chain[:-1], chain[1:]):
+            rotation = rotation @ local[:, joint - 1]
+            rebuilt[:, joint] = rebuilt[:, parent] + rotation @ (raw[joint] * lengths[joint])
+    np.testing.assert_allclose(rebuilt, joints, atol=1e-5)
+
+
+@needs(HUMANML3D)
+def test_a_real_263_clip_as_bvh_reads_back_to_its_recovered_joints(tmp_path):
+    features = np.load(HUMANML3D / "new_joint_vecs" / "012314.npy")
+    fmt = layouts.humanml3d_263()
+    written = write_bvh_folder(tmp_path / "bvh", fmt, features, np.array([0, len(features)]), ["012314"])
+    dataset = BVHFolder(str(written), unit="cm", val_fraction=0.0)
+    clip = next(dataset.clips("train"))
+    order = [dataset.header.joint_names.index(n) for n in T2M_SKELETON.joint_names]
+    read = clip.motion.reshape(len(features), -1, 3)[:, order] / 100.0
+    expected = humanml3d.recover_from_ric(features.astype(np.float64), 22)
+    np.testing.assert_allclose(read, expected, atol=TOLERANCE_M)
+    assert dataset.header.fps == pytest.approx(20.0)
+
+
+@needs(HUMANML3D)
+def test_the_twist_comes_from_the_rotation_features_not_from_positions_alone():
+    features = np.load(HUMANML3D / "new_joint_vecs" / "012314.npy")
+    fmt = layouts.humanml3d_263()
+    with_twist, positions_only = parse_bvh(bvh_of(fmt, features)), parse_bvh(bvh_of(fmt, features, rotations=False))
+    expected = humanml3d.recover_from_ric(features.astype(np.float64), 22)
+    for motion in (with_twist, positions_only):  # both land on the joints ...
+        np.testing.assert_allclose(by_name(motion, T2M_SKELETON.joint_names), expected, atol=TOLERANCE_M)
+    # ... but only one carries the features' rotation about each bone
+    relative = np.swapaxes(with_twist.local_rotations, -1, -2) @ positions_only.local_rotations
+    angles = np.degrees(np.arccos(np.clip((np.trace(relative, axis1=-2, axis2=-1) - 1) / 2, -1, 1)))
+    assert angles.max() > 30.0
+
+
+@needs(REP272)
+def test_a_real_272_clip_as_bvh_reads_back_to_its_recovered_joints():
+    features = np.load(REP272)[:300]
+    motion = parse_bvh(bvh_of(layouts.motionmillion_272(), features))
+    expected = representation272.recover_from_local_position(features)
+    np.testing.assert_allclose(by_name(motion, T2M_SKELETON.joint_names), expected, atol=TOLERANCE_M)
+    assert motion.fps == pytest.approx(30.0)
+    # SMPL rotations in, SMPL rotations out: the left knee's local rotation is the feature's
+    knee = T2M_SKELETON.joint_names.index("left_knee")
+    written = motion.local_rotations[:, motion.joint_names.index("left_knee")]
+    from motionhub.motion.rotations import rotation_6d_to_matrix
+    source = rotation_6d_to_matrix(features[:, 140 + 6 * knee:146 + 6 * knee])
+    np.testing.assert_allclose(written, source, atol=1e-4)
+
+
+def test_formats_without_the_smpl_body_are_refused_by_name():
+    with pytest.raises(MotionhubError, match="kit_251.*cannot be written as BVH"):
+        check_bvh_format(layouts.kit_251())
+
+
+@pytest.mark.slow
+def test_decode_format_bvh_writes_one_file_per_clip_that_reads_back_to_the_decoded_joints(tmp_path):
+    from motionhub.recipes import recipe_from_tree
+    from motionhub.train.trainer import train
+    from motionhub.use.encoding import read_reconstruction
+
+    tree = {**TINY_RECIPE, "run": {"name": "bvh", "out": str(tmp_path / "run"), "seed": 0},
+            "data": {**TINY_RECIPE["data"], "clips": 6, "val_fraction": 0.5},
+            "train": {**TINY_RECIPE["train"], "iters": 2}, "eval": {"train_codebook": False}}
+    run_dir = train(recipe_from_tree(tree, "bvh.yaml"))
+    tokens, recon_file, folder = tmp_path / "tokens.h5", tmp_path / "recon.h5", tmp_path / "bvh"
+    assert main(["encode", str(run_dir), "--out", str(tokens)]) == 0
+    assert main(["decode", str(run_dir), str(tokens), "--out", str(recon_file)]) == 0
+    assert main(["decode", str(run_dir), str(tokens), "--out", str(folder), "--format", "bvh"]) == 0
+    recon, ids, _ = read_reconstruction(recon_file)
+    assert sorted(p.stem for p in folder.glob("*.bvh")) == sorted(ids)
+    dataset = BVHFolder(str(folder), unit="cm", unit_check=False, val_fraction=0.0)
+    order = [dataset.header.joint_names.index(n) for n in T2M_SKELETON.joint_names]
+    parents = np.asarray(T2M_SKELETON.parents)
+    for clip in dataset.clips("train"):
+        i = ids.index(clip.id)
+        decoded = recon.joints[recon.offsets[i]:recon.offsets[i + 1]].astype(np.float64)
+        read = clip.motion.reshape(len(decoded), -1, 3)[:, order] / 100.0
+        # An untrained decoder's bones change length from frame to frame, which a BVH cannot: the root
+        # lands exactly, every bone from a one-child joint points where the decoded bone points.
+        np.testing.assert_allclose(read[:, 0], decoded[:, 0], atol=1e-5)
+        one_child = [j for j in range(1, 22) if list(parents).count(parents[j]) == 1]
+        bone_read = read[:, one_child] - read[:, parents[one_child]]
+        bone_decoded = decoded[:, one_child] - decoded[:, parents[one_child]]
+        cosine = (bone_read * bone_decoded).sum(-1) / np.linalg.norm(bone_read, axis=-1) / np.linalg.norm(
+            bone_decoded, axis=-1)
+        assert cosine.min() > 1 - 1e-6
+    # a folder that is not empty is refused before any work, and left as it was
+    assert main(["decode", str(run_dir), str(tokens), "--out", str(folder), "--format", "bvh"]) == 2
+    assert len(list(folder.glob("*.bvh"))) == len(ids)
