@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
@@ -52,6 +53,17 @@ class Dataset:
 
     def clips(self, split: str) -> Iterator[Clip]:
         raise NotImplementedError
+
+    def clip_count(self, split: str) -> int | None:
+        """How many clips ``split`` lists, known without reading them; None when only reading
+        tells. With it, a split can be packed in parts at once (``motionhub pack --part``)."""
+        return None
+
+    def clips_from(self, split: str, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, Clip]]:
+        """``(position, clip)`` for the clips at positions ``start`` to ``stop - 1`` of ``split``:
+        what a resumed pack or one part of a split reads. This default reads (and discards) the
+        clips before ``start``; a data set that can seek to a position overrides it."""
+        return itertools.islice(enumerate(self.clips(split)), start, stop)
 
     def fingerprint(self) -> str:
         """A string that changes whenever the clips would change (file sizes and times, ...).

@@ -432,6 +432,26 @@ class FolderDataset(Dataset):
     def _read_clips(self, split: str) -> Iterator[Clip]:
         return self.policy.read(split, self.split_ids[split], self._load_clip)
 
+    def clip_count(self, split: str) -> int | None:
+        """Ids the split file lists (a bad clip skipped while reading still counts)."""
+        return len(self.split_ids[split]) if split in self.split_ids else None
+
+    def clips_from(self, split: str, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, Clip]]:
+        """``(position in the split file, clip)`` for positions ``start`` to ``stop - 1``; only those
+        files are read."""
+        if split not in self.split_ids:
+            raise ValueError(f"unknown split '{split}'; splits: {', '.join(self.split_ids)}")
+        ids = self.split_ids[split]
+        self.policy.begin(split)
+        for position in range(start, len(ids) if stop is None else stop):
+            try:
+                clip = self._load_clip(ids[position])
+            except ClipError as error:
+                self.policy.handle(split, error)
+                continue
+            yield position, clip
+        self.policy.finish(split, len(ids))
+
     def _load_clip(self, clip_id: str) -> Clip:
         motion = load_motion(self.motion_file(clip_id), expected_shape_tail=self.format.feature_shape,
                              name=clip_id, min_frames=self.min_frames)
