@@ -20,7 +20,7 @@ from motionhub.plugins.registry import Component
 from motionhub.plugins.testing import registered_plugin
 
 CORE_COMMANDS = {"train", "validate", "report", "eval", "encode", "decode", "bench", "render", "compare", "pack",
-                 "import", "export", "plugins", "list"}
+                 "package", "import", "export", "plugins", "list"}
 
 
 class Greet(Command):
