@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import REAL_DATA
+from helpers import REAL_DATA, REPO
 from reference_vqvae import conv_vqvae_shapes, decode, encode, parameters_in, residual_quantize, seeded_convs
 
 from motionhub.cli import main
@@ -24,6 +24,7 @@ from motionhub_conv import Conv1dDecoder, Conv1dEncoder
 from motionhub_quantizers import ResidualEMAResetVQ
 
 HUMANML3D = REAL_DATA / "EricGuo5513-HumanML3D" / "HumanML3D"
+SHIPPED = REPO / "configs" / "humanml3d" / "momask_rvq.yaml"
 # MoMask's released tokenizer (rvq_nq6_dc512_nc512_noshare_qdp0.2): options of train_vq.py / vq_option.py
 FEATURES, WIDTH, DEPTH, DOWN_T, CODE_DIM, LEVELS, CODES = 263, 512, 3, 2, 512, 6, 512
 
@@ -102,7 +103,8 @@ def imported_model(run) -> tuple[Tokenizer, dict]:
 # ---------------------------------------------------------------------------- the released configuration
 @pytest.fixture(scope="module")
 def released(tmp_path_factory):
-    """MoMask's released configuration imported through the CLI, with the real clip's statistics."""
+    """MoMask's released configuration imported through the CLI with the shipped recipe and the real
+    clip's statistics."""
     folder = tmp_path_factory.mktemp("momask")
     clip, mean, std = humanml3d_clip()
     np.save(folder / "mean.npy", mean)
@@ -110,9 +112,8 @@ def released(tmp_path_factory):
     x = torch.from_numpy((clip - mean) / std)[None]
     state = momask_state(x.permute(0, 2, 1))
     momask_checkpoint(folder / "net_best_fid.tar", state)
-    momask_recipe(folder / "recipe.yaml")
     run = folder / "run"
-    assert main(["import", "momask", str(folder / "net_best_fid.tar"), "--recipe", str(folder / "recipe.yaml"),
+    assert main(["import", "momask", str(folder / "net_best_fid.tar"), "--recipe", str(SHIPPED),
                  "--out", str(run), "--no-data", "--stats-mean", str(folder / "mean.npy"),
                  "--stats-std", str(folder / "std.npy")]) == 0
     model, saved = imported_model(run)
