@@ -36,6 +36,8 @@ class Prepare(Command):
                          help="the BVH files' unit (cmu: 1/0.45 inch); default: told from the skeleton's size")
         bvh.add_argument("--up-axis", choices=["y", "-y", "z", "-z", "x", "-x"],
                          help="the BVH files' up axis; default: told from head over ankles, per clip")
+        bvh.add_argument("--on-bad", choices=["stop", "skip"], default="stop",
+                         help="a BVH file that cannot be used stops (default), or is skipped and counted")
 
     def run(self, args) -> int:
         from pathlib import Path
@@ -67,10 +69,13 @@ class Prepare(Command):
             advance = lambda _: progress.advance(task)  # noqa: E731
             if args.from_bvh is not None:
                 summary = prepare_bvh_folder(args.from_bvh, args.out, joint_map=args.joint_map, unit=args.unit,
-                                             up_axis=args.up_axis, uniform=not args.no_uniform, progress=advance)
+                                             up_axis=args.up_axis, uniform=not args.no_uniform,
+                                             on_bad=args.on_bad, progress=advance)
             else:
                 summary = prepare_folder(args.joints_dir, args.out, skeleton=args.skeleton,
                                          uniform=not args.no_uniform, progress=advance)
+        for note in summary.notes:
+            console.print(note)
         console.print(f"{summary.clips} clips, {summary.frames} feature frames -> {summary.out} "
                       f"(add train.txt / val.txt / test.txt to use it as a data set)")
         return 0

@@ -26,6 +26,7 @@ class PrepareSummary:
     clips: int
     frames: int
     out: Path
+    notes: list[str] = dataclasses.field(default_factory=list)  # e.g. which clips were skipped, and why
 
 
 def prepare_folder(joints_dir: str | Path, out_dir: str | Path, *, skeleton: str = "t2m", uniform: bool = True,
@@ -54,31 +55,38 @@ def prepare_folder(joints_dir: str | Path, out_dir: str | Path, *, skeleton: str
     return write_features(clips(), out_dir, skeleton=skeleton, uniform=uniform, progress=progress)
 
 
-def bvh_joint_source(bvh_dir: str | Path, joint_map: str, *, unit: str | None = None, up_axis: str | None = None):
+def bvh_joint_source(bvh_dir: str | Path, joint_map: str, *, unit: str | None = None, up_axis: str | None = None,
+                     on_bad: str = "stop"):
     """The ``bvh_smpl`` data set of ``bvh_dir``: every file in its train split, joints as (T, 66) metres."""
     registry = get_registry()
     if BVH_DATASET not in registry.names("dataset"):
         raise DataError(f"reading BVH files needs the '{BVH_DATASET}' data set of the motionhub_bvh plugin, which "
                         f"is not loaded (see 'motionhub plugins')")
     cls = registry.get("dataset", BVH_DATASET).cls
-    return cls(root=str(bvh_dir), joint_map=joint_map, unit=unit, up_axis=up_axis, fps=20.0, val_fraction=0.0)
+    return cls(root=str(bvh_dir), joint_map=joint_map, unit=unit, up_axis=up_axis, fps=20.0, val_fraction=0.0,
+               on_bad=on_bad)
 
 
 def prepare_bvh_folder(bvh_dir: str | Path, out_dir: str | Path, *, joint_map: str, unit: str | None = None,
-                       up_axis: str | None = None, uniform: bool = True,
+                       up_axis: str | None = None, uniform: bool = True, on_bad: str = "stop",
                        progress: Callable[[str], None] | None = None) -> PrepareSummary:
     """Turn every ``<id>.bvh`` in ``bvh_dir`` into a HumanML3D (263) data-set folder, as :func:`prepare_folder`.
 
-    ``joint_map`` (a shipped name or a YAML/JSON file), ``unit`` and ``up_axis`` are the
-    ``bvh_smpl`` data set's; the clips are resampled to 20 fps before the features are made.
+    ``joint_map`` (a shipped name or a YAML/JSON file), ``unit``, ``up_axis`` and ``on_bad`` are
+    the ``bvh_smpl`` data set's; the clips are resampled to 20 fps before the features are made.
     """
-    source = bvh_joint_source(bvh_dir, joint_map, unit=unit, up_axis=up_axis)
+    source = bvh_joint_source(bvh_dir, joint_map, unit=unit, up_axis=up_axis, on_bad=on_bad)
 
     def clips() -> Iterator[tuple[str, np.ndarray, str]]:
-        for clip in source.clips("train"):
-            yield clip.id, clip.motion.reshape(len(clip.motion), 22, 3), str(source.source.files[clip.id])
+        try:
+            for clip in source.clips("train"):
+                yield clip.id, clip.motion.reshape(len(clip.motion), 22, 3), str(source.source.files[clip.id])
+        except DataError as exc:  # the data set's advice names its recipe key; here it is an option
+            raise DataError(str(exc).replace("set data.on_bad: skip", "pass --on-bad skip")) from None
 
-    return write_features(clips(), out_dir, skeleton="t2m", uniform=uniform, progress=progress)
+    summary = write_features(clips(), out_dir, skeleton="t2m", uniform=uniform, progress=progress)
+    summary.notes = source.packing_notes("train")
+    return summary
 
 
 def count_bvh_files(bvh_dir: str | Path) -> int:
