@@ -47,6 +47,8 @@ _EXPORTS = {
     "QuantizerOutput": "motionhub.model.quantizer",
     "Loss": "motionhub.model.losses",
     "Metric": "motionhub.model.metrics",
+    "Protocol": "motionhub.model.protocols",
+    "ProtocolRun": "motionhub.model.protocols",
     "code_histogram": "motionhub.model.codebook",
     "codebook_usage": "motionhub.model.codebook",
     "histogram_entropy": "motionhub.model.codebook",
@@ -77,6 +79,7 @@ _EXPORTS = {
     "load_tokenizer": "motionhub.use.package",
     "PackagedTokenizer": "motionhub.use.package",
     "resolve_device": "motionhub.use.encoding",
+    "protocol_run": "motionhub.use.protocols",
     "read_torch_file": "motionhub.train.checkpoint",
 }
 
@@ -109,6 +112,7 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time names resolve la
     from motionhub.model.codebook import code_histogram, codebook_usage, histogram_entropy, usage_from_histogram
     from motionhub.model.losses import Loss
     from motionhub.model.metrics import Metric
+    from motionhub.model.protocols import Protocol, ProtocolRun
     from motionhub.model.precision import full_precision, full_precision_forward
     from motionhub.model.quantizer import Quantizer, QuantizerOutput
     from motionhub.model.tokenizer import Decoder, Encoder, mirrored_settings
@@ -122,6 +126,7 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time names resolve la
     from motionhub.train.checkpoint import read_torch_file
     from motionhub.use.export import Exporter, ExportResult, ExportSource, SourceClip
     from motionhub.use.encoding import resolve_device
+    from motionhub.use.protocols import protocol_run
     from motionhub.use.importing import ForeignCheckpoint, Imported, Importer, StateDictImporter
     from motionhub.use.package import PackagedTokenizer, load_tokenizer
     from motionhub.use.trained_run import LoadedRun, load_run

@@ -1,5 +1,6 @@
 """``motionhub eval RUN_DIR``: losses, metrics and codebook usage of a trained run on a split,
-and with ``--per-clip`` the same figures for every clip, worst first."""
+with ``--per-clip`` the same figures for every clip, worst first, and with ``--protocol NAME``
+a plugin's standard table instead (``motionhub list protocols``)."""
 
 from __future__ import annotations
 
@@ -28,12 +29,17 @@ class Evaluate(Command):
     (.csv or .jsonl), and prints the worst ones. They come from the same forward passes as
     the split's figures: the frame-weighted mean of the clips' MPJPE, or of a loss term that
     averages over frames, is the split's.
+
+    --protocol NAME runs a standard evaluation a plugin offers (motionhub list protocols), e.g.
+    the text-to-motion table, with the settings the run's recipe gives it under eval.protocols
+    and those of --split, --repeats, --seed and --set key=value on top. It prints the table and
+    writes it, with every repetition, to RUN_DIR/eval_<split>_<NAME>.json (or --out).
     """
 
     def add_arguments(self, parser) -> None:
         add_run_arguments(parser)
-        parser.add_argument("--split", default="val", choices=("train", "val", "test"),
-                            help="split to evaluate (default: val)")
+        parser.add_argument("--split", choices=("train", "val", "test"),
+                            help="split to evaluate (default: val; with --protocol, the protocol's own, e.g. test)")
         parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when there is a GPU, else cpu")
         parser.add_argument("--precision", default="run", choices=PRECISIONS,
                             help="autocast precision of the forward passes: run (default: the run's "
@@ -42,12 +48,21 @@ class Evaluate(Command):
                             help="also write each clip's figures, worst first, and print the worst")
         parser.add_argument("--out", type=Path, metavar="FILE",
                             help="with --per-clip: the file for them, .csv or .jsonl "
-                                 "(default: RUN_DIR/eval_<split>_clips.csv)")
+                                 "(default: RUN_DIR/eval_<split>_clips.csv); with --protocol: its JSON "
+                                 "(default: RUN_DIR/eval_<split>_<NAME>.json)")
         parser.add_argument("--sort", metavar="FIGURE",
                             help="with --per-clip: the figure that ranks clips (default: the recipe's "
                                  "eval.best where clips have it, else loss)")
         parser.add_argument("--worst", type=positive_int, default=10, metavar="N",
                             help="with --per-clip: how many of the worst clips to print (default: 10)")
+        parser.add_argument("--protocol", metavar="NAME",
+                            help="a plugin's standard evaluation instead, e.g. t2m (see 'motionhub list protocols')")
+        parser.add_argument("--repeats", type=positive_int, metavar="N",
+                            help="with --protocol: repetitions (default: the protocol's, e.g. 20)")
+        parser.add_argument("--seed", type=int, help="with --protocol: seed of its draws (default: the protocol's)")
+        parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                            help="with --protocol: one of its settings, e.g. --set evaluator_dir=/data/t2m "
+                                 "(repeatable; 'motionhub list protocols NAME' lists them)")
 
     def run(self, args) -> int:
         from rich.console import Console
@@ -57,6 +72,14 @@ class Evaluate(Command):
         from motionhub.model.metrics import figure_unit
         from motionhub.use.trained_run import load_run
 
+        if args.protocol is not None:
+            return run_protocol(args)
+        given = [flag for flag, value in (("--repeats", args.repeats), ("--seed", args.seed),
+                                          ("--set", args.settings or None)) if value is not None]
+        if given:
+            raise MotionhubError(f"{' and '.join(given)} only apply to a protocol: add --protocol NAME "
+                                 f"(see 'motionhub list protocols')")
+        args.split = args.split or "val"
         if not args.per_clip:
             given = [flag for flag, value in (("--out", args.out), ("--sort", args.sort)) if value is not None]
             if given:
@@ -90,3 +113,35 @@ class Evaluate(Command):
             print(out_clips)
         print(out)
         return 0
+
+
+def run_protocol(args) -> int:
+    """``--protocol NAME``: the protocol built from the recipe's settings and the command line's,
+    run on the checkpoint, its table printed and written with every repetition."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from motionhub.errors import MotionhubError
+    from motionhub.use.protocols import build_protocol, parse_settings, protocol_run, recipe_settings
+    from motionhub.use.trained_run import load_run
+
+    if args.per_clip or args.sort is not None:
+        raise MotionhubError("--per-clip and --sort apply to the plain evaluation, not to --protocol")
+    settings = parse_settings(args.settings)
+    for key, value in (("split", args.split), ("repeats", args.repeats), ("seed", args.seed)):
+        if value is not None:
+            settings[key] = value
+    build_protocol(args.protocol, settings)  # a typo or a bad setting fails before the run is loaded
+    loaded = load_run(args.run_dir, args.checkpoint, args.overrides)
+    protocol = build_protocol(args.protocol, {**recipe_settings(loaded.recipe, args.protocol), **settings})
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task(f"{args.protocol} {protocol.split} repetitions", total=protocol.repeats)
+        result = protocol.evaluate(protocol_run(loaded, args.checkpoint), args.device,
+                                   on_repeat=lambda _: progress.advance(task))
+    out = args.out or loaded.run.path / f"eval_{protocol.split}_{args.protocol}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(protocol.render(result))
+    print(out)
+    return 0

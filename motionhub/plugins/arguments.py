@@ -35,6 +35,7 @@ CONTRACTS = {
     "quantizer": "motionhub.model.quantizer:Quantizer",
     "loss": "motionhub.model.losses:Loss",
     "metric": "motionhub.model.metrics:Metric",
+    "protocol": "motionhub.model.protocols:Protocol",
     "exporter": "motionhub.use.export:Exporter",
     "importer": "motionhub.use.importing:Importer",
     "command": "motionhub.commands:Command",

@@ -36,7 +36,8 @@ def describe_component(component: Component) -> str:
     if doc:
         lines += [textwrap.indent(doc.split("\n\n")[0], "  ")]
     arguments = arguments_of(cls)
-    section = {"dataset": "data", "loss": "losses[i]", "metric": "eval.metrics[i]"}.get(component.kind, component.kind)
+    section = {"dataset": "data", "loss": "losses[i]", "metric": "eval.metrics[i]",
+               "protocol": "eval.protocols[i]"}.get(component.kind, component.kind)
     where = (f"on the command line: motionhub {component.kind[:6]} {component.name} ... --<option> <value>"
              if component.kind in ("exporter", "importer")
              else f"in a recipe: {section}: {{name: {component.name}, <argument>: <value>, ...}}")

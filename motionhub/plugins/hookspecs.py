@@ -42,6 +42,13 @@ def register_metrics(register):
 
 
 @hookspec
+def register_protocols(register):
+    """Register evaluation protocols (``motionhub.model.protocols.Protocol``): a field's standard
+    table of a trained run, for ``motionhub eval RUN_DIR --protocol NAME`` and a recipe's
+    ``eval.protocols`` (the report then shows it)."""
+
+
+@hookspec
 def register_exporters(register):
     """Register exporters (``motionhub.use.export.Exporter``) that turn one split of a data set, and
     optionally a trained run, into another format's files. The constructor's keyword arguments are

@@ -13,7 +13,7 @@ from motionhub.errors import PluginError, UnknownComponentError, did_you_mean
 from motionhub.plugins.arguments import check_component
 
 # Component kinds, singular; the hook for kind "dataset" is ``register_datasets``.
-KINDS = ("dataset", "encoder", "decoder", "quantizer", "loss", "metric", "exporter", "importer", "command")
+KINDS = ("dataset", "encoder", "decoder", "quantizer", "loss", "metric", "protocol", "exporter", "importer", "command")
 
 
 def hook_name(kind: str) -> str:

@@ -71,6 +71,9 @@ class EvalConfig:
     max_length: Annotated[int | None, Bounds(low=1)] = None  # frames; longer val clips are skipped
     # metric plugins, each a name or {name: ..., its arguments}; null = every one that applies to the data
     metrics: list[str | dict[str, Any]] | None = None
+    # evaluation protocols (a field's standard table), each a name or {name: ..., its settings}, run
+    # on the final checkpoint at the end of training and shown in the report; none by default
+    protocols: list[str | dict[str, Any]] | None = None
     best: str = "loss"  # val figure that selects checkpoints/best.pt (its metric says whether higher is better)
     train_codebook: bool = True  # codebook usage over the whole train split at the end
     # train clips evaluated at the end like val (losses, metrics, codes), evenly spaced over the split
@@ -146,6 +149,7 @@ class Recipe:
     eval: EvalConfig
     bench: BenchConfig = dataclasses.field(default_factory=BenchConfig)
     metrics: list[ComponentSpec] | None = None  # eval.metrics bound to their plugins; None = the defaults
+    protocols: list[ComponentSpec] = dataclasses.field(default_factory=list)  # eval.protocols bound to their plugins
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.tree, sort_keys=False)

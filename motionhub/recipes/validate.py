@@ -71,11 +71,15 @@ def recipe_from_tree(tree: dict[str, Any], source: str, overrides: list[str] | N
     if settings["eval"] is not None and settings["eval"].metrics is not None:
         metrics = [_component(entry, "metric", f"eval.metrics[{i}]", registry, problems)
                    for i, entry in enumerate(settings["eval"].metrics)]
+    protocols = []
+    if settings["eval"] is not None and settings["eval"].protocols:
+        protocols = [_component(entry, "protocol", f"eval.protocols[{i}]", registry, problems)
+                     for i, entry in enumerate(settings["eval"].protocols)]
 
     if problems:
         raise RecipeError(source, problems)
     return Recipe(source=source, tree=tree, run=settings["run"], train=settings["train"], eval=settings["eval"],
-                  bench=settings["bench"], losses=losses, metrics=metrics, **components)
+                  bench=settings["bench"], losses=losses, metrics=metrics, protocols=protocols, **components)
 
 
 def _component_name(node: Any) -> Any:

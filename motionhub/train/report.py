@@ -418,11 +418,25 @@ def render_markdown(report: dict[str, Any]) -> str:
         header = columns[0] if columns else ("", "")
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |",
                   *["| " + " | ".join(row) + " |" for row in rows], ""]
+    lines += protocol_sections(report)
     figures, skipped = report_figures(report), (report.get("figures") or {}).get("skipped")
     if figures or skipped:
         lines += ["## Figures", "", *([skipped, ""] if skipped else []),
                   *[f"![{name}]({name})" for name in figures], *([""] if figures else [])]
     return "\n".join(lines)
+
+
+def protocol_sections(report: dict[str, Any]) -> list[str]:
+    """Markdown of each evaluation protocol the recipe named (``eval.protocols``): its table as the
+    protocol renders it (units, split, repetitions, statistics), or why it could not run."""
+    lines = []
+    for entry in report.get("protocols") or ():
+        lines += [f"## Protocol {entry['name']}", ""]
+        if entry.get("error"):
+            lines += [f"Not evaluated: {entry['error']}", ""]
+        else:
+            lines += ["```", entry["text"], "```", "", f"Every repetition: `{entry['path']}`", ""]
+    return lines
 
 
 def report_figures(report: dict[str, Any]) -> list[str]:
@@ -451,6 +465,9 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         for label, value, *more in rows:
             table.add_row(label, escape("  ".join([value.ljust(width), *more]).rstrip()))
     console.print(table)
+    for entry in report.get("protocols") or ():
+        text = f"not evaluated: {entry['error']}" if entry.get("error") else entry["text"]
+        console.print(f"[bold]protocol {entry['name']}[/]\n{escape(text)}")
 
 
 def _si(value: float) -> str:

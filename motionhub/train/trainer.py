@@ -40,10 +40,12 @@ from motionhub import __version__
 from motionhub.data.batches import TrainingData, data_record, prepare_data
 from motionhub.data.dataset import Dataset
 from motionhub.errors import DataError, MotionhubError, RecipeError, did_you_mean
-from motionhub.model.build import build_dataset, build_losses, build_metrics, build_tokenizer, check_shapes
+from motionhub.model.build import (build_dataset, build_losses, build_metrics, build_tokenizer, check_shapes,
+                                   instantiate)
 from motionhub.model.codebook import usage_from_histogram
 from motionhub.model.losses import LossSet
 from motionhub.model.metrics import Metric
+from motionhub.model.protocols import Protocol, ProtocolRun
 from motionhub.model.precision import describe_precision
 from motionhub.model.tokenizer import Tokenizer
 from motionhub.plugins.manager import versions
@@ -196,6 +198,7 @@ class Session:
     timer: PhaseTimer
     derived: DerivedSettings
     resumed_from: Path | None = None
+    protocols: list[Protocol] = dataclasses.field(default_factory=list)  # eval.protocols, run at the end
     profiler: StepProfiler = dataclasses.field(default_factory=lambda: StepProfiler(0, Clock()))
     started: str | None = None  # when this process began: ISO 8601 with the time zone
 
@@ -248,6 +251,7 @@ def set_up(recipe: Recipe, console: Console, accelerator: Accelerator, point: Re
     _check_val_split(data, model.downsample, recipe)
     losses = build_losses(recipe)
     metrics = build_metrics(recipe, data.format, model.quantizer.codebook_size)
+    protocols = [instantiate(spec) for spec in recipe.protocols]  # settings that cannot work fail now
     derived = derive_settings(recipe, data, accelerator.num_processes, model.downsample,
                               any(recipe.eval.best in metric.higher_is_better for metric in metrics.values()))
     optimizer = make_optimizer(model, cfg, iters=derived.iters)
@@ -264,7 +268,7 @@ def set_up(recipe: Recipe, console: Console, accelerator: Accelerator, point: Re
                    model=trained, unwrapped=accelerator.unwrap_model(trained, keep_torch_compile=False),
                    optimizer=optimizer, losses=losses, metrics=metrics,
                    timer=PhaseTimer(synchronize=accelerator.device.type == "cuda"), derived=derived,
-                   resumed_from=point.path if point is not None else None, profiler=profiler)
+                   resumed_from=point.path if point is not None else None, profiler=profiler, protocols=protocols)
 
 
 def derive_settings(recipe: Recipe, data: TrainingData, processes: int, unit: int,
@@ -595,6 +599,7 @@ def write_run_report(session: Session, loop: LoopState, final: Evaluation, codeb
     report = _report(session, loop, final.figures, codebook, final.train)
     report["run"]["replicas_identical"] = in_sync
     report["data"].update(data_record(session.recipe, session.dataset, session.data))
+    report["protocols"] = protocol_results(session, loop)
     val_histogram = final.histogram if final.figures else None  # the per-code counts behind codebook["val"]
     run.write_code_counts({split: counts.cpu().tolist() for split, counts in
                            (("train", train_histogram), ("val", val_histogram)) if counts is not None})
@@ -604,6 +609,33 @@ def write_run_report(session: Session, loop: LoopState, final: Evaluation, codeb
     if report["figures"].get("skipped"):  # said once, here and in report.md
         console.print(f"[yellow]note:[/] {escape(report['figures']['skipped'])}")
     console.print(f"[green]done[/] {loop.step} steps. Run directory: [bold]{run.path}[/]")
+
+
+def protocol_results(session: Session, loop: LoopState) -> list[dict]:
+    """Each ``eval.protocols`` entry run on the final weights (just saved as last.pt): its settings,
+    its table as text, and where its JSON with every repetition went (RUN_DIR/eval_<split>_<name>.json).
+    A protocol that cannot run leaves its error in the report: the run itself is saved."""
+    import json
+
+    model, out = session.unwrapped, []
+    was_training = model.training
+    run = ProtocolRun(path=session.run.path, checkpoint=session.run.last, step=loop.step, recipe=session.recipe,
+                      dataset=session.dataset, format=session.data.format, model=model.eval())
+    for spec, protocol in zip(session.recipe.protocols, session.protocols):
+        entry = {"name": spec.name, "settings": dict(spec.kwargs)}
+        try:
+            with session.timer.phase("evaluation"):
+                result = protocol.evaluate(run)
+        except MotionhubError as exc:
+            session.console.print(f"[yellow]warning:[/] protocol {spec.name} did not run: {escape(str(exc))}")
+            out.append({**entry, "error": str(exc)})
+            continue
+        path = session.run.path / f"eval_{result.get('split', 'test')}_{spec.name}.json"
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        out.append({**entry, "text": protocol.render(result), "path": str(path),
+                    "split": result.get("split"), "repeats": result.get("repeats")})
+    model.train(was_training)
+    return out
 
 
 def all_finite(loss: torch.Tensor, accelerator) -> bool:

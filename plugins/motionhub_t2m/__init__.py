@@ -20,6 +20,11 @@ def register_commands(register):
 
 
 @motionhub.hookimpl
+def register_protocols(register):
+    register("t2m", "motionhub_t2m.table:T2MProtocol")
+
+
+@motionhub.hookimpl
 def register_encoders(register):
     register("t2m_movement", "motionhub_t2m.training:MovementFeatures")
 

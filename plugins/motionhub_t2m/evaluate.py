@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,16 +34,10 @@ def evaluator_dataset(fmt) -> str:
                          f"this run's format '{fmt.name}' has frames of shape {tuple(fmt.feature_shape)}")
 
 
-def checkpoint_path(loaded, checkpoint: str) -> Path:
-    """The file ``load_run`` read for ``checkpoint`` (``best`` falls back to ``last``)."""
-    path = loaded.run.path / "checkpoints" / f"{checkpoint}.pt"
-    return path if path.is_file() or checkpoint != "best" else loaded.run.last
-
-
-def evaluate_t2m(loaded, evaluator_dir=None, *, split: str = "test", repeats: int = 20, seed: int = 0,
-                 device: str | None = None, batch_size: int = 256, checkpoint: str = "best",
-                 files: EvaluatorFiles | None = None, on_repeat=None) -> dict[str, Any]:
-    """The text-to-motion table of a loaded run (``motionhub.api.load_run``) on ``split``.
+def evaluate_t2m(run, evaluator_dir=None, *, split: str = "test", repeats: int = 20, seed: int = 0,
+                 device: str | None = None, batch_size: int = 256, files: EvaluatorFiles | None = None,
+                 on_repeat=None) -> dict[str, Any]:
+    """The text-to-motion table of a run (``motionhub.api.ProtocolRun``) on ``split``.
 
     Reads the evaluator files from ``evaluator_dir`` (or ``$MOTIONHUB_EVALUATOR_DIR``; ``files``
     when already read), the split's clips and tagged captions from the run's data set, and runs
@@ -55,13 +48,13 @@ def evaluate_t2m(loaded, evaluator_dir=None, *, split: str = "test", repeats: in
     import torch
 
     clock = time.perf_counter()
-    ds = evaluator_dataset(loaded.format)
+    ds = evaluator_dataset(run.format)
     files = files or load_evaluator_files(evaluator_dir, ds)
-    dataset = loaded.dataset
+    dataset = run.dataset
     if not callable(getattr(dataset, "caption_records", None)):
         raise MotionhubError(f"the text-to-motion protocol needs tagged captions (caption#word/POS ...#start#end "
                              f"lines, as HumanML3D's and KIT-ML's texts/ hold); {dataset.describe()} offers none")
-    if loaded.format.mean is None:
+    if run.format.mean is None:
         raise MotionhubError("the run has no normalisation statistics to de-normalise its reconstructions with")
     read = []  # clip ids, counted as they stream past: only the clips the protocol keeps stay in memory
 
@@ -82,17 +75,17 @@ def evaluate_t2m(loaded, evaluator_dir=None, *, split: str = "test", repeats: in
         raise MotionhubError(f"split '{split}' gives {len(eval_set.items)} evaluation items (skipped: "
                              f"{eval_set.skipped or 'none'}); the protocol needs at least {metrics.GROUP}")
     torch_device = resolve_device(device)
-    model = loaded.model.to(torch_device).eval()
-    reconstruct = tokenizer_reconstructor(model, loaded.format, torch_device)
+    model = run.model.to(torch_device).eval()
+    reconstruct = tokenizer_reconstructor(model, run.format, torch_device)
     embedder = Embedder(files.evaluator, files.mean, files.std, torch_device, batch_size)
     result = run_protocol(eval_set, reconstruct, embedder, WordEmbedder(files.vocabulary), repeats=repeats,
                           seed=seed, tokenizer_batch=batch_size, on_repeat=on_repeat)
-    run_checkpoint = checkpoint_path(loaded, checkpoint)
-    data_kwargs = loaded.recipe.data.kwargs
+    run_checkpoint = run.checkpoint
+    data_kwargs = run.recipe.data.kwargs
     run_stats = f"data.stats: {data_kwargs.get('stats', 'the data set default')}"
     if data_kwargs.get("stats_path"):
         run_stats += f" ({data_kwargs['stats_path']})"
-    mean, std = np.asarray(loaded.format.mean, np.float64), np.asarray(loaded.format.std, np.float64)
+    mean, std = np.asarray(run.format.mean, np.float64), np.asarray(run.format.std, np.float64)
     return {
         "protocol": "t2m",
         "dataset": TITLES[ds],
@@ -100,7 +93,7 @@ def evaluate_t2m(loaded, evaluator_dir=None, *, split: str = "test", repeats: in
         "split": split,
         "repeats": repeats,
         "seed": seed,
-        "run": {"path": str(loaded.run.path), "checkpoint": str(run_checkpoint), "step": loaded.step,
+        "run": {"path": str(run.path), "checkpoint": str(run_checkpoint), "step": run.step,
                 "sha256": sha256_of(run_checkpoint) if run_checkpoint.is_file() else None},
         "files": files.checksums(),
         "normalisation": {

@@ -1,0 +1,64 @@
+"""Evaluation protocols of plugins (``motionhub.model.protocols``) on trained runs: which one a
+name means, its settings, and the run it reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from motionhub.errors import MotionhubError, RecipeError
+from motionhub.model.protocols import Protocol, ProtocolRun
+from motionhub.recipes import ComponentSpec, Recipe
+from motionhub.recipes.validate import bind_arguments
+
+
+def recipe_settings(recipe: Recipe, name: str) -> dict[str, Any]:
+    """The settings the recipe's ``eval.protocols`` gives protocol ``name`` ({} when it lists none)."""
+    for spec in recipe.protocols:
+        if spec.name == name:
+            return dict(spec.kwargs)
+    return {}
+
+
+def parse_settings(words: list[str]) -> dict[str, Any]:
+    """``["repeats=5", "evaluator_dir=/x"]`` -> ``{"repeats": 5, "evaluator_dir": "/x"}`` (values read as YAML)."""
+    settings = {}
+    for word in words:
+        key, sep, value = word.partition("=")
+        if not sep or not key.strip():
+            raise MotionhubError(f"--set {word!r}: write key=value, e.g. --set repeats=5")
+        settings[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return settings
+
+
+def build_protocol(name: str, settings: dict[str, Any], where: str = "--protocol") -> Protocol:
+    """Protocol ``name`` built with ``settings``, checked like a recipe component's arguments.
+
+    An unknown name is a ``MotionhubError`` listing the protocols there are and the closest one.
+    """
+    from motionhub.model.build import instantiate
+    from motionhub.plugins.manager import get_registry
+    from motionhub.errors import UnknownComponentError
+
+    registry = get_registry()
+    try:
+        component = registry.get("protocol", name)
+    except UnknownComponentError as exc:
+        raise MotionhubError(f"{where} {name}: {exc}") from None
+    kwargs = dict(settings)
+    problems = bind_arguments(component, kwargs, f"protocol {name}")
+    if problems:
+        raise RecipeError(where, problems)
+    return instantiate(ComponentSpec(f"protocol {name}", component, kwargs))
+
+
+def protocol_run(loaded, checkpoint: str) -> ProtocolRun:
+    """The ``ProtocolRun`` of a ``LoadedRun`` read from ``checkpoints/<checkpoint>.pt``
+    (``best`` falls back to ``last``, as ``load_run`` does)."""
+    path = Path(loaded.run.path) / "checkpoints" / f"{checkpoint}.pt"
+    if not path.is_file() and checkpoint == "best":
+        path = loaded.run.last
+    return ProtocolRun(path=Path(loaded.run.path), checkpoint=path, step=loaded.step, recipe=loaded.recipe,
+                       dataset=loaded.dataset, format=loaded.format, model=loaded.model)
