@@ -14,6 +14,7 @@ from helpers import TINY_RECIPE, run_cli
 from safetensors.torch import load_file
 
 import motionhub
+import motionhub.api
 from motionhub.cli import main
 from motionhub.errors import DataError, MotionhubError
 from motionhub.recipes import recipe_from_tree
@@ -30,10 +31,12 @@ FILES = {"manifest.json", "model.safetensors", "stats.safetensors", "recipe.yaml
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    """A tiny trained run whose val split has 12 clips of 30-44 frames."""
+    """A tiny trained run whose val split has 12 clips of 30-44 frames; its residual quantizer keeps EMA
+    codebooks in buffers and gives two ids per token."""
     out = tmp_path_factory.mktemp("package") / "run"
     tree = {**TINY_RECIPE, "run": {"name": "packaged", "out": str(out), "seed": 0},
             "data": {**TINY_RECIPE["data"], "clips": 30, "val_fraction": 0.4, "min_frames": 30, "max_frames": 44},
+            "quantizer": {"name": "rvq", "codebook_size": 64, "num_quantizers": 2},
             "train": {**TINY_RECIPE["train"], "iters": 4}, "eval": {"train_codebook": False, "train_clips": 0}}
     with pytest.MonkeyPatch.context() as patch:  # the report's figures take most of a tiny run's time; none is used
         patch.setattr(trainer, "draw_report_figures", lambda *args: {"drawn": []})
@@ -86,7 +89,8 @@ def test_package_holds_the_weights_statistics_recipe_and_a_checksum_of_every_fil
     assert manifest["run"]["checkpoint"] == "best" and manifest["run"]["step"] == checkpoint["state"]["step"]
 
     weights = load_file(package_dir / "model.safetensors")
-    assert set(weights) == set(checkpoint["model"])  # quantizer buffers included
+    assert set(weights) == set(checkpoint["model"])
+    assert any(key.startswith("quantizer.") and key.endswith("embed_avg") for key in weights)  # EMA buffers too
     for key, tensor in checkpoint["model"].items():
         assert torch.equal(weights[key], tensor), key
     stats = load_file(package_dir / "stats.safetensors")
@@ -99,7 +103,7 @@ def test_package_names_its_plugins_with_versions_and_carries_the_report(run_dir,
     plugins = json.loads((package_dir / "plugins.json").read_text())["plugins"]
     assert plugins["motionhub_conv"] == {"distribution": "motionhub", "version": motionhub.__version__,
                                          "components": ["encoder conv1d", "decoder conv1d"]}
-    assert plugins["motionhub_quantizers"]["components"] == ["quantizer fsq"]
+    assert plugins["motionhub_quantizers"]["components"] == ["quantizer rvq"]
     assert "data synthetic" in plugins["motionhub_synthetic"]["components"]
     fmt = json.loads((package_dir / "format.json").read_text())
     assert (fmt["name"], fmt["feature_shape"], fmt["fps"], fmt["slices"]["positions"]) == (
@@ -134,11 +138,11 @@ def test_the_python_api_encodes_and_decodes_as_the_commands(package_dir, from_ru
     tokens, recon = read_tokens(from_run[0]).encoded, read_reconstruction(from_run[1])[0]
     clips = [clip.motion for clip in load_package(package_dir).dataset.clips("val")]
     tok = load_tokenizer(package_dir)
-    assert (tok.downsample, tok.codebook_size, tok.id_shape) == (UNIT, 8 * 5 * 5, ())
+    assert (tok.downsample, tok.codebook_size, tok.id_shape) == (UNIT, 64, (2,))
     ids = tok.encode(clips)
     motion = tok.decode(ids)
     for i, clip in enumerate(clips):
-        assert ids[i].dtype == np.int64 and ids[i].shape == (len(clip) // UNIT,)
+        assert ids[i].dtype == np.int64 and ids[i].shape == (len(clip) // UNIT, 2)
         np.testing.assert_array_equal(ids[i], tokens.clip_tokens(i))
         part = slice(recon.offsets[i], recon.offsets[i + 1])
         assert motion[i].shape == (len(ids[i]) * UNIT, 263) and motion[i].dtype == np.float32
@@ -157,10 +161,11 @@ def test_the_python_api_refuses_motion_and_ids_that_do_not_fit(package_dir):
         tok.encode(np.zeros((2, 10, 263), np.float32))
     with pytest.raises(MotionhubError, match="1 frames, fewer than the 2 frames of one token"):
         tok.encode(np.zeros((1, 263), np.float32))
-    with pytest.raises(MotionhubError, match="outside the codebook of 200 codes"):
-        tok.decode(np.array([0, 200]))
-    with pytest.raises(MotionhubError, match=r"float64 of shape \(3,\)"):
-        tok.decode(np.zeros(3))
+    with pytest.raises(MotionhubError, match="outside the codebook of 64 codes"):
+        tok.decode(np.array([[0, 1], [2, 64]]))
+    with pytest.raises(MotionhubError, match=r"int64 of shape \(3,\); this tokenizer decodes integer ids of shape "
+                                             r"\(tokens, 2\)"):
+        tok.decode(np.zeros(3, np.int64))
 
 
 def test_without_its_data_a_package_decodes_and_says_how_to_find_the_data(package_dir):

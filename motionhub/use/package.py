@@ -439,18 +439,32 @@ def read_package(path: str | Path, checkpoint: str | None = None, overrides: lis
     path = Path(path)
     manifest = read_manifest(path)
     verify_files(path, manifest)
-    packaged = manifest.get("run", {}).get("checkpoint")
+    packaged = (manifest.get("run") or {}).get("checkpoint")
     if checkpoint not in (None, "best", packaged):
         raise PackageError(f"{path} holds only checkpoint '{packaged}' of its run, not '{checkpoint}'; drop "
                            f"--checkpoint, or package the run again with --checkpoint {checkpoint}")
-    check_plugins(path, json.loads((path / PLUGINS).read_text()).get("plugins", {}))
-    tree = yaml.safe_load((path / RECIPE).read_text())
-    recipe = recipe_from_tree(tree, str(path / RECIPE), overrides)
-    fmt = format_from_record(json.loads((path / FORMAT).read_text()))
+    check_plugins(path, _read(path / PLUGINS, json.loads).get("plugins", {}))
+    recipe = recipe_from_tree(_read(path / RECIPE, yaml.safe_load), str(path / RECIPE), overrides)
+    try:
+        fmt = format_from_record(_read(path / FORMAT, json.loads))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PackageError(f"{path / FORMAT} does not describe a motion format ({type(exc).__name__}: {exc}); "
+                           f"package the run again") from None
     if (path / STATS).is_file():
         stats = load_file(path / STATS)
         fmt = fmt.with_stats(stats["mean"].numpy(), stats["std"].numpy())
     return PackageContents(path, manifest, recipe, fmt, load_file(path / WEIGHTS))
+
+
+def _read(path: Path, parse) -> dict[str, Any]:
+    """``parse`` of the text of ``path``, a mapping; ``PackageError`` naming the file otherwise."""
+    try:
+        value = parse(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        raise PackageError(f"{path} cannot be read ({type(exc).__name__}: {exc}); package the run again") from None
+    if not isinstance(value, dict):
+        raise PackageError(f"{path} holds a {type(value).__name__}, not a mapping; package the run again")
+    return value
 
 
 def load_package(path: str | Path, checkpoint: str | None = None, overrides: list[str] | None = None,
@@ -466,7 +480,7 @@ def load_package(path: str | Path, checkpoint: str | None = None, overrides: lis
     from motionhub.use.trained_run import LoadedRun
 
     contents = read_package(path, checkpoint, overrides)
-    fmt, dataset = contents.format, DataNotHere(contents.format, "it was not asked for.", contents.path)
+    fmt, dataset = contents.format, DataNotHere(contents.format, "it was loaded without it.", contents.path)
     if data:
         try:
             dataset = build_dataset(contents.recipe)
@@ -477,7 +491,7 @@ def load_package(path: str | Path, checkpoint: str | None = None, overrides: lis
             fmt = _data_format(dataset, contents, overrides)
     model = build_packaged_tokenizer(contents, fmt, overrides)
     return LoadedRun(RunDir(contents.path), contents.recipe, dataset, fmt, model,
-                     int(contents.manifest["run"].get("step", 0)))
+                     int((contents.manifest.get("run") or {}).get("step", 0)))
 
 
 def _data_format(dataset: Dataset, contents: PackageContents, overrides: list[str] | None) -> MotionFormat:
