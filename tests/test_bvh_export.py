@@ -95,16 +95,35 @@ def test_formats_without_the_smpl_body_are_refused_by_name():
         check_bvh_format(layouts.kit_251())
 
 
-@pytest.mark.slow
-def test_decode_format_bvh_writes_one_file_per_clip_that_reads_back_to_the_decoded_joints(tmp_path):
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A tiny 263 run, barely trained: its decoded bones change length from frame to frame."""
     from motionhub.recipes import recipe_from_tree
     from motionhub.train.trainer import train
-    from motionhub.use.encoding import read_reconstruction
 
-    tree = {**TINY_RECIPE, "run": {"name": "bvh", "out": str(tmp_path / "run"), "seed": 0},
+    tree = {**TINY_RECIPE, "run": {"name": "bvh", "out": str(tmp_path_factory.mktemp("bvh") / "run"), "seed": 0},
             "data": {**TINY_RECIPE["data"], "clips": 6, "val_fraction": 0.5},
             "train": {**TINY_RECIPE["train"], "iters": 2}, "eval": {"train_codebook": False}}
-    run_dir = train(recipe_from_tree(tree, "bvh.yaml"))
+    return train(recipe_from_tree(tree, "bvh.yaml"))
+
+
+def assert_lands_on(read, decoded):
+    """The root lands exactly; every bone from a one-child joint points where the decoded bone points.
+    (A BVH's bones keep one length; an untrained decoder's do not, so positions further out differ.)"""
+    parents = np.asarray(T2M_SKELETON.parents)
+    np.testing.assert_allclose(read[:, 0], decoded[:, 0], atol=1e-5)
+    one_child = [j for j in range(1, 22) if list(parents).count(parents[j]) == 1]
+    bone_read = read[:, one_child] - read[:, parents[one_child]]
+    bone_decoded = decoded[:, one_child] - decoded[:, parents[one_child]]
+    cosine = (bone_read * bone_decoded).sum(-1) / np.linalg.norm(bone_read, axis=-1) / np.linalg.norm(
+        bone_decoded, axis=-1)
+    assert cosine.min() > 1 - 1e-6
+
+
+@pytest.mark.slow
+def test_decode_format_bvh_writes_one_file_per_clip_that_reads_back_to_the_decoded_joints(run_dir, tmp_path):
+    from motionhub.use.encoding import read_reconstruction
+
     tokens, recon_file, folder = tmp_path / "tokens.h5", tmp_path / "recon.h5", tmp_path / "bvh"
     assert main(["encode", str(run_dir), "--out", str(tokens)]) == 0
     assert main(["decode", str(run_dir), str(tokens), "--out", str(recon_file)]) == 0
@@ -113,20 +132,28 @@ def test_decode_format_bvh_writes_one_file_per_clip_that_reads_back_to_the_decod
     assert sorted(p.stem for p in folder.glob("*.bvh")) == sorted(ids)
     dataset = BVHFolder(str(folder), unit="cm", unit_check=False, val_fraction=0.0)
     order = [dataset.header.joint_names.index(n) for n in T2M_SKELETON.joint_names]
-    parents = np.asarray(T2M_SKELETON.parents)
     for clip in dataset.clips("train"):
         i = ids.index(clip.id)
         decoded = recon.joints[recon.offsets[i]:recon.offsets[i + 1]].astype(np.float64)
-        read = clip.motion.reshape(len(decoded), -1, 3)[:, order] / 100.0
-        # An untrained decoder's bones change length from frame to frame, which a BVH cannot: the root
-        # lands exactly, every bone from a one-child joint points where the decoded bone points.
-        np.testing.assert_allclose(read[:, 0], decoded[:, 0], atol=1e-5)
-        one_child = [j for j in range(1, 22) if list(parents).count(parents[j]) == 1]
-        bone_read = read[:, one_child] - read[:, parents[one_child]]
-        bone_decoded = decoded[:, one_child] - decoded[:, parents[one_child]]
-        cosine = (bone_read * bone_decoded).sum(-1) / np.linalg.norm(bone_read, axis=-1) / np.linalg.norm(
-            bone_decoded, axis=-1)
-        assert cosine.min() > 1 - 1e-6
+        assert_lands_on(clip.motion.reshape(len(decoded), -1, 3)[:, order] / 100.0, decoded)
     # a folder that is not empty is refused before any work, and left as it was
     assert main(["decode", str(run_dir), str(tokens), "--out", str(folder), "--format", "bvh"]) == 2
     assert len(list(folder.glob("*.bvh"))) == len(ids)
+
+
+@pytest.mark.slow
+def test_render_to_bvh_writes_the_reconstruction_and_the_clip_beside_it(run_dir, tmp_path, capsys):
+    from motionhub.commands.render import reconstruct
+    from motionhub.use.trained_run import load_run
+
+    loaded = load_run(run_dir)
+    clip = next(loaded.dataset.clips("val"))
+    out = tmp_path / "clip.bvh"
+    assert main(["render", str(run_dir), "--clip", clip.id, "--out", str(out)]) == 0
+    assert capsys.readouterr().out.split() == [str(out), str(tmp_path / "clip.target.bvh")]
+    target, recon = reconstruct(loaded.model, loaded.format, clip)
+    for path, features in ((out, recon), (tmp_path / "clip.target.bvh", target)):
+        motion = parse_bvh(path.read_text())
+        assert_lands_on(by_name(motion, T2M_SKELETON.joint_names), loaded.format.to_joints(features).double().numpy())
+    # nothing else is left beside them (no temporary files)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.bvh", "clip.target.bvh"]
