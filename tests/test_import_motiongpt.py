@@ -163,3 +163,13 @@ def test_a_momask_checkpoint_given_to_motiongpt_is_named(tmp_path):
     momask_checkpoint(tmp_path / "net_best_fid.tar", small_state())
     with pytest.raises(MotionhubError, match="looks like a momask checkpoint .*not a motiongpt one"):
         importing.read_reference(tmp_path / "net_best_fid.tar", "motiongpt")
+
+
+def test_a_decoder_that_upsamples_by_four_is_refused():
+    fmt = MotionFormat("test", (FEATURES,), 20.0)
+    enc = Conv1dEncoder(fmt, width=16, depth=2, down_t=2, stride_t=4, output_emb_width=8)
+    model = Tokenizer(enc, EMAResetVQ(8, codebook_size=32), Conv1dDecoder(fmt, encoder=enc))
+    reference = {ref: torch.zeros(model.state_dict()[ours].shape)
+                 for ours, ref in importing.key_map("motiongpt", model, {}).items()}
+    with pytest.raises(MotionhubError, match="MotionGPT's decoder up-samples by 2 at every stage"):
+        importing.convert_state_dict("motiongpt", model, reference)
