@@ -480,7 +480,8 @@ def load_package(path: str | Path, checkpoint: str | None = None, overrides: lis
     from motionhub.use.trained_run import LoadedRun
 
     contents = read_package(path, checkpoint, overrides)
-    fmt, dataset = contents.format, DataNotHere(contents.format, "it was loaded without it.", contents.path)
+    fmt, dataset = contents.format, DataNotHere(contents.format, "the package was loaded without its data set.",
+                                                   contents.path)
     if data:
         try:
             dataset = build_dataset(contents.recipe)
