@@ -17,6 +17,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
 @motionhub.hookimpl
 def register_commands(register):
     register("t2m-eval", "motionhub_t2m.commands:T2MEval")
+    register("t2m-export-evaluator", "motionhub_t2m.commands:T2MExportEvaluator")
 
 
 @motionhub.hookimpl

@@ -1,4 +1,5 @@
-"""``motionhub t2m-eval RUN_DIR --evaluator-dir DIR``: the text-to-motion table of a trained run."""
+"""``motionhub t2m-eval RUN_DIR --evaluator-dir DIR``: the text-to-motion table of a trained run;
+``motionhub t2m-export-evaluator RUN_DIR --out DIR``: an evaluator trained here, as a folder it reads."""
 
 from __future__ import annotations
 
@@ -78,4 +79,34 @@ class T2MEval(Command):
         out.write_text(json.dumps(result, indent=2) + "\n")
         print(protocol.render(result))
         print(out)
+        return 0
+
+
+class T2MExportEvaluator(Command):
+    """An evaluator trained with configs/t2m_evaluator/ as an evaluator folder."""
+
+    help = "write a self-trained text-to-motion evaluator (a matching run) as an evaluator folder for t2m-eval"
+    description = """
+    Reads RUN_DIR, a run of the text-motion matching stage (decoder t2m_matching, see
+    configs/t2m_evaluator/), and writes DIR: finest.tar with the movement, motion and text
+    encoders under the published keys, the statistics the run normalised its data with as
+    mean.npy/std.npy, copies of its word vectors, and evaluator.json (architecture, run, step,
+    checkpoint sha256, data). t2m-eval --evaluator-dir DIR, motionhub eval --protocol t2m --set
+    evaluator_dir=DIR and a recipe's eval.protocols then use it; every table and JSON they write
+    says that its figures are NOT comparable with published ones.
+    """
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("run_dir", type=Path, help="the matching stage's run directory")
+        parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="the evaluator folder to write")
+        parser.add_argument("--checkpoint", default="best",
+                            help="checkpoint name in RUN_DIR/checkpoints/: best (default: the lowest val loss, as "
+                                 "the reference's finest; falls back to last), last or step_N")
+
+    def run(self, args) -> int:
+        from .export import export_evaluator
+
+        manifest = export_evaluator(args.run_dir, args.out, args.checkpoint)
+        print(f"self-trained evaluator ({manifest['features']} features, step {manifest['step']}) written to {args.out}")
+        print("its figures are not comparable with those of the published evaluators")
         return 0

@@ -1,4 +1,5 @@
-"""The text-to-motion protocol on a loaded run: its split, its tokenizer, the published evaluator."""
+"""The text-to-motion protocol on a loaded run: its split, its tokenizer, the published evaluator
+(or one trained here, whose figures are labelled as not comparable with published ones)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import numpy as np
 from motionhub.api import MotionhubError, resolve_device
 
 from . import metrics
-from .files import EvaluatorFiles, load_evaluator_files, sha256_of
+from .files import EvaluatorFiles, evaluator_dir as find_folder, load_evaluator_files, read_manifest, sha256_of
 from .modules import FEATURES, MAX_MOTION_LENGTH, MAX_TEXT_LENGTH, UNIT_LENGTH
 from .protocol import MIN_LENGTH, SUBCLIP_FPS, Embedder, EvalSet, run_protocol, tokenizer_reconstructor
-from .words import WordEmbedder
+from .words import WordEmbedder, caption_words
 
 # Published real-motion figures on the HumanML3D test split, 20 repetitions (MDM's rerun of Guo et
 # al. 2022, assets/fixed_results.tex of GuyTevet/motion-diffusion-model): a check that the evaluator
@@ -23,6 +24,8 @@ PUBLISHED_REAL = {
             "top1": 0.512, "top2": 0.702, "top3": 0.797, "mm_dist": 2.97, "diversity": 9.50},
 }
 TITLES = {"t2m": "HumanML3D", "kit": "KIT-ML"}
+NOT_COMPARABLE = ("SELF-TRAINED evaluator: these figures are NOT comparable with published ones (their evaluator "
+                  "is another network, trained on other data)")
 
 
 def evaluator_dataset(fmt) -> str:
@@ -48,12 +51,18 @@ def evaluate_t2m(run, evaluator_dir=None, *, split: str = "test", repeats: int =
     import torch
 
     clock = time.perf_counter()
-    ds = evaluator_dataset(run.format)
-    files = files or load_evaluator_files(evaluator_dir, ds)
+    if files is None:
+        folder = find_folder(evaluator_dir)
+        files = load_evaluator_files(folder, "self" if read_manifest(folder) else evaluator_dataset(run.format))
+    ds = files.dataset
+    if ds == "self" and run.format.feature_dim != files.evaluator.features:
+        raise MotionhubError(f"the self-trained evaluator reads {files.evaluator.features} features per frame; this "
+                             f"run's format '{run.format.name}' has {run.format.feature_dim}")
     dataset = run.dataset
     if not callable(getattr(dataset, "caption_records", None)):
-        raise MotionhubError(f"the text-to-motion protocol needs tagged captions (caption#word/POS ...#start#end "
-                             f"lines, as HumanML3D's and KIT-ML's texts/ hold); {dataset.describe()} offers none")
+        raise MotionhubError(f"the text-to-motion protocol needs captions (caption#word/POS ...#start#end lines, as "
+                             f"HumanML3D's and KIT-ML's texts/ hold, or bare ones for a self-trained evaluator); "
+                             f"{dataset.describe()} offers none")
     if run.format.mean is None:
         raise MotionhubError("the run has no normalisation statistics to de-normalise its reconstructions with")
     read = []  # clip ids, counted as they stream past: only the clips the protocol keeps stay in memory
@@ -68,7 +77,9 @@ def evaluate_t2m(run, evaluator_dir=None, *, split: str = "test", repeats: int =
     except ValueError as exc:
         raise MotionhubError(f"{dataset.describe()}: {exc}") from None
     try:
-        eval_set = EvalSet.build(counted(source), dataset.caption_records, ds)
+        # a self-trained evaluator reads bare captions as it was trained on them; the published ones need tags
+        words = (lambda caption: caption_words(caption, files.vocabulary.index)) if ds == "self" else None
+        eval_set = EvalSet.build(counted(source), dataset.caption_records, ds, words)
     except ValueError as exc:
         raise MotionhubError(str(exc)) from None
     if len(eval_set.items) < metrics.GROUP:
@@ -88,8 +99,10 @@ def evaluate_t2m(run, evaluator_dir=None, *, split: str = "test", repeats: int =
     mean, std = np.asarray(run.format.mean, np.float64), np.asarray(run.format.std, np.float64)
     return {
         "protocol": "t2m",
-        "dataset": TITLES[ds],
+        "dataset": TITLES.get(ds) or dataset.describe(),
         "evaluator": ds,
+        "comparable_with_published": ds != "self",
+        "self_trained": ({**files.self_trained, "note": NOT_COMPARABLE} if files.self_trained else None),
         "split": split,
         "repeats": repeats,
         "seed": seed,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import os
 import pickle
 from collections.abc import Mapping
@@ -31,6 +32,7 @@ from motionhub.api import MotionhubError, read_torch_file
 from .modules import FEATURES, T2MEvaluator
 
 DIR_ENV = "MOTIONHUB_EVALUATOR_DIR"
+MANIFEST = "evaluator.json"  # beside an evaluator trained here: its architecture and provenance
 VOCABULARY = ("our_vab_data.npy", "our_vab_words.pkl", "our_vab_idx.pkl")
 PARTS = ("movement_encoder", "motion_encoder", "text_encoder")
 # Checksums of the files the reference repositories publish, where known (glove/ in
@@ -94,6 +96,7 @@ class EvaluatorFiles:
     std: np.ndarray
     vocabulary: Vocabulary
     files: list[UsedFile]
+    self_trained: dict[str, Any] | None = None  # evaluator.json of an evaluator trained here; None: published
 
     def checksums(self) -> dict[str, dict[str, str]]:
         return {used.role: used.as_dict() for used in self.files}
@@ -219,17 +222,17 @@ def _kind(value: Any) -> str:
 
 
 # ---------------------------------------------------------------------------- checkpoint
-def expected_layout(ds: str) -> dict[str, dict[str, tuple[int, ...]]]:
-    """Each part's state-dict keys and shapes for evaluator ``ds``."""
-    evaluator = T2MEvaluator(ds)
+def expected_layout(ds: str, sizes: Mapping[str, int] | None = None) -> dict[str, dict[str, tuple[int, ...]]]:
+    """Each part's state-dict keys and shapes for evaluator ``ds`` (``sizes``: a self-trained one's)."""
+    evaluator = T2MEvaluator(ds, **(sizes or {}))
     return {name: {key: tuple(t.shape) for key, t in part.state_dict().items()}
             for name, part in evaluator.parts().items()}
 
 
-def fit_problems(state: Mapping[str, Any], ds: str) -> list[str]:
+def fit_problems(state: Mapping[str, Any], ds: str, sizes: Mapping[str, int] | None = None) -> list[str]:
     """What in a loaded ``finest.tar`` dict does not fit the evaluator of ``ds``, key by key."""
     problems = []
-    layout = expected_layout(ds)
+    layout = expected_layout(ds, sizes)
     for part, keys in layout.items():
         given = state.get(part)
         if not isinstance(given, Mapping):
@@ -256,7 +259,7 @@ def likely_dataset(state: Mapping[str, Any]) -> str | None:
     return None
 
 
-def load_evaluator(path: Path, ds: str) -> T2MEvaluator:
+def load_evaluator(path: Path, ds: str, sizes: Mapping[str, int] | None = None) -> T2MEvaluator:
     """The evaluator of ``ds`` with the weights of ``path`` (``finest.tar``), in eval mode on the CPU.
 
     The file is read with ``torch.load(weights_only=True)``; one that needs full unpickling is
@@ -270,7 +273,7 @@ def load_evaluator(path: Path, ds: str) -> T2MEvaluator:
     if not isinstance(state, Mapping):
         raise EvaluatorFileError(f"{path} holds a {type(state).__name__}, not the evaluator checkpoint's dict of "
                                  f"{', '.join(PARTS)}")
-    problems = fit_problems(state, ds)
+    problems = fit_problems(state, ds, sizes)
     if problems:
         other = likely_dataset(state)
         hint = ""
@@ -279,7 +282,7 @@ def load_evaluator(path: Path, ds: str) -> T2MEvaluator:
                     f"the run's data needs the {ds} one.")
         shown = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
         raise EvaluatorFileError(f"{path} does not fit the {ds} evaluator: {shown}.{hint}")
-    evaluator = T2MEvaluator(ds)
+    evaluator = T2MEvaluator(ds, **(sizes or {}))
     for name, part in evaluator.parts().items():
         part.load_state_dict({key: value.float() for key, value in state[name].items()})
     return evaluator.eval()
@@ -304,18 +307,41 @@ def read_stats_pair(mean_path: Path, std_path: Path, features: int) -> tuple[np.
     return out[0], out[1]
 
 
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """``evaluator.json`` of an evaluator trained here (``motionhub t2m-export-evaluator``), else None."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise EvaluatorFileError(f"cannot read {path} ({exc}); export the evaluator again") from None
+    missing = [key for key in ("features", "sizes", "run") if key not in manifest]
+    if missing:
+        raise EvaluatorFileError(f"{path} lacks {', '.join(missing)}; export the evaluator again")
+    return manifest
+
+
 def load_evaluator_files(root: str | os.PathLike | None, ds: str) -> EvaluatorFiles:
-    """Every file the protocol needs for data set ``ds`` from the evaluator folder ``root``."""
-    if ds not in FEATURES:
-        raise EvaluatorFileError(f"no text-to-motion evaluator for {ds!r}; there are {', '.join(FEATURES)}")
+    """Every file the protocol needs for data set ``ds`` from the evaluator folder ``root``.
+
+    A folder with ``evaluator.json`` holds an evaluator trained here: ``ds`` is then ``self`` and
+    the architecture comes from that file.
+    """
     folder = evaluator_dir(root)
+    manifest = read_manifest(folder)
+    if manifest is not None:
+        ds = "self"
+    elif ds not in FEATURES:
+        raise EvaluatorFileError(f"no text-to-motion evaluator for {ds!r}; there are {', '.join(FEATURES)}")
+    sizes = {"features": manifest["features"], **manifest["sizes"]} if manifest else None
     checkpoint = find_file(folder, "checkpoint", "finest.tar", ds)
     mean_path, std_path = find_stats(folder, ds)
     vocabulary_paths = [find_file(folder, "vocabulary", name, ds) for name in VOCABULARY]
-    evaluator = load_evaluator(checkpoint, ds)
-    mean, std = read_stats_pair(mean_path, std_path, FEATURES[ds])
+    evaluator = load_evaluator(checkpoint, ds, sizes)
+    mean, std = read_stats_pair(mean_path, std_path, evaluator.features)
     vocabulary = read_vocabulary(*vocabulary_paths)
     roles = [("finest.tar", checkpoint), ("mean", mean_path), ("std", std_path),
              *zip(VOCABULARY, vocabulary_paths)]
     files = [UsedFile(role, path.resolve(), sha256_of(path)) for role, path in roles]
-    return EvaluatorFiles(ds, evaluator, mean, std, vocabulary, files)
+    return EvaluatorFiles(ds, evaluator, mean, std, vocabulary, files, manifest)

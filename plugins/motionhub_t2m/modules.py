@@ -137,17 +137,24 @@ class T2MEvaluator(nn.Module):
     """The evaluator of one data set: ``movement_encoder``, ``motion_encoder``, ``text_encoder``.
 
     dataset: t2m (HumanML3D, 263 features) or kit (KIT-ML, 251); decides the movement encoder's input.
+    sizes:   for an evaluator trained here (``self``), its architecture as ``evaluator.json`` records it:
+             features, contacts, movement_hidden, movement_latent, motion_hidden, text_hidden,
+             embedding_dim, word_dim. The published evaluators take the defaults.
     """
 
-    def __init__(self, dataset: Literal["t2m", "kit"] = "t2m"):
+    def __init__(self, dataset: Literal["t2m", "kit", "self"] = "t2m", **sizes: int):
         super().__init__()
-        if dataset not in FEATURES:
+        if dataset not in FEATURES and dataset != "self":
             raise ValueError(f"unknown evaluator data set {dataset!r}; choose t2m (HumanML3D) or kit (KIT-ML)")
         self.dataset = dataset
-        self.features = FEATURES[dataset]
-        self.movement_encoder = MovementEncoder(self.features - CONTACT_DIMS)
-        self.motion_encoder = MotionEncoder()
-        self.text_encoder = TextEncoder()
+        self.features = sizes["features"] if dataset == "self" else FEATURES[dataset]
+        self.contacts = sizes.get("contacts", CONTACT_DIMS)
+        latent = sizes.get("movement_latent", 512)
+        self.movement_encoder = MovementEncoder(self.features - self.contacts, sizes.get("movement_hidden", 512),
+                                                latent)
+        self.motion_encoder = MotionEncoder(latent, sizes.get("motion_hidden", 1024), sizes.get("embedding_dim", 512))
+        self.text_encoder = TextEncoder(sizes.get("word_dim", WORD_DIM), hidden_dim=sizes.get("text_hidden", 512),
+                                        output_dim=sizes.get("embedding_dim", 512))
         self.eval()
 
     def parts(self) -> dict[str, nn.Module]:
@@ -165,7 +172,7 @@ class T2MEvaluator(nn.Module):
         """(B, T, D) evaluator-normalised motions, zero beyond each length, and (B,) lengths in frames
         (multiples of 4) -> (B, 512), in input order.
 
-        The foot contacts are dropped here (pass all D features). The convolutions see up to 3
+        The trailing foot contacts are dropped here (pass all D features). The convolutions see up to 3
         frames past a length, so what lies there must be the zero padding the reference uses; T
         needs at least ``padded_length(max length)`` frames, and frames beyond that are never read.
         """
@@ -173,7 +180,7 @@ class T2MEvaluator(nn.Module):
             raise ValueError(f"the {self.dataset} evaluator reads {self.features} features per frame; "
                              f"got {motions.shape[-1]}")
         lengths = torch.as_tensor(lengths).to("cpu", torch.int64)
-        movements = self.movement_encoder(motions[..., :-CONTACT_DIMS].float())
+        movements = self.movement_encoder(motions[..., :self.features - self.contacts].float())
         return self.motion_encoder(movements, lengths // UNIT_LENGTH)
 
     @torch.no_grad()

@@ -36,7 +36,7 @@ import torch
 from . import metrics
 from .modules import UNIT_LENGTH, T2MEvaluator, padded_length
 
-MIN_LENGTH = {"t2m": 40, "kit": 24}
+MIN_LENGTH = {"t2m": 40, "kit": 24, "self": 40}  # "self": an evaluator trained here, HumanML3D's bound
 MAX_LENGTH = 200  # exclusive
 SUBCLIP_FPS = 20  # the reference cuts sub-clips at int(seconds * 20) for both data sets
 FIGURES = ("top1", "top2", "top3", "fid", "mm_dist", "diversity")
@@ -62,9 +62,11 @@ class EvalSet:
     skipped: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def build(cls, clips, caption_records: Callable[[str], Sequence[Any]], ds: str) -> EvalSet:
+    def build(cls, clips, caption_records: Callable[[str], Sequence[Any]], ds: str,
+              words: Callable[[str], Sequence[str]] | None = None) -> EvalSet:
         """Items from ``clips`` (objects with ``id`` and ``motion``) and each clip's caption records
-        (``tokens``, ``start``, ``end`` seconds), as the module docstring says."""
+        (``tokens``, ``start``, ``end`` seconds), as the module docstring says; ``words`` tags a
+        caption that has no tokens of its own (else such a caption is an error)."""
         low = MIN_LENGTH[ds]
         items, captions, index, skipped = [], [], {}, {}
 
@@ -88,7 +90,7 @@ class EvalSet:
                 skip("clip without captions")
                 continue
             for record in records:
-                tokens = tuple(record.tokens)
+                tokens = tuple(record.tokens) or (tuple(words(record.caption)) if words else ())
                 if not tokens:
                     raise ValueError(
                         f"clip {clip.id}: caption '{record.caption}' has no word/POS tokens; the text-to-motion "

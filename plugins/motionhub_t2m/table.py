@@ -67,6 +67,8 @@ def table(result: dict) -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     title = (f"text-to-motion evaluation: {result['dataset']} {result['split']} split, {result['repeats']} "
              f"repetitions (mean ± 1.96·σ/√{result['repeats']}), step {result['run']['step']}")
+    if result.get("self_trained"):
+        title += f"\n{result['self_trained']['note']}"
     body = ["  ".join([line[0].ljust(widths[0]), *(v.rjust(w) for v, w in zip(line[1:], widths[1:]))]).rstrip()
             for line in lines]
     return "\n".join([title, *body])
@@ -76,7 +78,10 @@ def summary_lines(result: dict) -> list[str]:
     items = result["items"]
     norm = result["normalisation"]
     skipped = ", ".join(f"{count} {reason}" for reason, count in items["skipped"].items()) or "none"
-    lines = [
+    trained = result.get("self_trained")
+    lines = [f"evaluator: trained here ({trained['run']}, step {trained['step']}); NOT comparable with published "
+             f"figures"] if trained else []
+    lines += [
         f"units: {UNITS}",
         f"split: {result['split']} ({items['clips_in_split']} clips -> {items['items']} items: "
         f"{items['whole_clips']} whole clips, {items['sub_clips']} captioned sub-clips; skipped: {skipped}); "
