@@ -73,7 +73,7 @@ class StreamingEncoder:
     @classmethod
     def from_run(cls, run_dir: str | Path, checkpoint: str = "best",
                  device: torch.device | str | None = None) -> StreamingEncoder:
-        """The streaming encoder of a trained run (``checkpoints/<checkpoint>.pt``)."""
+        """The streaming encoder of a trained run (``checkpoints/<checkpoint>.pt``) or a packaged tokenizer folder."""
         from motionhub.use.trained_run import load_run
 
         loaded = load_run(run_dir, checkpoint)
