@@ -115,6 +115,7 @@ CASES = [
     ("quantizer", "rvq_ema_reset", "codebook_size", 1, "must be at least 2, got 1", 2),
     ("quantizer", "rvq_ema_reset", "decay", 1.0, "must be at least 0 and below 1, got 1.0", 0.999),
     ("quantizer", "rvq_ema_reset", "quantize_dropout_prob", 1.5, "must be at least 0 and at most 1, got 1.5", 1.0),
+    ("quantizer", "rvq_ema_reset", "sample_temperature", -0.5, "must be at least 0, got -0.5", 0.0),
     ("loss", "codebook_entropy", "temperature", 0, "must be greater than 0, got 0", 0.001),
     ("loss", "codebook_entropy", "diversity_weight", -1, "must be at least 0, got -1", 0),
     ("loss", "focal", "gamma", -1.0, "must be at least 0, got -1.0", 0.0),

@@ -13,7 +13,8 @@ from motionhub_quantizers import EMAResetVQ, ResidualEMAResetVQ
 def trained(levels: int = 3, codes: int = 16, dim: int = 4, dropout: float = 0.0, seed: int = 0) -> ResidualEMAResetVQ:
     """A quantizer whose codebooks one training step has initialised."""
     torch.manual_seed(seed)
-    quantizer = ResidualEMAResetVQ(dim, num_quantizers=levels, codebook_size=codes, quantize_dropout_prob=dropout)
+    quantizer = ResidualEMAResetVQ(dim, num_quantizers=levels, codebook_size=codes, quantize_dropout_prob=dropout,
+                                   sample_temperature=0.0)
     quantizer.train()(torch.randn(4, 40, dim))
     return quantizer
 
@@ -35,7 +36,8 @@ def test_every_level_quantises_what_the_earlier_ones_left():
 
 def test_a_training_step_is_each_levels_own_step_on_its_residual():
     torch.manual_seed(0)
-    quantizer = ResidualEMAResetVQ(4, num_quantizers=2, codebook_size=8, quantize_dropout_prob=0.0)
+    quantizer = ResidualEMAResetVQ(4, num_quantizers=2, codebook_size=8, quantize_dropout_prob=0.0,
+                                   sample_temperature=0.0)
     z = torch.randn(2, 20, 4)
     out = quantizer.train()(z)
     residual = z
@@ -77,6 +79,23 @@ def test_quantize_dropout_runs_the_first_k_levels_and_marks_the_rest():
     assert (eval_out.indices >= 0).all()  # never at inference
 
 
+def test_training_samples_codes_from_the_softmax_of_minus_distance_over_the_temperature():
+    quantizer = ResidualEMAResetVQ(1, num_quantizers=1, codebook_size=2, quantize_dropout_prob=0.0,
+                                   sample_temperature=0.5)
+    level = quantizer.layers[0]
+    codebook = torch.tensor([[1.0], [-1.1]])  # squared distances from 0: 1.0 and 1.21
+    for buffer, value in ((level.codebook, codebook), (level.code_sum, codebook), (level.code_count, 1.0),
+                          (level.initialised, True)):
+        buffer.copy_(torch.as_tensor(value).expand_as(buffer))
+    torch.manual_seed(0)
+    z = torch.zeros(1, 20000, 1)
+    first = (quantizer.train()(z).indices == 0).double().mean().item()
+    expected = 1 / (1 + torch.exp(torch.tensor(-0.21 / 0.5)).item())  # softmax of -distance / T: 0.6035
+    assert abs(first - expected) < 0.02  # 6 standard deviations of 20000 draws
+    level.codebook.copy_(codebook)
+    assert (quantizer.eval()(z).indices == 0).all()  # inference takes the nearest
+
+
 def test_aux_loss_is_the_mean_of_the_levels_commitment():
     quantizer = trained().eval()
     z = torch.randn(2, 10, 4)
@@ -101,7 +120,7 @@ def test_state_resumes_with_every_levels_ema_statistics():
     keys = set(quantizer.state_dict())
     assert {f"layers.{i}.{name}" for i in range(3) for name in ("codebook", "code_sum", "code_count",
                                                                  "initialised")} == keys
-    copy = ResidualEMAResetVQ(4, num_quantizers=3, codebook_size=16, quantize_dropout_prob=0.0)
+    copy = ResidualEMAResetVQ(4, num_quantizers=3, codebook_size=16, quantize_dropout_prob=0.0, sample_temperature=0.0)
     copy.load_state_dict(quantizer.state_dict())
     torch.manual_seed(2)
     z = torch.randn(3, 12, 4)
@@ -115,4 +134,5 @@ def test_registered_as_rvq_ema_reset_with_momasks_defaults():
     assert component.cls is ResidualEMAResetVQ and component.provider == "motionhub_quantizers"
     quantizer = ResidualEMAResetVQ()
     assert (quantizer.num_levels, quantizer.codebook_size, quantizer.dim) == (6, 512, 512)
-    assert quantizer.quantize_dropout_prob == 0.2 and sum(p.numel() for p in quantizer.parameters()) == 0
+    assert quantizer.quantize_dropout_prob == 0.2 and quantizer.layers[0].temperature == 0.5
+    assert sum(p.numel() for p in quantizer.parameters()) == 0

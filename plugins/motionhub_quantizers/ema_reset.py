@@ -102,9 +102,11 @@ class EMAResetVQ(Quantizer):
         return F.embedding(indices, self.codebook)
 
     def _nearest(self, x: torch.Tensor) -> torch.Tensor:
-        distance = (x.pow(2).sum(1, keepdim=True) - 2 * x @ self.codebook.t()
-                    + self.codebook.pow(2).sum(1)[None])
-        return distance.argmin(1)
+        return self._distances(x).argmin(1)
+
+    def _distances(self, x: torch.Tensor) -> torch.Tensor:
+        """(M, C) -> (M, K) squared distances to every code, ||x||^2 - 2 x.c + ||c||^2 (the reference's order)."""
+        return x.pow(2).sum(1, keepdim=True) - 2 * x @ self.codebook.t() + self.codebook.pow(2).sum(1)[None]
 
     def _candidates(self, x: torch.Tensor) -> torch.Tensor:
         """(K, C) rows to initialise or reset codes from: x, tiled with small noise when too short."""

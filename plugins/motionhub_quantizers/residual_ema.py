@@ -5,9 +5,11 @@ Level 0 quantises the latents, level i what levels 0..i-1 left over:
 
     r_0 = z;   q_i = level_i(r_i);   r_{i+1} = r_i - sg(q_i);   quantized = q_0 + ... + q_{Q-1}
 
-At inference every level runs (the codes of all Q levels add up). In training, with probability
-``quantize_dropout_prob`` only the first k levels run, k uniform in 1..Q, so that the first
-levels learn to reconstruct on their own; the indices of the levels left out are -1.
+At inference every level runs (the codes of all Q levels add up) and picks its nearest code. In
+training, with probability ``quantize_dropout_prob`` only the first k levels run, k uniform in
+1..Q, so that the first levels learn to reconstruct on their own (the indices of the levels left
+out are -1); and with ``sample_temperature`` T > 0 a level samples its code instead of taking the
+nearest: argmax_k(-||x - c_k||^2 / T + g_k), g_k Gumbel noise (MoMask trains with T = 0.5).
 """
 
 from __future__ import annotations
@@ -24,6 +26,25 @@ from motionhub.api import Bounds, Quantizer, QuantizerOutput, full_precision_for
 from .ema_reset import EMAResetVQ
 
 DROPPED = -1  # the index of a level left out by quantize dropout
+TINY = 1e-20  # keeps the Gumbel noise's logarithms finite
+
+
+class SampledEMAResetVQ(EMAResetVQ):
+    """An ``EMAResetVQ`` that, in training with ``temperature`` > 0, samples each code from the
+    softmax of -distance / temperature (Gumbel-max) instead of taking the nearest. The EMA update
+    then gathers each latent into the code it drew. (B, N, C) -> quantized (B, N, C), indices (B, N)."""
+
+    def __init__(self, dim: int, codebook_size: int, decay: float, temperature: float):
+        super().__init__(dim, codebook_size, decay)
+        self.temperature = temperature
+
+    def _nearest(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.temperature <= 0:
+            return super()._nearest(x)
+        distance = self._distances(x)
+        uniform = torch.rand_like(distance).clamp_min(TINY)
+        gumbel = -torch.log((-torch.log(uniform)).clamp_min(TINY))
+        return (-distance / self.temperature + gumbel).argmax(1)
 
 
 def _distributed() -> bool:
@@ -39,6 +60,8 @@ class ResidualEMAResetVQ(Quantizer):
     decay:                 EMA decay of each level's sums and counts.
     quantize_dropout_prob: in training, the probability that a step runs only the first k levels
                            (k uniform in 1..Q).
+    sample_temperature:    in training, sample each code from softmax(-distance / T) (MoMask: 0.5);
+                           0 takes the nearest code, as inference always does.
 
     ``aux_loss`` is the mean of the levels' commitment losses (of the levels that ran).
     forward: (B, N, C) -> quantized (B, N, C), indices (B, N, Q), coarsest level first.
@@ -48,14 +71,18 @@ class ResidualEMAResetVQ(Quantizer):
     def __init__(self, dim: Annotated[int, Bounds(low=1)] = 512, num_quantizers: Annotated[int, Bounds(low=1)] = 6,
                  codebook_size: Annotated[int, Bounds(low=2)] = 512,
                  decay: Annotated[float, Bounds(low=0, high=1, high_open=True)] = 0.99,
-                 quantize_dropout_prob: Annotated[float, Bounds(low=0, high=1)] = 0.2):
+                 quantize_dropout_prob: Annotated[float, Bounds(low=0, high=1)] = 0.2,
+                 sample_temperature: Annotated[float, Bounds(low=0)] = 0.5):
         super().__init__()
         if num_quantizers < 1:
             raise ValueError(f"num_quantizers must be at least 1, got {num_quantizers}")
         if not 0.0 <= quantize_dropout_prob <= 1.0:
             raise ValueError(f"quantize_dropout_prob must lie in [0, 1], got {quantize_dropout_prob}")
+        if sample_temperature < 0:
+            raise ValueError(f"sample_temperature must be at least 0, got {sample_temperature}")
         self.dim, self.quantize_dropout_prob = dim, quantize_dropout_prob
-        self.layers = nn.ModuleList(EMAResetVQ(dim, codebook_size, decay) for _ in range(num_quantizers))
+        self.layers = nn.ModuleList(SampledEMAResetVQ(dim, codebook_size, decay, sample_temperature)
+                                    for _ in range(num_quantizers))
 
     @property
     def codebook_size(self) -> int:
