@@ -31,13 +31,13 @@ FILES = {"manifest.json", "model.safetensors", "stats.safetensors", "recipe.yaml
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    """A tiny trained run whose val split has 12 clips of 30-44 frames; its residual quantizer keeps EMA
+    """A tiny trained run whose val split has 5 clips of 30-44 frames; its residual quantizer keeps EMA
     codebooks in buffers and gives two ids per token."""
     out = tmp_path_factory.mktemp("package") / "run"
     tree = {**TINY_RECIPE, "run": {"name": "packaged", "out": str(out), "seed": 0},
-            "data": {**TINY_RECIPE["data"], "clips": 30, "val_fraction": 0.4, "min_frames": 30, "max_frames": 44},
+            "data": {**TINY_RECIPE["data"], "clips": 20, "val_fraction": 0.25, "min_frames": 30, "max_frames": 44},
             "quantizer": {"name": "rvq", "codebook_size": 64, "num_quantizers": 2},
-            "train": {**TINY_RECIPE["train"], "iters": 4}, "eval": {"train_codebook": False, "train_clips": 0}}
+            "train": {**TINY_RECIPE["train"], "iters": 2}, "eval": {"train_codebook": False, "train_clips": 0}}
     with pytest.MonkeyPatch.context() as patch:  # the report's figures take most of a tiny run's time; none is used
         patch.setattr(trainer, "draw_report_figures", lambda *args: {"drawn": []})
         return trainer.train(recipe_from_tree(tree, "packaged.yaml"))
@@ -123,7 +123,7 @@ def test_encode_and_decode_of_a_package_equal_those_of_its_run(from_run, from_pa
         for key in theirs:
             np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
     recon, _, _ = read_reconstruction(from_package[1])
-    assert recon.joints is not None and len(read_tokens(from_package[0]).encoded.ids) == 12
+    assert recon.joints is not None and len(read_tokens(from_package[0]).encoded.ids) == 5
 
 
 def test_eval_of_a_package_equals_that_of_its_run(run_dir, package_dir, capsys):
