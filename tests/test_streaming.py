@@ -12,7 +12,7 @@ from helpers import TINY_RECIPE
 
 from motionhub.cli import main
 from motionhub.data.dataset import Clip
-from motionhub.errors import MotionhubError
+from motionhub.errors import DataError, MotionhubError
 from motionhub.model.build import build_dataset, build_tokenizer
 from motionhub.recipes import recipe_from_tree
 from motionhub.train.trainer import train
@@ -202,6 +202,9 @@ def test_stream_chunks_restart_per_clip_and_where_the_context_is_full():
     per_clip = stream_chunks(stream_windows(clips, window=8, stride=4, limit=None, per_clip=True), max_frames=None)
     assert per_clip.starts.tolist() == [0, 4, 10, 14, 18, 23, 27]
     assert [r["clip_id"] for r in per_clip.rows() if r["restart"]] == ["c0", "c1", "c2"]
+    with pytest.raises(DataError, match="the stream has no whole chunk of 40 frames .--stride. to stream; "
+                                        "lower --stride"):
+        stream_chunks(stream_windows(clips, window=8, stride=40, limit=None), max_frames=None)
 
 
 @pytest.fixture(scope="module")

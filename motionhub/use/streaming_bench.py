@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from motionhub.errors import DataError
 from motionhub.use.bench import (PRECISIONS, StreamWindows, Timings, budget_summary, clock, latency_summary,
                                  slack_ms, window_status)
 from motionhub.use.streaming import StreamingEncoder
@@ -79,6 +80,9 @@ def stream_chunks(windows: StreamWindows, max_frames: int | None) -> Chunks:
         covered = int(windows.starts[-1]) + windows.window
         starts = np.arange(0, covered - stride + 1, stride, dtype=np.int64)
         first = np.arange(len(starts)) == 0
+    if not len(starts):
+        where = "a clip" if windows.per_clip else "the stream"
+        raise DataError(f"{where} has no whole chunk of {stride} frames (--stride) to stream; lower --stride")
     restart = first.copy()
     if max_frames is not None:
         per_stream = max(1, max_frames // stride)  # chunks one stream holds
