@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from motionhub.model.codebook import code_histogram
 from motionhub.plugins.manager import get_registry
@@ -136,3 +138,25 @@ def test_registered_as_rvq_ema_reset_with_momasks_defaults():
     assert (quantizer.num_levels, quantizer.codebook_size, quantizer.dim) == (6, 512, 512)
     assert quantizer.quantize_dropout_prob == 0.2 and quantizer.layers[0].temperature == 0.5
     assert sum(p.numel() for p in quantizer.parameters()) == 0
+
+
+def _two_process_worker(rank: int, init_file: str, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    torch.manual_seed(rank)  # each rank would draw its own dropout and its own Gumbel noise
+    quantizer = ResidualEMAResetVQ(4, num_quantizers=4, codebook_size=16, quantize_dropout_prob=0.5).train()
+    kept = []
+    for _ in range(8):
+        out = quantizer(torch.randn(2, 24, 4) + rank)
+        kept.append(int((out.indices[0, 0] >= 0).sum()))
+    torch.save({"state": quantizer.state_dict(), "kept": kept}, f"{out_dir}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_every_process_runs_the_same_levels_and_keeps_the_same_codebooks(tmp_path):
+    mp.spawn(_two_process_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2)
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert rank0["kept"] == rank1["kept"] and len(set(rank0["kept"])) > 1  # rank 0's draw, and it varied
+    for key, value in rank0["state"].items():
+        assert torch.equal(value, rank1["state"][key]), key
