@@ -205,6 +205,9 @@ def test_stream_chunks_restart_per_clip_and_where_the_context_is_full():
     with pytest.raises(DataError, match="the stream has no whole chunk of 40 frames .--stride. to stream; "
                                         "lower --stride"):
         stream_chunks(stream_windows(clips, window=8, stride=40, limit=None), max_frames=None)
+    with pytest.raises(DataError, match="a chunk of 16 frames .--stride. is longer than the 12 frames the encoder "
+                                        "holds .encoder.max_len.; lower --stride"):
+        stream_chunks(stream_windows(clips, window=8, stride=16, limit=None), max_frames=12)
 
 
 @pytest.fixture(scope="module")

@@ -71,6 +71,9 @@ def stream_chunks(windows: StreamWindows, max_frames: int | None) -> Chunks:
     """Chunks of ``windows.stride`` frames over the frames the windows cover (joined), or over each clip (per
     clip; a clip's last partial chunk left out); a restart wherever a stream would pass ``max_frames``."""
     stride = windows.stride
+    if max_frames is not None and stride > max_frames:
+        raise DataError(f"a chunk of {stride} frames (--stride) is longer than the {max_frames} frames the encoder "
+                        f"holds (encoder.max_len); lower --stride")
     if windows.per_clip:
         offsets = windows.stream.offsets
         starts = [np.arange(a, b - stride + 1, stride) for a, b in zip(offsets[:-1], offsets[1:])]
@@ -85,7 +88,7 @@ def stream_chunks(windows: StreamWindows, max_frames: int | None) -> Chunks:
         raise DataError(f"{where} has no whole chunk of {stride} frames (--stride) to stream; lower --stride")
     restart = first.copy()
     if max_frames is not None:
-        per_stream = max(1, max_frames // stride)  # chunks one stream holds
+        per_stream = max_frames // stride  # chunks one stream holds
         run = 0
         for k in range(len(starts)):
             run = 1 if first[k] or run == per_stream else run + 1
