@@ -8,6 +8,9 @@ holds no tensors) and its quantizer is Q levels of T2M-GPT's EMA-reset codebook
 (``quantizer.layers.{i}.codebook``, (K, C) buffers, no projection). At inference every level runs:
 level i picks the nearest code to what levels 0..i-1 left, and the codes add up.
 
+A checkpoint trained with ``--shared_codebook`` holds its one codebook under every level's name:
+it imports and reconstructs the same, and training then continues with the levels' copies apart.
+
 Released configuration (``rvq_nq6_dc512_nc512_noshare_qdp0.2``): 263 features, width 512, depth 3,
 down_t 2, stride_t 2, dilation growth 3, code_dim 512, 6 levels of 512 codes, relu, no norm:
 19,436,807 parameters and 6 x 512 x 512 = 1,572,864 codebook values (buffers).
