@@ -28,7 +28,9 @@ import hashlib
 import itertools
 import json
 import os
+import queue
 import shutil
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -47,6 +49,7 @@ DTYPES = ("float32", "float16")
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 _STRING_BLOCK = 16384  # ids / texts are appended to the file this many at a time
 _COPY_BYTES = 64 << 20  # raw data is read in blocks of this size where it passes through the process
+_READ_AHEAD = 32  # clips read by a background thread ahead of the one being packed
 _CHECKPOINT_CLIPS = 512  # a pack records its progress (to resume from) every this many clips
 
 
@@ -226,7 +229,7 @@ def pack_clips(read: Callable[[int], Iterable[tuple[int, Clip]]], fmt: MotionFor
             "version": STORE_VERSION}
     journal = _Journal(path, meta, fmt.feature_shape, dtype)
     try:
-        for position, clip in read(journal.next_position):
+        for position, clip in _read_ahead(read(journal.next_position)):
             motion, moments = _checked_clip(clip.motion, clip.id, fmt, dtype)
             journal.add(clip.id, "\n".join(clip.texts), motion, moments, position)
             if progress is not None:
@@ -457,6 +460,45 @@ def _pack_range(dataset: Dataset, split: str, target: Path, fingerprint: str, dt
 
 # ---- packing helpers
 
+
+def _read_ahead(items: Iterable, depth: int = _READ_AHEAD) -> Iterator:
+    """``items`` in order, produced by a background thread up to ``depth`` ahead.
+
+    Reading clip files (waiting on the disk, parsing .npy headers) then overlaps with the
+    statistics and writing of the clips before; memory holds at most ``depth`` clips more.
+    An exception raised while producing an item is raised here, in its place.
+    """
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                slots.put((True, item))
+            slots.put((False, None))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            slots.put((False, exc))
+
+    thread = threading.Thread(target=produce, name="motionhub-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            more, item = slots.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                slots.get(timeout=0.1)
+            except queue.Empty:
+                pass
+
 _FRAMES, _MOMENTS, _CLIPS, _META = "frames.raw", "moments.raw", "clips.jsonl", "meta.json"
 
 
@@ -640,8 +682,9 @@ def _clip_moments(motion: np.ndarray) -> np.ndarray:
     """(2, *F) float64: the mean of (T, *F) frames and the sum of squared deviations from it."""
     if len(motion) == 0:
         return np.zeros((2, *motion.shape[1:]))
-    mean = motion.mean(axis=0, dtype=np.float64)
-    centred = motion - mean
+    centred = motion.astype(np.float64)  # one cast, then float64 passes in place (faster than mean(dtype=))
+    mean = centred.sum(axis=0) / len(motion)
+    centred -= mean
     return np.stack([mean, np.einsum("t...,t...->...", centred, centred)])
 
 
