@@ -15,7 +15,7 @@ from motionhub.data.dataset import Dataset
 from motionhub.data.formats import MotionFormat
 from motionhub.data.layouts import group_averaged_std
 from motionhub.recipes import EvalConfig, Recipe
-from motionhub.data.store import EmptySplitError, Store, open_or_pack, store_fingerprint
+from motionhub.data.store import EmptySplitError, Store, open_or_pack, pack_part, store_fingerprint
 from motionhub.data.windows import ClipBank, EvalBatches, WindowSampler
 
 
@@ -180,12 +180,18 @@ def prepare_data(recipe: Recipe, dataset: Dataset, accelerator, console) -> Trai
                         eval_config=recipe.eval, rank=rank, world_size=world, captions=spec.captions)
 
 
-def open_split(dataset: Dataset, split: str, recipe: Recipe, console, required: bool = True) -> Store | None:
-    """The split's packed store; the fingerprint covers the recipe's data arguments and plugin."""
+def open_split(dataset: Dataset, split: str, recipe: Recipe, console, required: bool = True,
+               part: tuple[int, int] | None = None) -> Store | None:
+    """The split's packed store; the fingerprint covers the recipe's data arguments and plugin.
+    ``part=(i, n)`` packs (or opens) only part i of n of the split (``pack_part``)."""
     spec = recipe.data
     try:
-        store = open_or_pack(dataset, split, spec.cache_dir, extra_fingerprint=_data_arguments(recipe),
-                             dtype=spec.store_dtype, console=console)
+        if part is not None:
+            store = pack_part(dataset, split, *part, spec.cache_dir, extra_fingerprint=_data_arguments(recipe),
+                              dtype=spec.store_dtype, console=console)
+        else:
+            store = open_or_pack(dataset, split, spec.cache_dir, extra_fingerprint=_data_arguments(recipe),
+                                 dtype=spec.store_dtype, console=console)
     except EmptySplitError:
         if required:
             raise
