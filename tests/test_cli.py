@@ -18,9 +18,10 @@ def test_version_lists_motionhub_and_plugins(capsys):
 def test_plugins_prints_json_with_registered_names(capsys):
     assert main(["plugins"]) == 0
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
-    assert rows["motionhub_quantizers"]["registered"]["quantizers"] == ["fsq", "lfq", "rvq", "vq", "vq_ema_reset"]
+    assert rows["motionhub_quantizers"]["registered"]["quantizers"] == ["fsq", "lfq", "rvq", "rvq_ema_reset", "vq",
+                                                                        "vq_ema_reset"]
     assert rows["motionhub_conv"]["hooks"] == ["register_decoders", "register_encoders", "register_importers"]
-    assert rows["motionhub_conv"]["registered"]["importers"] == ["motionmillion", "t2m-gpt"]
+    assert rows["motionhub_conv"]["registered"]["importers"] == ["momask", "motiongpt", "motionmillion", "t2m-gpt"]
     assert {"train", "eval", "import", "export", "list"} <= set(rows["motionhub.commands"]["registered"]["commands"])
 
 
