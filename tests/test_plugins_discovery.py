@@ -98,7 +98,8 @@ def test_an_installed_plugin_is_listed_with_version_hooks_and_names(discover, ca
         "name": "zero", "version": "0.3.1", "distribution": "motionhub-zero", "builtin": False,
         "status": "loaded", "hooks": ["register_losses"], "registered": {"losses": ["zero"]}}
     assert rows["motionhub_quantizers", "motionhub"]["builtin"] is True
-    assert rows["motionhub_quantizers", "motionhub"]["registered"]["quantizers"] == ["fsq", "lfq", "rvq", "vq", "vq_ema_reset"]
+    assert rows["motionhub_quantizers", "motionhub"]["registered"]["quantizers"] == ["fsq", "lfq", "rvq", "rvq_ema_reset",
+                                                                                     "vq", "vq_ema_reset"]
     component = get_registry().get("loss", "zero")
     assert component.provider == "zero" and component.description == "Always zero."
     assert "  zero (motionhub-zero 0.3.1)\n" in version_text(capsys)
