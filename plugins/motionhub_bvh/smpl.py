@@ -3,8 +3,9 @@
 Each clip goes through, in order:
 
 1. **Resampling** to ``fps`` (20, HumanML3D's rate): every output frame at time k/fps lies
-   between two BVH frames; joint rotations are slerped and root positions interpolated
-   linearly between them, then forward kinematics places the joints (bones keep their length).
+   between two BVH frames (a Frame Time rounded from a whole frame rate counts as that rate);
+   joint rotations are slerped and root positions interpolated linearly between them, then
+   forward kinematics places the joints (bones keep their length).
 2. **Joint map** (:mod:`.joint_maps`): each SMPL joint is one source joint or a weighted mix.
 3. **Unit**: to metres. BVH files do not say their unit; without an explicit ``unit`` it is the one
    unit (of mm, cm, m, inch, cmu) that makes the first file's rest pose human-sized (0.8 to
@@ -40,6 +41,8 @@ UpAxis = Literal["y", "-y", "z", "-z", "x", "-x"]
 
 UP_SHARE = 0.8
 """Share of the head-over-ankles vector one axis must hold to be told the up axis."""
+ROUNDED_FPS = 1e-4
+"""A frame rate this close (relative) to a whole number is that number: its Frame Time was rounded."""
 MIN_BONE_M = 0.01
 """A mapped bone shorter than this on average is two SMPL joints put in one place."""
 
@@ -93,18 +96,27 @@ def facing_agreement(positions: np.ndarray) -> float:
     return float(((forward * feet).sum(-1)[valid] / norms[valid]).mean())
 
 
+def source_fps(frame_time: float) -> float:
+    """The frame rate of a BVH ``Frame Time``: a whole number of frames per second where the time
+    is that rounded (0.008333 s is 120 fps, not 120.005), else its inverse."""
+    fps = 1.0 / frame_time
+    whole = round(fps)
+    return float(whole) if whole > 0 and abs(fps - whole) < ROUNDED_FPS * fps else fps
+
+
 def resample(motion: BVHMotion, fps: float) -> tuple[np.ndarray, np.ndarray]:
     """Local rotations (T', J, 3, 3) and positions (T', J, 3) of ``motion`` at ``fps``.
 
-    Output frame k is at k / fps seconds, for every k up to the clip's last frame time;
-    rotations are slerped and positions interpolated linearly between the two BVH frames around it.
+    Output frame k is at k / fps seconds, for every k up to the clip's last frame time (at
+    :func:`source_fps`); rotations are slerped and positions interpolated linearly between the
+    two BVH frames around it.
     """
-    frames = motion.num_frames
-    if frames < 2 or abs(motion.fps - fps) < 1e-9 * fps:
+    frames, rate = motion.num_frames, source_fps(motion.frame_time)
+    if frames < 2 or abs(rate - fps) < 1e-9 * fps:
         return motion.local_rotations, motion.local_positions
-    duration = (frames - 1) / motion.fps
+    duration = (frames - 1) / rate
     times = np.arange(int(np.floor(duration * fps + 1e-9)) + 1) / fps
-    where = np.minimum(times * motion.fps, frames - 1)
+    where = np.minimum(times * rate, frames - 1)
     before = np.minimum(np.floor(where).astype(np.int64), frames - 2)
     weight = (where - before)[:, None, None]
     quats = matrix_to_quat(motion.local_rotations)
