@@ -157,3 +157,15 @@ def test_render_to_bvh_writes_the_reconstruction_and_the_clip_beside_it(run_dir,
         assert_lands_on(by_name(motion, T2M_SKELETON.joint_names), loaded.format.to_joints(features).double().numpy())
     # nothing else is left beside them (no temporary files)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.bvh", "clip.target.bvh"]
+
+
+def test_euler_angles_written_rebuild_their_rotations_also_at_gimbal_lock():
+    from motionhub.motion.rotations import axis_angle_to_matrix
+    from motionhub.motion.smpl_bvh import matrix_to_euler_zyx
+    from motionhub_bvh.bvh import euler_to_matrix
+
+    rng = np.random.default_rng(0)
+    matrices = axis_angle_to_matrix(rng.normal(size=(200, 3)) * 2.0)
+    locked = euler_to_matrix(np.array([[30.0, 90.0, 10.0], [-70.0, -90.0, 45.0]]), "ZYX")
+    matrices = np.concatenate((matrices, locked))
+    np.testing.assert_allclose(euler_to_matrix(matrix_to_euler_zyx(matrices), "ZYX"), matrices, atol=1e-6)

@@ -257,7 +257,7 @@ def matrix_to_euler_zyx(matrices: np.ndarray) -> np.ndarray:
 
 
 def bvh_text(animation: SkeletonAnimation, units_per_metre: float = 100.0) -> str:
-    """The BVH file of ``animation``: one ROOT with ``X/Y/Zposition Zrotation Yrotation Xrotation``,
+    """The BVH file of ``animation``: its ROOT (joint 0) with ``X/Y/Zposition Zrotation Yrotation Xrotation``,
     every other joint ``Zrotation Yrotation Xrotation``, lengths in ``units_per_metre`` (100: cm)."""
     names, parents = animation.joint_names, [int(p) for p in animation.parents]
     kids = children_of(parents)
@@ -290,9 +290,11 @@ def bvh_text(animation: SkeletonAnimation, units_per_metre: float = 100.0) -> st
         for child in kids[joint]:
             visit(child)
 
-    for root in (j for j, p in enumerate(parents) if p < 0):
-        write(root, 0)
-        visit(root)
+    roots = [j for j, p in enumerate(parents) if p < 0]
+    if roots != [0]:
+        raise ValueError(f"bvh_text writes one skeleton rooted at joint 0; the parents give roots {roots}")
+    write(0, 0)
+    visit(0)
     angles = np.unwrap(matrix_to_euler_zyx(animation.local_rotations[:, order]), period=360.0, axis=0)
     frames = len(animation.root_positions)
     values = np.concatenate((animation.root_positions * units_per_metre, angles.reshape(frames, -1)), axis=1)
