@@ -175,7 +175,7 @@ def prepare_data(recipe: Recipe, dataset: Dataset, accelerator, console) -> Trai
     rank, world = accelerator.process_index, accelerator.num_processes
     sampler = WindowSampler(train, fmt, spec.window, recipe.train.batch_size, seed=recipe.run.seed,
                             rank=rank, world_size=world, short=spec.short, weighting=spec.weighting,
-                            captions=spec.captions)
+                            captions=spec.captions, shards=spec.shards)
     return TrainingData(format=fmt, description=dataset.describe(), sampler=sampler, train=train, val=val,
                         eval_config=recipe.eval, rank=rank, world_size=world, captions=spec.captions)
 

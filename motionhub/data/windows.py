@@ -92,6 +92,16 @@ class WindowSampler:
                "length" draws clips independently with probability proportional to
                (length - window + 1) (at least 1), i.e. every window position is equally likely.
 
+    shards:    with N > 1, the usable clips are cut into N contiguous shards of (nearly) equal
+               clip counts, and each of the ``world_size`` processes owns N / world_size
+               consecutive shards: its windows come only from those, so it reads only its own
+               byte range of the store. Every step takes batch_size * world_size / N windows
+               from every shard ("uniform": shard k's own order for the epoch, from
+               (seed, epoch, N, k); "length": drawn within shard k from (seed, N, k, step)), so
+               the windows of a step depend on (seed, N, step) and not on how many processes
+               share them: one process with the whole global batch draws the same windows as
+               several. N = 1 is the unsharded order above; another N gives another order.
+
     The sampler is also a map-style dataset of batches: ``sampler[step] == sampler.batch(step)``,
     so ``DataLoader(sampler, batch_size=None, sampler=range(first, last), num_workers=k)``
     prepares batches in worker processes.
@@ -99,7 +109,7 @@ class WindowSampler:
 
     def __init__(self, source: ClipSource, fmt: MotionFormat, window: int, batch_size: int, *,
                  seed: int, rank: int = 0, world_size: int = 1, short: Short = "drop",
-                 weighting: Weighting = "uniform", captions: bool = False):
+                 weighting: Weighting = "uniform", captions: bool = False, shards: int = 1):
         if short not in ("drop", "pad"):
             raise ValueError(f"short must be 'drop' or 'pad', got {short!r}")
         if weighting not in ("uniform", "length"):
@@ -138,6 +148,35 @@ class WindowSampler:
         self.batches_per_epoch = max(1, len(self.clips) // per_step)
         self._normalise = _Normaliser(fmt)
         self._epoch, self._order = -1, np.empty(0, dtype=np.int64)
+        self.shards = shards
+        if shards > 1:
+            self._set_up_shards(shards)
+
+    def _set_up_shards(self, shards: int) -> None:
+        usable, world, per_step = len(self.clips), self.world_size, self.batch_size * self.world_size
+        if shards > usable:
+            raise DataError(f"data.shards is {shards}, but only {usable:,} train clips are usable; "
+                            f"use at most {usable} shards")
+        if shards % world:
+            raise DataError(f"data.shards is {shards}, which does not split over {world} processes (each "
+                            f"process reads whole shards); use a multiple of {world}, e.g. {world * -(-shards // world)}")
+        if per_step % shards:
+            raise DataError(f"data.shards is {shards}, which does not divide the global batch of {per_step} "
+                            f"windows (train.batch_size {self.batch_size} x {world} processes); every step "
+                            f"takes the same number of windows from each shard, so use a divisor of {per_step}")
+        self.shard_bounds = np.arange(shards + 1) * usable // shards  # shard k: self.clips[bounds[k]:bounds[k + 1]]
+        self.own_shards = range(self.rank * shards // world, (self.rank + 1) * shards // world)
+        self._per_shard = per_step // shards
+        self.batches_per_epoch = max(1, int(np.diff(self.shard_bounds).min()) // self._per_shard)
+        self._shard_orders: dict[int, tuple[int, np.ndarray]] = {}
+
+    @property
+    def frame_range(self) -> tuple[int, int]:
+        """[first, stop) frames of the source this process reads windows from: its shards', or all."""
+        clips = self.clips
+        if self.shards > 1:
+            clips = clips[self.shard_bounds[self.own_shards.start]:self.shard_bounds[self.own_shards.stop]]
+        return int(self.source.offsets[clips[0]]), int(self.source.offsets[clips[-1] + 1])
 
     @property
     def dropped_ids(self) -> list[str]:
@@ -164,7 +203,9 @@ class WindowSampler:
 
     def batch(self, step: int) -> dict[str, torch.Tensor | None]:
         """The normalised windows of ``step`` for this rank (see the class docstring)."""
-        if self.weighting == "uniform":
+        if self.shards > 1:
+            picks, starts = self._sharded_draw(step)
+        elif self.weighting == "uniform":
             picks, starts = self._uniform_draw(step)
         else:
             picks, starts = self._length_draw(step)
@@ -190,6 +231,38 @@ class WindowSampler:
         position = rng.integers(0, self._window_ends[-1], size=self.batch_size)
         picks = np.searchsorted(self._window_ends, position, side="right")
         return picks, position - (self._window_ends[picks] - self._room[picks])
+
+    def _sharded_draw(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """(B,) indices into ``self.clips`` and crop starts: ``_per_shard`` from each own shard."""
+        picks, starts, count = [], [], self._per_shard
+        for shard in self.own_shards:
+            first, stop = self.shard_bounds[shard], self.shard_bounds[shard + 1]
+            if self.weighting == "uniform":
+                epoch, position = divmod(step, self.batches_per_epoch)
+                chosen = first + self._shard_order(shard, epoch)[position * count:(position + 1) * count]
+                rng = np.random.default_rng([self.seed, 1, self.shards, shard, step])
+                start = rng.integers(0, self._room[chosen])
+            else:
+                ends = self._window_ends[first:stop] - (self._window_ends[first - 1] if first else 0)
+                rng = np.random.default_rng([self.seed, 2, self.shards, shard, step])
+                position = rng.integers(0, ends[-1], size=count)
+                local = np.searchsorted(ends, position, side="right")
+                chosen = first + local
+                start = position - (ends[local] - self._room[chosen])
+            picks.append(chosen)
+            starts.append(start)
+        return np.concatenate(picks), np.concatenate(starts)
+
+    def _shard_order(self, shard: int, epoch: int) -> np.ndarray:
+        """Shard ``shard``'s clip order (indices within it) for ``epoch``; kept for the epoch's later steps."""
+        known = self._shard_orders.get(shard)
+        if known is None or known[0] != epoch:
+            size = int(self.shard_bounds[shard + 1] - self.shard_bounds[shard])
+            order = np.random.default_rng([self.seed, 0, epoch, self.shards, shard]).permutation(size)
+            if size < self._per_shard:  # fewer clips than one step takes from the shard: repeat them
+                order = np.resize(order, self._per_shard)
+            known = self._shard_orders[shard] = (epoch, order)
+        return known[1]
 
     def _draw_captions(self, clips: np.ndarray, step: int) -> list[str]:
         """One caption per window of source clips ``clips``, uniformly, from (seed, rank, step) alone."""

@@ -23,7 +23,7 @@ from motionhub.errors import PluginError
 from motionhub.plugins.types import Bounds, _annotated_metadata, describe
 
 # Keys a recipe section uses itself, besides ``name``; a component argument cannot share one.
-DATA_KEYS = ("window", "short", "weighting", "store", "store_dtype", "cache_dir", "captions")
+DATA_KEYS = ("window", "short", "weighting", "store", "store_dtype", "cache_dir", "captions", "shards")
 LOSS_KEYS = ("weight", "every", "every_scale", "schedule", "schedule_mode", "downsample")
 RESERVED = {"dataset": ("name", *DATA_KEYS), "loss": ("name", *LOSS_KEYS)}
 

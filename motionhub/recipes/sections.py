@@ -121,6 +121,9 @@ class DataSpec(ComponentSpec):
     store: Literal["packed", "memory"] = "packed"  # packed HDF5 store in the cache, or clips held in memory
     store_dtype: Literal["float32", "float16"] = "float32"  # frames in the packed store
     cache_dir: str | None = None  # packed stores; default $MOTIONHUB_CACHE or ~/.cache/motionhub
+    # train clips cut into N contiguous shards; each process draws windows only from its own
+    # N / processes shards (N must be a multiple of the process count and divide the global batch)
+    shards: Annotated[int, Bounds(low=1, hint="1 leaves the split whole")] = 1
     captions: bool = False  # each batch carries one caption per window (batch["captions"]); uncaptioned clips left out
 
 
