@@ -18,7 +18,7 @@ from motionhub.recipes import recipe_from_tree
 from motionhub.train.trainer import train
 from motionhub.use.bench import stream_windows
 from motionhub.use.streaming import StreamingEncoder, StreamingError
-from motionhub.use.streaming_bench import stream_chunks
+from motionhub.use.streaming_bench import first_tokens, stream_chunks, time_chunks
 
 CONV = {"name": "conv1d", "width": 32, "depth": 3, "down_t": 2, "output_emb_width": 16, "causal": True}
 ENCODERS = {
@@ -208,6 +208,19 @@ def test_stream_chunks_restart_per_clip_and_where_the_context_is_full():
     with pytest.raises(DataError, match="a chunk of 16 frames .--stride. is longer than the 12 frames the encoder "
                                         "holds .encoder.max_len.; lower --stride"):
         stream_chunks(stream_windows(clips, window=8, stride=16, limit=None), max_frames=12)
+
+
+def test_a_timed_transformer_stream_restarts_where_its_context_is_full():
+    model, fmt, motion = build(ENCODERS["transformer"])  # max_len 128 frames, a token per 4 frames
+    stream = StreamingEncoder(model, fmt)
+    clips = [Clip(f"c{i}", motion) for i in range(3)]  # 240 frames back to back
+    chunks = stream_chunks(stream_windows(clips, window=8, stride=4, limit=None), stream.max_frames)
+    assert len(chunks) == 60 and np.flatnonzero(chunks.restart).tolist() == [0, 32]
+    timings = time_chunks(stream, chunks, warmup=40)  # the warm-up passes the context's end too
+    assert (timings.latencies_ms > 0).all() and timings.tokens.tolist() == [1] * 60
+    first = first_tokens(timings, chunks, fps=20.0)
+    assert (first["streams"], first["frames"], first["wait_ms"]) == (2, 4.0, 200.0)
+    assert first["compute_ms"] == pytest.approx(timings.latencies_ms[[0, 32]].mean())
 
 
 @pytest.fixture(scope="module")
