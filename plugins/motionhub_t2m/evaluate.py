@@ -99,7 +99,7 @@ def evaluate_t2m(run, evaluator_dir=None, *, split: str = "test", repeats: int =
     mean, std = np.asarray(run.format.mean, np.float64), np.asarray(run.format.std, np.float64)
     return {
         "protocol": "t2m",
-        "dataset": TITLES.get(ds) or dataset.describe(),
+        "dataset": TITLES.get(ds) or getattr(dataset, "title", None) or type(dataset).__name__,
         "evaluator": ds,
         "comparable_with_published": ds != "self",
         "self_trained": ({**files.self_trained, "note": NOT_COMPARABLE} if files.self_trained else None),

@@ -8,8 +8,9 @@ Text-motion matching: ``t2m_contrastive``, the margin contrastive loss of Hadsel
 Euclidean distances d between caption and motion embeddings: mean d^2 over the positive pairs
 (each window with its own caption) plus mean max(margin - d, 0)^2 over negative pairs made by a
 cyclic shift of the motions by s rows, s drawn uniformly from 1..B-1 with torch's generator (the
-trainer seeds it and restores it on resume). The reference draws s from 0..B-2, where s = 0 makes
-the "negatives" the positives themselves; a shift of at least 1 keeps every negative a real one.
+trainer seeds it and restores it on resume); evaluation, without gradients, shifts by B // 2. The
+reference draws s from 0..B-2, where s = 0 makes the "negatives" the positives themselves; a
+shift of at least 1 keeps every negative a real one.
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ class ContrastiveMatching(Loss):
                   else torch.full((motion.shape[0],), motion.shape[1], dtype=torch.long))
         text, moving = matching.embed(outputs["movements"], frames, list(captions))
         size = len(text)
-        shift = int(torch.randint(1, size, ())) if size > 1 else 0
+        # Evaluation (no gradients) uses a fixed shift: repeatable figures, and the random stream a
+        # resumed run continues from is not consumed by evaluating.
+        shift = (int(torch.randint(1, size, ())) if torch.is_grad_enabled() else size // 2) if size > 1 else 0
         positive = (text - moving).norm(dim=-1)
         negative = (text - moving.roll(shift, dims=0)).norm(dim=-1)
         loss_pos = positive.square().mean()
