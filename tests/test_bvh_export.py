@@ -169,3 +169,12 @@ def test_euler_angles_written_rebuild_their_rotations_also_at_gimbal_lock():
     locked = euler_to_matrix(np.array([[30.0, 90.0, 10.0], [-70.0, -90.0, 45.0]]), "ZYX")
     matrices = np.concatenate((matrices, locked))
     np.testing.assert_allclose(euler_to_matrix(matrix_to_euler_zyx(matrices), "ZYX"), matrices, atol=1e-6)
+
+
+def test_collapsed_or_random_features_still_give_a_finite_bvh():
+    """A barely trained decoder can put joints on top of each other; the file stays readable."""
+    rng = np.random.default_rng(0)
+    for fmt, dim in ((layouts.humanml3d_263(), 263), (layouts.motionmillion_272(), 272)):
+        for features in (np.zeros((4, dim)), rng.normal(size=(6, dim))):
+            motion = parse_bvh(bvh_of(fmt, features))
+            assert np.isfinite(motion.global_positions()).all()

@@ -93,8 +93,12 @@ def children_of(parents: Sequence[int]) -> list[list[int]]:
 
 
 def arc_matrix(v0: np.ndarray, v1: np.ndarray) -> np.ndarray:
-    """Shortest-arc rotation matrices (…, 3, 3) turning directions v0 (…, 3) onto v1 (…, 3)."""
-    return quat_to_matrix(quat_between(v0, v1))
+    """Shortest-arc rotation matrices (…, 3, 3) turning directions v0 (…, 3) onto v1 (…, 3);
+    the identity where either has no length (a collapsed bone has no direction to follow)."""
+    v0, v1 = np.broadcast_arrays(np.asarray(v0, dtype=np.float64), np.asarray(v1, dtype=np.float64))
+    degenerate = np.linalg.norm(v0, axis=-1) * np.linalg.norm(v1, axis=-1) < 1e-12
+    stand_in = degenerate[..., None]
+    return quat_to_matrix(quat_between(np.where(stand_in, 1.0, v0), np.where(stand_in, 1.0, v1)))
 
 
 def kabsch(rest: np.ndarray, current: np.ndarray) -> np.ndarray:
