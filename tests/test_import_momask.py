@@ -232,3 +232,11 @@ def test_a_momask_checkpoint_reads_with_its_own_importer(tmp_path):
     momask_checkpoint(tmp_path / "latest.tar", {f"module.{k}": v for k, v in state.items()})
     read = importing.read_reference(tmp_path / "latest.tar", "momask")
     assert read.state_dict.keys() == state.keys() and read.iteration is None
+
+
+def test_the_momask_and_motiongpt_importers_come_from_the_conv_plugin():
+    from motionhub.plugins.manager import get_registry
+
+    for name in ("momask", "motiongpt"):
+        component = get_registry().get("importer", name)
+        assert component.provider == "motionhub_conv" and issubclass(component.cls, importing.StateDictImporter)
