@@ -108,6 +108,7 @@ def released(tmp_path_factory):
     return {"clip": clip, "x": x, "state": state, "model": model, "saved": saved}
 
 
+@pytest.mark.slow  # the released size: an 80 MB checkpoint written, imported and read back
 def test_parameter_counts_equal_the_references(released):
     model, state = released["model"], released["state"]
     reference = parameters_in({k: tuple(v.shape) for k, v in state.items()})
@@ -116,6 +117,7 @@ def test_parameter_counts_equal_the_references(released):
     assert sum(layer.codebook.numel() for layer in model.quantizer.layers) == codebooks == LEVELS * CODES * CODE_DIM
 
 
+@pytest.mark.slow  # the released size: an 80 MB checkpoint written, imported and read back
 def test_reconstruction_of_the_humanml3d_clip_equals_the_references(released):
     model, x = released["model"], released["x"]
     expected, expected_indices = momask_reconstruction(x.permute(0, 2, 1), released["state"])
@@ -133,6 +135,7 @@ def test_reconstruction_of_the_humanml3d_clip_equals_the_references(released):
     assert (coarser - expected).abs().max().item() > 1e-3
 
 
+@pytest.mark.slow  # the released size: an 80 MB checkpoint written, imported and read back
 def test_the_import_rebuilds_each_levels_ema_state_and_starts_fresh(released):
     saved, state = released["saved"], released["state"]
     for i in range(LEVELS):

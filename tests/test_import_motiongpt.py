@@ -79,6 +79,7 @@ def released(tmp_path_factory):
     return {"x": x, "vae": vae, "model": model, "saved": saved}
 
 
+@pytest.mark.slow  # the released size: an 80 MB checkpoint written, imported and read back
 def test_parameter_counts_equal_the_references(released):
     model, vae = released["model"], released["vae"]
     reference = parameters_in({k: tuple(v.shape) for k, v in vae.items()})
@@ -86,6 +87,7 @@ def test_parameter_counts_equal_the_references(released):
     assert model.quantizer.codebook.numel() == vae["quantizer.codebook"].numel() == CODES * CODE_DIM
 
 
+@pytest.mark.slow  # the released size: an 80 MB checkpoint written, imported and read back
 def test_reconstruction_of_the_humanml3d_clip_equals_the_references(released):
     model, x = released["model"], released["x"]
     expected, indices = motiongpt_reconstruction(x.permute(0, 2, 1), released["vae"])
@@ -95,6 +97,7 @@ def test_reconstruction_of_the_humanml3d_clip_equals_the_references(released):
     assert (out["recon"] - expected).abs().max().item() <= 1e-5
 
 
+@pytest.mark.slow  # the released size: an 80 MB checkpoint written, imported and read back
 def test_only_the_tokenizer_is_read_and_the_step_continues(released):
     saved, vae = released["saved"], released["vae"]
     assert torch.equal(saved["model"]["quantizer.codebook"], vae["quantizer.codebook"])
