@@ -71,6 +71,7 @@ import motionhub.train.trainer
 from motionhub.recipes import read_tree, recipe_from_tree
 from motionhub.train.hardware import PRECISION_DTYPES, matmul_ceiling
 from motionhub.train.report import load_report
+from motionhub.train.rundir import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "configs" / "humanml3d" / "t2m_gpt_vq.yaml"
@@ -141,9 +142,10 @@ def reference_args(option_vq) -> argparse.Namespace:
     return args
 
 
-def run_reference(modules, steps: int, seed: int, precision: str = "fp32") -> dict:
-    """``steps`` training steps of the reference; the clocks and phases of each step, and the
-    FLOPs of one step (forward, loss and backward, counted on the first)."""
+def run_reference(modules, steps: int, seed: int, precision: str = "fp32", batch: int = BATCH,
+                  device: str = "cpu") -> dict:
+    """``steps`` training steps of the reference at ``batch`` on ``device``; the clocks and phases
+    of each step, and the FLOPs of one step (forward, loss and backward, counted on the first)."""
     option_vq, vqvae, losses = modules
     args = reference_args(option_vq)
     torch.manual_seed(seed)
@@ -152,32 +154,37 @@ def run_reference(modules, steps: int, seed: int, precision: str = "fp32") -> di
         net = vqvae.VQVAE_251(args, args.nb_code, args.code_dim, args.output_emb_width, args.down_t,
                               args.stride_t, args.width, args.depth, args.dilation_growth_rate,
                               activation=args.vq_act, norm=args.vq_norm)
-    net.train()
+    net.to(device).train()
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=args.weight_decay)
     recons = losses.ReConsLoss(args.recons_loss, args.nb_joints)
     # Normalised windows are roughly unit normal; a few distinct ones so the codebook sees new input.
-    batches = [torch.randn(BATCH, WINDOW, FEATURES) for _ in range(4)]
+    batches = [torch.randn(batch, WINDOW, FEATURES, device=device) for _ in range(4)]
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
 
     clocks, phases, flops = [], dict.fromkeys(PHASES, 0.0), 0
     for step in range(steps):
         gt_motion = batches[step % len(batches)]
         counter = FlopCounterMode(display=False) if step == 0 else contextlib.nullcontext()
+        sync()
         before = Clocks.now()
         t0 = time.perf_counter()
-        with counter, torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with counter, torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             pred_motion, loss_commit, _ = net(gt_motion)
             t1 = time.perf_counter()
             loss_motion = recons(pred_motion, gt_motion)
             loss_vel = recons.forward_vel(pred_motion, gt_motion)
             loss = loss_motion + args.commit * loss_commit + args.loss_vel * loss_vel
+            sync()
             t2 = time.perf_counter()
         with counter:
             optimizer.zero_grad()
             loss.backward()
+        sync()
         t3 = time.perf_counter()
         if step == 0:
             flops = counter.get_total_flops()
         optimizer.step()
+        sync()
         t4 = time.perf_counter()
         clocks.append(Clocks.now() - before)
         for name, start, end in (("forward", t0, t1), ("loss", t1, t2), ("backward", t2, t3), ("optimizer", t3, t4)):
@@ -219,25 +226,30 @@ def clocked_steps():
         motionhub.train.trainer.Progress = Progress
 
 
-def motionhub_recipe(steps: int, threads: int, out: Path, seed: int, precision: str = "fp32"):
-    tree = read_tree(RECIPE)
+def motionhub_recipe(steps: int, threads: int, out: Path, seed: int, precision: str = "fp32", batch: int = BATCH,
+                     recipe: Path = RECIPE, extra: tuple[str, ...] = ()):
+    """``recipe`` on the synthetic data set for ``steps`` steps at ``batch``; ``extra`` overrides last."""
+    tree = read_tree(recipe)
     tree["data"] = {"name": "synthetic", "layout": "humanml3d_263", "clips": 64, "min_frames": 64,
                     "max_frames": 160, "window": WINDOW}
-    overrides = [f"run.out={out}", f"run.seed={seed}", f"train.batch_size={BATCH}", "train.warmup_iters=0",
+    overrides = [f"run.out={out}", f"run.seed={seed}", f"train.batch_size={batch}", "train.warmup_iters=0",
                  f"train.iters={steps}", f"train.log_every={min(200, steps)}", "train.eval_every=0",
                  "train.checkpoint_every=0", f"train.threads={threads}", "eval.train_codebook=false",
-                 "train.milestones=[]", f"train.precision={precision}"]
-    return recipe_from_tree(tree, str(RECIPE), overrides)
+                 "train.milestones=[]", f"train.precision={precision}", *extra]
+    return recipe_from_tree(tree, str(recipe), overrides)
 
 
-def run_motionhub(steps: int, threads: int, workdir: Path, seed: int, precision: str = "fp32") -> dict:
+def run_motionhub(steps: int, threads: int, workdir: Path, seed: int, precision: str = "fp32", batch: int = BATCH,
+                  recipe_path: Path = RECIPE, extra: tuple[str, ...] = ()) -> dict:
     """One whole ``train()`` of ``steps`` steps; the trainer's step time, the clocks and phases of
-    each step, its training FLOPs per step and the precision of each part, from its report."""
-    recipe = motionhub_recipe(steps, threads, workdir / "run", seed, precision)
+    each step, its training FLOPs per step, the precision of each part and the logged
+    ``losses`` (step, loss), from its run directory."""
+    recipe = motionhub_recipe(steps, threads, workdir / "run", seed, precision, batch, recipe_path, extra)
     with open(os.devnull, "w") as devnull, clocked_steps() as clocks:
         # A terminal that discards what it is sent: the progress bar renders as it would for a user.
         run_dir = motionhub.train.trainer.train(recipe, console=Console(file=devnull, force_terminal=True, width=120))
     report = load_report(run_dir)
+    losses = [(row["step"], row["loss"]) for row in RunDir(run_dir).rows() if "loss" in row and "lr" in row]
     shutil.rmtree(run_dir)  # its checkpoint is ~230 MB
 
     seconds = {name: v["seconds"] for name, v in report["breakdown"].items()}
@@ -247,7 +259,7 @@ def run_motionhub(steps: int, threads: int, workdir: Path, seed: int, precision:
     hooked = Clocks.medians(clocks)
     return {**hooked, "wall": report["time"]["step_s"], "hooked_wall": hooked["wall"], "total": in_loop,
             "phases": phases, "flops": report["flops"]["step_train"],
-            "precision_parts": report["run"].get("precision_parts", precision)}
+            "precision_parts": report["run"].get("precision_parts", precision), "losses": losses}
 
 
 # ---- the comparison
