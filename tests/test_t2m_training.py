@@ -53,7 +53,7 @@ def stage_recipes(root: Path, data: Path, words: Path, movement_run: Path | None
         "encoder": {"name": "t2m_movement", **SMALL["encoder"]}, "quantizer": {"name": "t2m_identity"},
         "decoder": {"name": "t2m_movement_decoder", "hidden_dim": 32},
         "losses": [{"name": "recon", "kind": "l1"}, {"name": "t2m_sparsity", "weight": 0.001},
-                   {"name": "t2m_smoothness", "weight": 0.001}],
+                   {"name": "t2m_smooth", "weight": 0.001}],
         "train": {"batch_size": 8, "iters": 2, "lr": 1e-3, "log_every": 1, "threads": 1},
         "eval": {"train_clips": 0, "train_codebook": False}}
     matching = {

@@ -44,5 +44,5 @@ def register_decoders(register):
 @motionhub.hookimpl
 def register_losses(register):
     register("t2m_sparsity", "motionhub_t2m.training_losses:LatentSparsity")
-    register("t2m_smoothness", "motionhub_t2m.training_losses:LatentSmoothness")
+    register("t2m_smooth", "motionhub_t2m.training_losses:LatentSmoothness")
     register("t2m_contrastive", "motionhub_t2m.training_losses:ContrastiveMatching")

@@ -6,7 +6,7 @@ How the tokenizer loop (encoder -> quantizer -> decoder, then losses) drives the
 * Stage 1, the movement autoencoder: encoder ``t2m_movement`` (the movement encoder, (B, T, D)
   -> (B, T / 4, 512)), quantizer ``t2m_identity`` (hands the latents on unchanged), decoder
   ``t2m_movement_decoder`` (its mirror, back to (B, T, D)); losses ``recon`` (kind l1) plus
-  ``t2m_sparsity`` and ``t2m_smoothness`` on the latents. A tokenizer in all but the codes.
+  ``t2m_sparsity`` and ``t2m_smooth`` on the latents. A tokenizer in all but the codes.
 * Stage 2, text-motion matching: encoder ``t2m_movement`` again, loaded from stage 1's run and
   frozen (``init_from``, ``freeze``); quantizer ``t2m_identity``; decoder ``t2m_matching``,
   which holds the motion and text encoders. The trainer hands the model the motion only, while

@@ -1,7 +1,7 @@
 """The losses the evaluator's two training stages use (see ``training``).
 
 Movement autoencoder: ``recon`` (kind l1, every feature) plus, on the latents (B, T', C),
-``t2m_sparsity`` = mean |z| and ``t2m_smoothness`` = mean |z[:, 1:] - z[:, :-1]|, each weighted
+``t2m_sparsity`` = mean |z| and ``t2m_smooth`` = mean |z[:, 1:] - z[:, :-1]|, each weighted
 0.001 in the reference.
 
 Text-motion matching: ``t2m_contrastive``, the margin contrastive loss of Hadsell et al. on
