@@ -461,14 +461,14 @@ def _pack_range(dataset: Dataset, split: str, target: Path, fingerprint: str, dt
 # ---- packing helpers
 
 
-def _read_ahead(items: Iterable, depth: int = _READ_AHEAD) -> Iterator:
-    """``items`` in order, produced by a background thread up to ``depth`` ahead.
+def _read_ahead(items: Iterable) -> Iterator:
+    """``items`` in order, produced by a background thread up to ``_READ_AHEAD`` ahead.
 
     Reading clip files (waiting on the disk, parsing .npy headers) then overlaps with the
-    statistics and writing of the clips before; memory holds at most ``depth`` clips more.
+    statistics and writing of the clips before; memory holds at most that many clips more.
     An exception raised while producing an item is raised here, in its place.
     """
-    slots: queue.Queue = queue.Queue(maxsize=depth)
+    slots: queue.Queue = queue.Queue(maxsize=_READ_AHEAD)
     stop = threading.Event()
 
     def produce() -> None:
