@@ -2,7 +2,7 @@
 
     python benchmarks/encode_batched.py [--clips N] [--batch-size B] [--rounds R] [--threads T]
                                         [--width W] [--depth D] [--down-t K] [--device cpu|cuda]
-                                        [--precision fp32|bf16]
+                                        [--precision fp32|bf16|both]
 
 One process, one model, one split. The split is N clips of 263 random features (HumanML3D's
 layout) with lengths drawn uniformly from 40-196 frames, HumanML3D's range; the model is a
@@ -94,6 +94,20 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
+def reconstruction_error(model, fmt, bank: ClipBank, encoded, device: torch.device) -> float:
+    """Mean absolute error of the fp32 decoder's reconstruction of each clip from ``encoded``'s ids,
+    against the clip's normalised frames cropped alike, averaged over clips."""
+    unit, errors = model.downsample, []
+    with torch.inference_mode():
+        for i, (start, length) in enumerate(zip(bank.offsets[:-1], bank.lengths)):
+            frames = fmt.normalise(torch.from_numpy(bank.frames[start:start + length // unit * unit]))
+            ids = torch.as_tensor(np.asarray(encoded.clip_tokens(i)), device=device)[None]
+            decoded = model.decode(ids)
+            decoded = model.to_features(decoded, frames[None]) if isinstance(decoded, dict) else decoded
+            errors.append((decoded[0].float().cpu().reshape(frames.shape) - frames).abs().mean().item())
+    return float(np.mean(errors))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=400)
@@ -104,12 +118,14 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--down-t", type=int, default=2)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "both"), default="both",
+                        help="the precision(s) of the batched contender; the reference is always fp32")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch finds no CUDA GPU here")
+    precisions = ("fp32", "bf16") if args.precision == "both" else (args.precision,)
 
     bank = make_split(args.clips)
     fmt = layouts.humanml3d_263().with_stats(np.zeros(FEATURES), np.ones(FEATURES))
@@ -118,34 +134,66 @@ def main() -> None:
     batches = len(length_buckets(cropped, args.batch_size))
     print(f"{len(bank.ids)} clips, {int(bank.lengths.sum()):,} frames, {len(np.unique(cropped))} cropped lengths "
           f"-> {batches} batches (mean {len(cropped) / batches:.1f} clips); encoder width {args.width}, "
-          f"depth {args.depth}, x{model.downsample}; {device.type}, {args.threads} threads")
-    print(f"precision {describe_precision(args.precision, model, networks=('encoder',))}")
+          f"depth {args.depth}, x{model.downsample}; {device.type}, {args.threads} threads; "
+          f"conv layout {getattr(model.encoder, 'layout', 'n/a')}")
+    for precision in precisions:
+        print(f"precision {precision}: {describe_precision(precision, model, networks=('encoder',))}")
 
-    flops = split_flops(model, fmt, bank, args.batch_size, device, args.precision)  # also the warm-up
-    one_at_a_time(model, fmt, make_split(8, seed=1), device, args.precision)
-    reference_s, batched_s = [], []
+    flops = {p: split_flops(model, fmt, bank, args.batch_size, device, p) for p in precisions}  # also warm-ups
+    one_at_a_time(model, fmt, make_split(8, seed=1), device)
+    contenders = {"one clip at a time (fp32)": lambda: one_at_a_time(model, fmt, bank, device)}
+    for p in precisions:
+        contenders[f"batched {p} (B={args.batch_size})"] = (
+            lambda p=p: encode_clips(model, fmt, bank, batch_size=args.batch_size, device=device, precision=p))
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    results = {}
     for round_ in range(args.rounds):
-        contenders = [("reference", reference_s), ("motionhub", batched_s)]
-        for name, times in contenders if round_ % 2 == 0 else contenders[::-1]:
-            if name == "reference":
-                seconds, reference = timed(lambda: one_at_a_time(model, fmt, bank, device, args.precision))
-            else:
-                seconds, encoded = timed(lambda: encode_clips(model, fmt, bank, batch_size=args.batch_size,
-                                                              device=device, precision=args.precision))
-            times.append(seconds)
+        names = list(contenders) if round_ % 2 == 0 else list(contenders)[::-1]  # none always first
+        for name in names:
+            seconds, results[name] = timed(contenders[name])
+            times[name].append(seconds)
 
-    differing = sum(not np.array_equal(encoded.clip_tokens(i), ids) for i, ids in enumerate(reference))
-    one, batched = statistics.median(reference_s), statistics.median(batched_s)
-    # the run report's routine, in the dtype the encoder's products run in
-    ceiling = matmul_ceiling(device, PRECISION_DTYPES[args.precision], budget_s=2.0)["flop_per_s"]
-    print(f"encoder arithmetic: {flops / 1e9:.1f} GFLOP for the split ({flops / len(bank.ids) / 1e9:.3f} per clip); "
-          f"dense {args.precision} matmul on this device: {ceiling / 1e9:.0f} GFLOP/s")
-    for name, seconds in ((f"one clip at a time:", one), (f"batched (B={args.batch_size}):", batched)):
-        rate = flops / seconds
-        print(f"{name:20s} {len(bank.ids) / seconds:8.1f} clips/s ({seconds:.2f} s, {rate / 1e9:.0f} GFLOP/s, "
-              f"{rate / ceiling:.0%} of the {args.precision} matmul ceiling)")
-    print(f"speed-up: {one / batched:.2f}x (at most ~{ceiling * one / flops:.1f}x at the matmul rate); "
-          f"clips whose ids differ from one-at-a-time: {differing} / {len(bank.ids)}")
+    reference_name = next(iter(contenders))
+    reference = results[reference_name]
+    one = statistics.median(times[reference_name])
+    # the run report's routine, in the dtype each contender's products run in
+    ceilings = {p: matmul_ceiling(device, PRECISION_DTYPES[p], budget_s=2.0)["flop_per_s"]
+                for p in ("fp32", *precisions)}
+    print(f"encoder arithmetic: {flops[precisions[0]] / 1e9:.1f} GFLOP for the split "
+          f"({flops[precisions[0]] / len(bank.ids) / 1e9:.3f} per clip); dense matmul on this device: "
+          + ", ".join(f"{p} {c / 1e9:.0f} GFLOP/s" for p, c in ceilings.items()))
+    for name, seconds in times.items():
+        seconds = statistics.median(seconds)
+        precision = "bf16" if "bf16" in name else "fp32"
+        rate = flops.get(precision, flops[precisions[0]]) / seconds
+        print(f"{name + ':':28s} {len(bank.ids) / seconds:8.1f} clips/s ({seconds:.2f} s, {rate / 1e9:.0f} GFLOP/s, "
+              f"{rate / ceilings[precision]:.0%} of the {precision} matmul ceiling)")
+    reference_error = None
+    for p in precisions:
+        name = f"batched {p} (B={args.batch_size})"
+        batched, encoded = statistics.median(times[name]), results[name]
+        same_clips = sum(np.array_equal(encoded.clip_tokens(i), ids) for i, ids in enumerate(reference))
+        same_ids = sum(int((np.asarray(encoded.clip_tokens(i)) == ids).sum()) for i, ids in enumerate(reference))
+        total_ids = sum(ids.size for ids in reference)
+        ceiling_speedup = ceilings[p] * one / flops[p]
+        print(f"{p} speed-up over one clip at a time in fp32: {one / batched:.2f}x (at most ~{ceiling_speedup:.1f}x "
+              f"at the {p} matmul rate); clips whose ids differ from one-at-a-time: "
+              f"{len(bank.ids) - same_clips} / {len(bank.ids)}; identical ids {same_ids / total_ids:.4%}")
+        if p == "bf16":
+            reference_error = reference_error or reconstruction_error(model, fmt, bank, _Listed(reference), device)
+            error = reconstruction_error(model, fmt, bank, encoded, device)
+            print(f"bf16 reconstruction error (mean |decoded - input|, fp32 decoder): {error:.5f} vs {reference_error:.5f} "
+                  f"from the fp32 ids ({error - reference_error:+.5f}, {error / reference_error - 1:+.3%})")
+
+
+class _Listed:
+    """One-at-a-time ids in the shape ``reconstruction_error`` reads (``clip_tokens(i)``)."""
+
+    def __init__(self, ids: list[np.ndarray]):
+        self.ids = ids
+
+    def clip_tokens(self, i: int) -> np.ndarray:
+        return self.ids[i]
 
 
 if __name__ == "__main__":
