@@ -298,3 +298,38 @@ def test_a_recipe_naming_an_unknown_protocol_or_setting_is_refused_with_the_rest
         recipe_from_tree(recipe, "r.yaml")
     assert "eval.protocols[0].name" in str(caught.value) and "did you mean 't2m'" in str(caught.value)
     assert "eval.protocols[1].repeat" in str(caught.value)
+
+
+# ---------------------------------------------------------------------------- the shipped recipes
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", ["humanml3d", "motionmillion"])
+def test_the_shipped_evaluator_recipes_train_both_stages_at_full_size(dataset, tmp_path):
+    from helpers import REPO
+
+    from motionhub.recipes import load_recipe
+    from motionhub_synthetic.folders import write_motionmillion_folder
+
+    if dataset == "humanml3d":
+        data = write_humanml3d_folder(tmp_path / "data", clips=12, seed=0)
+    else:
+        data = write_motionmillion_folder(tmp_path / "data", clips=8, seed=0)
+    words = write_words(tmp_path / "glove", ["sos", "eos", "unk", "a", "person", "walk", "turn", "left", "wave"])
+    short = ["train.iters=2", "train.epochs=null", "train.batch_size=2", "train.log_every=1", "train.eval_every=0",
+             "train.checkpoint_every=0", "eval.batch_size=4", "eval.min_length=null", "eval.max_length=null",
+             f"data.root={data}"]
+    folder = REPO / "configs" / "t2m_evaluator"
+    first = train(load_recipe(folder / f"{dataset}_movement.yaml", [*short, f"run.out={tmp_path / 'movement'}"]),
+                  QUIET)
+    second = train(load_recipe(folder / f"{dataset}_matching.yaml",
+                               [*short, f"run.out={tmp_path / 'matching'}", f"encoder.init_from={first}",
+                                f"decoder.words_dir={words}"]), QUIET)
+    report = json.loads((second / "report.json").read_text())
+    assert report["time"]["steps"] == 2 and report["losses"]["final"]["t2m_contrastive"] > 0
+    manifest = export_evaluator(second, tmp_path / "evaluator")
+    features = 263 if dataset == "humanml3d" else 272
+    assert manifest["features"] == features and manifest["sizes"]["contacts"] == (4 if features == 263 else 0)
+    files = load_evaluator_files(tmp_path / "evaluator", "t2m")
+    if dataset == "humanml3d":  # the published architecture, to the parameter
+        from motionhub_t2m.modules import parameter_counts
+
+        assert parameter_counts(files.evaluator) == 21_690_560
