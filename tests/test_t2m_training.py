@@ -151,6 +151,39 @@ def test_the_contrastive_loss_needs_captions_and_the_matching_decoder():
         loss({"motion": torch.zeros(2, 8, 3)}, {"matching": object()}, None)
 
 
+def test_bare_captions_become_vocabulary_forms_tagged_other_and_tagged_lines_keep_their_tags():
+    from motionhub_t2m.words import POS_INDEX, WordEmbedder
+    from motionhub_t2m.files import Vocabulary
+
+    index = {w: i for i, w in enumerate(["sos", "eos", "unk", "a", "person", "walk", "wave", "step", "carry"])}
+    assert caption_words("A person walks, then WAVES!", index) == [
+        "a/OTHER", "person/OTHER", "walk/OTHER", "then/OTHER", "wave/OTHER"]
+    assert [lemma(w, index) for w in ("stepped", "waving", "carries", "walked", "unknown")] == [
+        "step", "wave", "carry", "walk", "unknown"]
+    assert caption_words("a man walks#a/DET man/NOUN walk/VERB#0.0#0.0", index) == ["a/DET", "man/NOUN", "walk/VERB"]
+    vocabulary = Vocabulary(np.eye(len(index), 300, dtype=np.float32), list(index), index)
+    _, pos, length = WordEmbedder(vocabulary).caption(caption_words("a person walks", index))
+    assert length == 5  # sos, three words, eos
+    assert pos[3].argmax() == POS_INDEX["Act_VIP"] and pos[2].argmax() == POS_INDEX["OTHER"]  # walk is an action word
+
+
+def test_the_movement_encoder_leaves_out_the_contacts_its_format_has_and_freezing_needs_weights():
+    from motionhub.data import layouts
+    from motionhub_t2m.training import IdentityQuantizer, MovementFeatures
+
+    assert MovementFeatures(layouts.humanml3d_263(), 32, 16).contacts == 4
+    assert MovementFeatures(layouts.motionmillion_272(), 32, 16).contacts == 0
+    encoder = MovementFeatures(layouts.humanml3d_263(), 32, 16)
+    x = torch.randn(2, 40, 263)
+    changed = x.clone()
+    changed[..., -4:] = 5.0  # the contacts do not reach the movement features
+    assert encoder.eval()(x).shape == (2, 10, 16) and torch.equal(encoder(x), encoder(changed))
+    with pytest.raises(ValueError, match="init_from"):
+        MovementFeatures(layouts.humanml3d_263(), freeze=True)
+    out = IdentityQuantizer(16)(torch.randn(2, 10, 16))
+    assert out.indices.shape == (2, 10) and not out.indices.any() and float(out.aux_loss) == 0
+
+
 # ---------------------------------------------------------------------------- the two stages
 def fixed_batches_loss(tree: dict, state: dict | None) -> float:
     """The contrastive loss of the matching model of ``tree`` (untrained, or with ``state``) over the
