@@ -29,9 +29,12 @@ def node(rank: int, recipe, out, port: int) -> subprocess.Popen:
 def test_two_nodes_with_a_sharded_store_follow_one_process_with_the_same_global_batch(tmp_path):
     recipe = write_recipe(tmp_path / "r.yaml", {**RECIPE, "data": {**RECIPE["data"], "cache_dir": str(tmp_path / "cache")}})
     nodes = [node(rank, recipe, tmp_path / "two", 29581) for rank in range(2)]
+    printed = []
     for launched in nodes:
-        _, err = launched.communicate(timeout=300)
+        out, err = launched.communicate(timeout=300)
         assert launched.returncode == 0, err[-3000:]
+        printed.append(" ".join((out + err).split()))  # the console wraps long lines
+    assert "process 0 reads shards 0-0" in printed[0]  # the main process says which part it reads
     two = [r for r in RunDir(tmp_path / "two").rows() if "split" not in r]
 
     # one process drawing both nodes' windows at once: train.batch_size doubled, same shards

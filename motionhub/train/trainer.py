@@ -105,11 +105,18 @@ def check_trackers(trackers: list[str]) -> None:
                                  f"pip install {name}, or remove it from train.trackers")
 
 
+# Devices with a fused AdamW kernel (torch.optim.AdamW(fused=True)).
+FUSED_ADAMW_DEVICES = ("cpu", "cuda")
+
+
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, step: int = 0,
                    iters: int | None = None) -> torch.optim.Optimizer:
-    """AdamW with the recipe's betas and weight decay, at the learning rate of ``step``."""
+    """AdamW with the recipe's betas and weight decay, at the learning rate of ``step``. The fused
+    kernel (one pass over each tensor) where torch has one for the parameters' device: on a CPU it
+    takes a fifth of the time of the multi-tensor one, which is a tenth of a bf16 step."""
+    fused = all(p.device.type in FUSED_ADAMW_DEVICES for p in model.parameters())
     return torch.optim.AdamW(model.parameters(), lr=learning_rate(step, cfg, iters), betas=tuple(cfg.betas),
-                             weight_decay=cfg.weight_decay)
+                             weight_decay=cfg.weight_decay, fused=fused or None)
 
 
 def seed_everything(seed: int) -> None:
@@ -822,7 +829,7 @@ def epoch_record(session: Session) -> dict:
     return {"steps": derived.steps_per_epoch, "batches": derived.batches_per_epoch,
             "windows": derived.batches_per_epoch * cfg.batch_size * session.accelerator.num_processes,
             "usable_clips": data.usable_train_clips, "weighting": session.recipe.data.weighting,
-            "requested": cfg.epochs}
+            "shards": data.sampler.shards, "requested": cfg.epochs}
 
 
 def _nominal_text(recipe: Recipe, real: int) -> str:
@@ -870,6 +877,12 @@ def _print_plan(session: Session, loop: LoopState) -> None:
     console.print(f"[bold]motionhub {__version__}[/]  run [bold]{recipe.run.name}[/] -> {session.run.path}")
     console.print(f"data      {escape(data.description)}: {data.train_clips:,} train clips, "
                   f"{data.train_frames:,} frames; {escape(data.dropped_summary())}")  # clip ids may hold [..]
+    if data.sampler.shards > 1:
+        own, (first, stop) = data.sampler.own_shards, data.sampler.frame_range
+        console.print(f"shards    {data.sampler.shards} of the usable train clips, "
+                      f"{session.derived.batches_per_epoch * cfg.batch_size * accelerator.num_processes // data.sampler.shards:,} "
+                      f"windows each per epoch; process {accelerator.process_index} reads shards {own.start}-{own.stop - 1} "
+                      f"(frames {first:,}-{stop - 1:,})")
     console.print(f"model     encoder {counts['encoder']:,} + quantizer {counts['quantizer']:,} + decoder "
                   f"{counts['decoder']:,} = {counts['trainable']:,} trainable parameters")
     console.print(f"tokens    {math.ceil(window / down)} per window (down-sampling x{down}), "
