@@ -64,10 +64,11 @@ class Listed(Dataset):
 def contents(path: Path) -> dict[str, bytes]:
     """The bytes of everything a store holds but its attributes' part record."""
     with h5py.File(path, "r") as f:
-        out = {name: f[name][()].tobytes() for name in ("frames", "offsets", "clip_moments")}
+        out = {name: f[name][()].tobytes() for name in ("offsets", "clip_moments")}
         out.update({name: "\n".join(f[name].asstr()[()]).encode() for name in ("ids", "texts")})
         out.update({f"stats/{name}": f["stats"][name][()].tobytes() for name in f["stats"]})
         out.update({name: str(f.attrs[name]).encode() for name in f.attrs if name != "part"})
+    out["frames"] = np.asarray(Store.open(path).frames).tobytes()
     return out
 
 

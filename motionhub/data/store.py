@@ -2,7 +2,9 @@
 
 A store file holds
 
-    frames   (N_frames, *F) float32 or float16, contiguous (unchunked, uncompressed)
+    frames   (N_frames, *F) float32 or float16, unchunked and uncompressed, at the very start
+             of the file: an HDF5 user block holds them, and the dataset names that part of
+             the file itself as its external storage (so packing never copies them)
     offsets  (n + 1,) int64; clip i is ``frames[offsets[i]:offsets[i + 1]]``
     ids      (n,) utf-8 strings
     texts    (n,) utf-8 strings: each clip's captions joined by "\\n"
@@ -13,7 +15,7 @@ A store file holds
 plus attributes naming the format (name, feature shape, fps, slices), the fingerprint of what
 was packed, the frame dtype, the store version and, for one part of a split, which part.
 
-``frames`` is contiguous so that readers map it with ``np.memmap`` at its file offset instead
+``frames`` is one run of bytes so that readers map it with ``np.memmap`` at its file offset instead
 of going through h5py: a memory map is safe to read from DataLoader workers and from several
 processes at once, costs nothing to open, and a window gather is one numpy fancy index. Only
 ``offsets`` is read when a store is opened; ids and texts are read on first access.
@@ -216,9 +218,9 @@ def pack_clips(read: Callable[[int], Iterable[tuple[int, Clip]]], fmt: MotionFor
                progress: Callable[[int], None] | None = None, empty_message: str | None = None) -> Store:
     """Stream ``(position, clip)`` pairs from ``read(first_position)`` into a store at ``path``.
 
-    Frames go straight to a raw file beside the target and are moved into the HDF5 file by the
-    kernel at the end (``copy_file_range``), so the process holds one clip and one checkpoint's
-    ids at a time. Every ``_CHECKPOINT_CLIPS`` clips the progress is recorded in
+    Frames go straight to a raw file beside the target, which becomes the store: the HDF5
+    structure is appended after them at the end (``_write_store``), so they are written once
+    and the process holds one clip (and a few read ahead) and one checkpoint's ids at a time. Every ``_CHECKPOINT_CLIPS`` clips the progress is recorded in
     ``<path>.partial/``; a pack that was killed continues from the last checkpoint when it is
     run again with the same fingerprint (anything else found there is discarded). Bad data
     (a ``DataError``) discards the partial pack. ``part`` marks the file as one part of a split.
@@ -275,8 +277,7 @@ def pack_arrays(frames: np.ndarray, offsets: np.ndarray, ids: Sequence[str], fmt
     try:
         frames.astype(dtype, copy=False).tofile(scratch / _FRAMES)
         moments.tofile(scratch / _MOMENTS)
-        pieces = _Pieces([(scratch / _FRAMES, 0, frames.size * np.dtype(dtype).itemsize)],
-                         [(scratch / _MOMENTS, 0, moments.nbytes)], lengths, lambda: zip(ids, texts),
+        pieces = _Pieces(scratch / _FRAMES, [(scratch / _MOMENTS, 0, moments.nbytes)], lengths, lambda: zip(ids, texts),
                          _MomentTree.from_leaves(lengths, moments[:, 0], moments[:, 1]))
         _write_store(path, pieces, fmt, fingerprint, dtype, None)
     finally:
@@ -389,16 +390,20 @@ def merge_parts(paths: Sequence[Path], path: Path, *, fingerprint: str | None = 
     ``0..count-1`` of the same count, and together cover every listed clip; otherwise one
     ``DataError`` says what is missing or does not fit, and what to run. The result equals
     the store a single pack of the whole split writes, byte for byte in frames, offsets, ids,
-    texts and statistics. Frames are copied by the kernel; memory stays flat.
+    texts and statistics. Frames are copied once, by the kernel; memory stays flat.
     """
     parts = _fitting_parts([Path(p) for p in paths], path, fingerprint)
     first = parts[0]
     fmt_attrs = {"format": first.format_name, "feature_shape": first.feature_shape, "fps": first.fps,
                  "slices": first.slices, "format_mean": first.format_mean, "format_std": first.format_std}
-    with _pack_progress(console, f"merging {len(parts)} parts into {path}", None) as progress:
-        _write_store(path, _Pieces.from_parts(parts), fmt_attrs, first.fingerprint, first.dtype, None)
-        if progress is not None:
-            progress(len(parts))
+    frames = path.with_name(f"{path.name}.frames-{os.getpid()}")
+    try:
+        with _pack_progress(console, f"merging {len(parts)} parts into {path}", None) as progress:
+            _write_store(path, _Pieces.from_parts(parts, frames), fmt_attrs, first.fingerprint, first.dtype, None)
+            if progress is not None:
+                progress(len(parts))
+    finally:
+        frames.unlink(missing_ok=True)
     for part in parts:
         part.path.unlink()
     return Store.open(path)
@@ -703,29 +708,34 @@ def _read_moments(path: Path, offset: int, lengths: np.ndarray, shape: tuple[int
 
 
 class _Pieces:
-    """What a store file is written from: raw byte runs of frames and clip moments in other files,
-    the clip lengths, the (id, text) strings and the merged statistics."""
+    """What a store file is written from: a raw file holding exactly its frames (which becomes
+    the store), raw byte runs of clip moments in other files, the clip lengths, the (id, text)
+    strings and the merged statistics."""
 
-    def __init__(self, frames: list[tuple[Path, int, int]], moments: list[tuple[Path, int, int]],
-                 lengths: np.ndarray, strings: Callable[[], Iterator[tuple[str, str]]], tree: _MomentTree):
+    def __init__(self, frames: Path, moments: list[tuple[Path, int, int]], lengths: np.ndarray,
+                 strings: Callable[[], Iterator[tuple[str, str]]], tree: _MomentTree):
         self.frames, self.moments, self.lengths, self.strings, self.tree = frames, moments, lengths, strings, tree
 
     @classmethod
     def from_journal(cls, journal: _Journal) -> _Pieces:
         lengths = np.asarray(journal.lengths, dtype=np.int64)
-        frames = [(journal.folder / _FRAMES, 0, int(lengths.sum()) * journal.frame_bytes)]
         moments = [(journal.folder / _MOMENTS, 0, len(lengths) * journal.moment_bytes)]
-        return cls(frames, moments, lengths, journal.strings, journal.tree)
+        return cls(journal.folder / _FRAMES, moments, lengths, journal.strings, journal.tree)
 
     @classmethod
-    def from_parts(cls, parts: Sequence[Store]) -> _Pieces:
-        frames, moments, tree = [], [], _MomentTree()
+    def from_parts(cls, parts: Sequence[Store], frames: Path) -> _Pieces:
+        """The parts' pieces in order; their frames are copied (by the kernel) into ``frames``."""
+        moments, tree = [], _MomentTree()
+        with open(frames, "wb") as out:
+            at = 0
+            for part in parts:
+                if part.frames.shape[0]:
+                    _copy_range(part.path, part.frames.offset, out.fileno(), at, part.frames.nbytes)
+                    at += part.frames.nbytes
         for part in parts:
             with h5py.File(part.path, "r") as f:
-                for name, runs in (("frames", frames), ("clip_moments", moments)):
-                    data = f[name]
-                    if data.shape[0]:
-                        runs.append((part.path, data.id.get_offset(), data.id.get_storage_size()))
+                data = f["clip_moments"]
+                moments.append((part.path, data.id.get_offset(), data.id.get_storage_size()))
             for counts, means, m2s in part.clip_moments():
                 for count, mean, m2 in zip(counts, means, m2s):
                     tree.push(int(count), mean, m2)
@@ -742,32 +752,49 @@ class _Pieces:
 
 def _write_store(path: Path, pieces: _Pieces, fmt: MotionFormat | dict, fingerprint: str, dtype: str,
                  part: PartInfo | None) -> None:
-    """Write the store file at ``path`` from ``pieces``: the HDF5 structure first, with room for
-    frames and clip moments allocated, then their bytes copied in, then the rename."""
-    partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
+    """Turn ``pieces.frames`` into the store file at ``path``, without copying the frames.
+
+    The HDF5 structure (ids, texts, offsets, statistics, clip moments) is written to a
+    temporary file whose user block (the bytes HDF5 leaves to the user before its own, a
+    power of two) is as large as the frames. Its bytes after the user block are then appended
+    to the raw frames file past that size (the gap stays a hole on file systems with sparse
+    files), which is renamed to ``path``: frames at offset 0, HDF5 after them. HDF5 addresses
+    count from the user block's end, so the structure reads the same in the new file.
+    """
+    feature_shape = tuple(fmt["feature_shape"] if isinstance(fmt, dict) else fmt.feature_shape)
+    n = len(pieces.lengths)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(pieces.lengths, out=offsets[1:])
+    shape = (int(offsets[-1]), *feature_shape)
+    size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    if pieces.frames.stat().st_size < size:
+        raise DataError(f"{pieces.frames} holds fewer bytes than the frames it should; pack again")
+    block = max(512, 1 << (size - 1).bit_length())
+    structure = path.with_name(f"{path.name}.partial-{os.getpid()}")
     try:
-        with h5py.File(partial, "w") as f:
+        with h5py.File(structure, "w", userblock_size=block) as f:
             ids, texts = _StringColumn(f, "ids"), _StringColumn(f, "texts")
             for clip_id, text in pieces.strings():
                 ids.append(clip_id)
                 texts.append(text)
             ids.flush()
             texts.flush()
-            feature_shape = tuple(fmt["feature_shape"] if isinstance(fmt, dict) else fmt.feature_shape)
-            n = len(pieces.lengths)
-            offsets = np.zeros(n + 1, dtype=np.int64)
-            np.cumsum(pieces.lengths, out=offsets[1:])
-            frames_at = _allocate(f, "frames", (int(offsets[-1]), *feature_shape), dtype)
+            if size:  # the frames: bytes [0, size) of this very file
+                f.create_dataset("frames", shape=shape, dtype=dtype, external=[(path.name, 0, size)])
+            else:
+                f.create_dataset("frames", shape=shape, dtype=dtype)
             moments_at = _allocate(f, "clip_moments", (n, 2, *feature_shape), "float64")
             _write_index(f, offsets, pieces.tree, fmt, fingerprint, dtype, part)
-        with open(partial, "r+b") as out:
-            for runs, at in ((pieces.frames, frames_at), (pieces.moments, moments_at)):
-                for source, offset, size in runs:
-                    _copy_range(source, offset, out.fileno(), at, size)
-                    at += size
-        os.replace(partial, path)
+        with open(structure, "r+b") as out:
+            for source, offset, length in pieces.moments:
+                _copy_range(source, offset, out.fileno(), moments_at, length)
+                moments_at += length
+        with open(pieces.frames, "r+b") as out:
+            out.truncate(block)
+            _copy_range(structure, block, out.fileno(), block, structure.stat().st_size - block)
+        os.replace(pieces.frames, path)
     finally:
-        partial.unlink(missing_ok=True)
+        structure.unlink(missing_ok=True)
 
 
 def _allocate(f: h5py.File, name: str, shape: tuple[int, ...], dtype: str) -> int:
@@ -916,9 +943,15 @@ def _read_attrs(f: h5py.File, path: Path) -> dict:
 
 
 def _frames_layout(frames: h5py.Dataset, path: Path) -> tuple[int | None, tuple[int, ...], np.dtype]:
-    """(file offset, shape, dtype) of the contiguous ``frames`` dataset."""
+    """(file offset, shape, dtype) of the ``frames`` dataset: in the file's own user block
+    (external storage) or contiguous within the HDF5 part."""
     if frames.chunks is not None or frames.compression is not None:
         raise DataError(_unreadable(path, "frames are chunked or compressed, so they cannot be memory-mapped"))
+    plist = frames.id.get_create_plist()
+    if plist.get_external_count():
+        if plist.get_external_count() != 1:
+            raise DataError(_unreadable(path, "frames are split over several files"))
+        return plist.get_external(0)[1], frames.shape, frames.dtype
     return frames.id.get_offset(), frames.shape, frames.dtype
 
 
