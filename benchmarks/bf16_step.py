@@ -18,7 +18,10 @@ parameters, EMA codebook), ``transformer`` is configs/humanml3d/transformer_fsq.
 After the steps, the dense matmul rate is measured in fp32 and in bf16 on the same device and
 threads (``motionhub.train.hardware.matmul_ceiling``). Each contender's achieved rate (training
 FLOPs per step, counted by the trainer, over its wall time per step) is printed with its share
-of the ceiling in its own dtype, and the speed-ups bf16 / fp32 and bf16 / reference fp32.
+of the ceiling in its own dtype, and the speed-ups bf16 / fp32 and bf16 / reference fp32; the
+same again from the CPU seconds of the process per step (x threads). On a machine shared with
+other jobs, wall time stretches with their load; at ``--threads 1`` the CPU seconds are the time
+the step really ran (with more threads, threads waiting on each other count too).
 
 ``--curve`` also trains the first batch size for ``--steps`` steps (default 300) three times:
 fp32 with seed s, fp32 with seed s + 1 and bf16 with seed s, and states how far the bf16 loss
@@ -85,21 +88,25 @@ def time_steps(recipe: str, batch: int, args, extra: tuple[str, ...], reference)
             for name in contenders}
 
 
-def print_steps(recipe: str, batch: int, steps: dict[str, dict], ceilings: dict[str, dict]) -> None:
+def print_steps(recipe: str, batch: int, steps: dict[str, dict], ceilings: dict[str, dict], threads: int) -> None:
     print(f"{recipe}, batch {batch}: wall s per step (median over rounds, [min, max]), achieved rate and share "
-          f"of the matmul ceiling in the step's dtype")
+          f"of the matmul ceiling in the step's dtype; then the same from CPU s per step x threads")
     for name, r in steps.items():
         dtype = "bf16" if name == "bf16" else "fp32"
         rate = r["flops"] / r["wall"] if r["wall"] else 0.0
         ceiling = ceilings[dtype]["flop_per_s"]
         low, high = r["spread"]
+        cpu_rate = r["flops"] * threads / r["cpu"] if r["cpu"] else 0.0
         print(f"  {name:15} {r['wall']:8.3f} s [{low:.3f}, {high:.3f}] {r['flops'] / 1e9:8.2f} GFLOP/step "
-              f"{rate / 1e9:8.1f} GFLOP/s {rate / ceiling:6.1%} of the {dtype} matmul ceiling")
+              f"{rate / 1e9:8.1f} GFLOP/s {rate / ceiling:6.1%} of the {dtype} matmul ceiling | "
+              f"{r['cpu']:.3f} CPU s {cpu_rate / 1e9:8.1f} GFLOP/s {cpu_rate / ceiling:6.1%}")
     print(f"  precision: {steps['bf16']['precision_parts']}")
     speedup = steps["fp32"]["wall"] / steps["bf16"]["wall"]
-    line = f"  bf16 step speed-up: {speedup:.2f}x over motionhub fp32"
+    line = (f"  bf16 step speed-up: {speedup:.2f}x over motionhub fp32 "
+            f"({steps['fp32']['cpu'] / steps['bf16']['cpu']:.2f}x in CPU s)")
     if "reference fp32" in steps:
-        line += f", {steps['reference fp32']['wall'] / steps['bf16']['wall']:.2f}x over the reference's fp32 step"
+        line += (f", {steps['reference fp32']['wall'] / steps['bf16']['wall']:.2f}x over the reference's fp32 step "
+                 f"({steps['reference fp32']['cpu'] / steps['bf16']['cpu']:.2f}x in CPU s)")
     print(line, flush=True)
 
 
@@ -180,7 +187,7 @@ def main() -> None:
         print(f"  {p}: {describe_ceiling(ceilings[p])}")
     print(f"  bf16 / fp32: {ceilings['bf16']['flop_per_s'] / ceilings['fp32']['flop_per_s']:.2f}x\n")
     for (recipe, batch), steps in measured.items():
-        print_steps(recipe, batch, steps, ceilings)
+        print_steps(recipe, batch, steps, ceilings, args.threads)
 
     if args.curve:
         print()

@@ -12,6 +12,7 @@ from helpers import REPO
 
 ENCODE = [sys.executable, str(REPO / "benchmarks" / "encode_batched.py")]
 LAPS = [sys.executable, str(REPO / "benchmarks" / "laps_step.py")]
+BF16_STEP = [sys.executable, str(REPO / "benchmarks" / "bf16_step.py")]
 # the folder holding the LAPS re-implementation's package amplify_motion_tokenizer/, when at hand
 LAPS_REFERENCE = os.environ.get("MOTIONHUB_LAPS_REFERENCE")
 
@@ -21,10 +22,18 @@ def test_encode_benchmark_reports_rates_and_equal_ids():
                                       "--batch-size", "4"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "clips whose ids differ from one-at-a-time: 0 / 24" in result.stdout
-    rates = re.findall(r"([\d.]+) clips/s \([\d.]+ s, (\d+) GFLOP/s, (\d+)% of the fp32 matmul ceiling\)", result.stdout)
+    rates = re.findall(r"([\d.]+) clips/s \([\d.]+ s, (\d+) GFLOP/s, (\d+)% of the fp32 matmul ceiling; [\d.]+ CPU s\)",
+                       result.stdout)
     assert len(rates) == 2 and all(float(clips) > 0 for clips, _, _ in rates)
     flops = re.search(r"encoder arithmetic: ([\d.]+) GFLOP", result.stdout)
     assert flops and float(flops.group(1)) > 0
+    # bf16 in the same run: its rate against the bf16 ceiling, how many ids agree, the reconstruction gap
+    assert re.search(r"batched bf16 \(B=4\): +[\d.]+ clips/s \([\d.]+ s, \d+ GFLOP/s, \d+% of the bf16 matmul ceiling",
+                     result.stdout)
+    same = re.search(r"bf16 speed-up over one clip at a time in fp32: [\d.]+x wall, [\d.]+x CPU .* identical ids ([\d.]+)%",
+                     result.stdout)
+    assert same and 90 <= float(same.group(1)) <= 100
+    assert re.search(r"bf16 reconstruction error .*: [\d.]+ vs [\d.]+ from the fp32 ids", result.stdout)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given where there is no GPU")
@@ -50,3 +59,19 @@ def test_laps_benchmark_matches_the_reference_and_times_both():
     losses = re.search(r"focal loss ([\d.]+) \(reference\) vs ([\d.]+) \(motionhub\)", result.stdout)
     assert losses and abs(float(losses.group(1)) - float(losses.group(2))) < 1e-5
     assert re.search(r"ratio +[\d.]+x +[\d.]+x +[\d.]+x", result.stdout)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="runs on the CPU")
+def test_bf16_step_benchmark_quick_prints_each_dtype_against_its_ceiling():
+    result = subprocess.run(BF16_STEP + ["--quick", "--recipe", "t2m_gpt", "--threads", "1"], capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    for dtype in ("fp32", "bf16"):
+        ceiling = re.search(rf"  {dtype}: ([\d.]+) GFLOP/s: ", result.stdout)
+        assert ceiling and float(ceiling.group(1)) > 0
+        share = re.search(rf"  {dtype} +[\d.]+ s \[[\d.]+, [\d.]+\] +([\d.]+) GFLOP/step +[\d.]+ GFLOP/s +"
+                          rf"[\d.]+% of the {dtype} matmul ceiling", result.stdout)
+        assert share and float(share.group(1)) > 0
+    assert re.search(r"bf16 step speed-up: [\d.]+x over motionhub fp32", result.stdout)
+    assert "precision: bf16 autocast" in result.stdout
