@@ -33,6 +33,7 @@ KNOWN_LAYOUTS = {263: "HumanML3D", 251: "KIT-ML", 272: "MotionMillion"}
 
 _NPY_MAGIC = b"\x93NUMPY"
 _LISTED = 10  # skipped clips named in a summary before "…"
+_PREFETCH = 64  # clip files whose reading is started ahead of the clip being read
 
 
 class ClipError(DataError):
@@ -442,8 +443,13 @@ class FolderDataset(Dataset):
         if split not in self.split_ids:
             raise ValueError(f"unknown split '{split}'; splits: {', '.join(self.split_ids)}")
         ids = self.split_ids[split]
+        stop = len(ids) if stop is None else stop
         self.policy.begin(split)
-        for position in range(start, len(ids) if stop is None else stop):
+        for ahead in range(start, min(start + _PREFETCH, stop)):
+            self._prefetch(ids[ahead])
+        for position in range(start, stop):
+            if position + _PREFETCH < stop:
+                self._prefetch(ids[position + _PREFETCH])
             try:
                 clip = self._load_clip(ids[position])
             except ClipError as error:
@@ -457,6 +463,21 @@ class FolderDataset(Dataset):
                              name=clip_id, min_frames=self.min_frames)
         records = read_captions(self.text_file(clip_id), clip_id=clip_id)
         return Clip(clip_id, motion, [record.caption for record in records])
+
+    def _prefetch(self, clip_id: str) -> None:
+        """Ask the kernel to start reading a clip's files now (``POSIX_FADV_WILLNEED``), so that
+        many reads are in flight at once instead of one file after another."""
+        for path in (self.motion_file(clip_id), self.text_file(clip_id)):
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue  # a missing file is reported when the clip is read
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            except (AttributeError, OSError):
+                pass
+            finally:
+                os.close(fd)
 
     def caption_records(self, clip_id: str) -> list[CaptionRecord]:
         """Every caption of one clip with its tokens and start/end seconds (empty without a text file)."""
