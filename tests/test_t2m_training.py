@@ -89,10 +89,14 @@ def trained(tmp_path_factory):
 
 # ---------------------------------------------------------------------------- captions in batches
 def captioned_bank(texts: list[str]) -> ClipBank:
-    """Clips whose every frame holds the clip's index, so a window says which clip it came from."""
-    clips = [Clip(f"c{i}", np.full((50 + i, 3), float(i), np.float32), text.split("|") if text else [])
-             for i, text in enumerate(texts)]
-    return ClipBank.from_clips(clips)
+    """Clips whose frames hold (clip index, frame index, 0), so a window says where it came from."""
+    def frames(i: int) -> np.ndarray:
+        out = np.zeros((50 + i, 3), np.float32)
+        out[:, 0], out[:, 1] = i, np.arange(50 + i)
+        return out
+
+    return ClipBank.from_clips([Clip(f"c{i}", frames(i), text.split("|") if text else [])
+                                for i, text in enumerate(texts)])
 
 
 def sampler(bank: ClipBank, **kw) -> WindowSampler:
@@ -111,6 +115,20 @@ def test_each_window_carries_one_of_its_own_clip_s_captions_drawn_from_seed_rank
             drawn.add(caption.split()[-1])
     assert drawn == {"first", "second", "third"}  # uniform over the clip's captions, not always the first
     assert sampler(captioned_bank(texts), rank=1, world_size=2).batch(0)["captions"] != first.batch(0)["captions"]
+
+
+def test_with_shards_one_process_and_two_draw_the_same_captions_for_the_same_windows():
+    texts = [f"clip {i} first|clip {i} second|clip {i} third" for i in range(12)]
+    fmt = MotionFormat("raw", (3,), 20.0)
+
+    def pairs(batches):
+        return sorted((float(w[0, 0]), float(w[0, 1]), c) for b in batches for w, c in zip(b["motion"], b["captions"]))
+
+    one = WindowSampler(captioned_bank(texts), fmt, 40, 4, seed=7, captions=True, shards=2)
+    two = [WindowSampler(captioned_bank(texts), fmt, 40, 2, seed=7, captions=True, shards=2, rank=r, world_size=2)
+           for r in (0, 1)]
+    for step in (0, 5):
+        assert pairs([one.batch(step)]) == pairs([s.batch(step) for s in two])
 
 
 def test_clips_without_captions_are_left_out_and_counted_and_none_at_all_is_one_clear_error():

@@ -84,7 +84,7 @@ class WindowSampler:
                names them, ``dropped_clips`` gives their ids and lengths and
                ``dropped_summary()`` says it in a sentence.
     captions:  each window also carries one of its clip's captions (the clip's ``texts`` line),
-               drawn uniformly from (seed, rank, step), so a resumed run draws the same ones;
+               drawn uniformly from (seed, step, window position), so a resumed run draws the same ones;
                clips without a caption are left out (``uncaptioned`` counts them).
     weighting: "uniform" visits the clips in a fresh random order each epoch (a shuffled
                DataLoader with drop_last) with a uniform crop start; ranks of a
@@ -212,7 +212,7 @@ class WindowSampler:
         order = np.argsort(picks, kind="stable")  # ascending file position: fewer pages touched
         batch = self._gather(picks[order], starts[order])
         if self.captions is not None:
-            batch["captions"] = self._draw_captions(self.clips[picks[order]], step)
+            batch["captions"] = self._draw_captions(picks[order], starts[order], step)
         return batch
 
     __getitem__ = batch
@@ -264,12 +264,16 @@ class WindowSampler:
             known = self._shard_orders[shard] = (epoch, order)
         return known[1]
 
-    def _draw_captions(self, clips: np.ndarray, step: int) -> list[str]:
-        """One caption per window of source clips ``clips``, uniformly, from (seed, rank, step) alone."""
-        rng = np.random.default_rng([self.seed, 3, self.rank, step])
-        choices = [self.captions[c] for c in clips]
-        picks = rng.integers(0, [len(c) for c in choices])
-        return [c[p] for c, p in zip(choices, picks)]
+    def _draw_captions(self, picks: np.ndarray, starts: np.ndarray, step: int) -> list[str]:
+        """One caption per window (``picks`` into ``self.clips``, crop ``starts``), uniformly among its
+        clip's, from (seed, step, the window's first frame) alone: the same whichever process draws
+        the window (with ``shards``, one process and several draw the same), and on resume."""
+        firsts = self._first[picks] + starts
+        captions = []
+        for pick, first in zip(picks.tolist(), firsts.tolist()):
+            options = self.captions[self.clips[pick]]
+            captions.append(options[np.random.default_rng([self.seed, 3, step, first]).integers(len(options))])
+        return captions
 
     def _epoch_order(self, epoch: int) -> np.ndarray:
         """This epoch's clip order, shared by all ranks; kept for the epoch's later steps."""
