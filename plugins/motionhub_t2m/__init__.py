@@ -11,6 +11,8 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "TextEncoder": ".modules",
     "load_evaluator_files": ".files",
     "evaluate_t2m": ".evaluate",
+    "T2MProtocol": ".table",
+    "export_evaluator": ".export",
 })
 
 
