@@ -147,7 +147,7 @@ def main() -> None:
     parser.add_argument("--recipe", nargs="+", choices=tuple(RECIPES), default=["t2m_gpt", "transformer"])
     parser.add_argument("--batch", type=int, nargs="+", default=[32, 256], help="batch sizes (default 32 256)")
     parser.add_argument("--timed-steps", type=int, default=6, help="steps per train() whose median is timed")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="0: no step timing (the loss curves alone)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -173,7 +173,7 @@ def main() -> None:
         train_overhead.run_reference(reference, 2, args.seed, "fp32", 2, args.device)  # first-call costs
 
     measured = {}
-    for recipe in args.recipe:
+    for recipe in args.recipe if args.rounds else ():  # --rounds 0: the loss curves alone
         extra = QUICK[recipe] if args.quick else ()
         for batch in args.batch:
             print(f"{recipe}, batch {batch}:", flush=True)
@@ -188,6 +188,8 @@ def main() -> None:
     print(f"  bf16 / fp32: {ceilings['bf16']['flop_per_s'] / ceilings['fp32']['flop_per_s']:.2f}x\n")
     for (recipe, batch), steps in measured.items():
         print_steps(recipe, batch, steps, ceilings, args.threads)
+    if not measured:
+        print("no step timing (--rounds 0)")
 
     if args.curve:
         print()

@@ -75,3 +75,19 @@ def test_bf16_step_benchmark_quick_prints_each_dtype_against_its_ceiling():
         assert share and float(share.group(1)) > 0
     assert re.search(r"bf16 step speed-up: [\d.]+x over motionhub fp32", result.stdout)
     assert "precision: bf16 autocast" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="runs on the CPU")
+def test_kernel_layouts_benchmark_checks_each_variant_in_fp32_and_prints_its_ceiling_share():
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "kernel_layouts.py"), "--width", "32",
+                             "--batch", "2", "--rounds", "1"], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTHONPATH": str(REPO / "plugins")})
+    assert result.returncode == 0, result.stderr
+    gaps = dict(re.findall(r"  (\w+) +fp32 output vs the plugin's: max \|difference\| (\S+)", result.stdout))
+    assert set(gaps) == {"conv1d", "conv2d_nhwc", "gemm", "sdpa", "written_out"}
+    assert all(float(gap) <= 1e-5 for gap in gaps.values())
+    for dtype in ("fp32", "bf16"):
+        shares = re.findall(rf"(conv|transformer) +\w+ +{dtype}: [\d.]+ s +[\d.]+ GFLOP/s +[\d.]+% of the {dtype} "
+                            rf"matmul ceiling", result.stdout)
+        assert len(shares) == 5
