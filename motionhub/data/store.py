@@ -128,10 +128,9 @@ class Store:
 
     @property
     def size_bytes(self) -> int:
-        """The store file's size on disk: without the hole between the frames and the HDF5 part
-        where the file system keeps holes sparse."""
-        stat = os.stat(self.path)
-        return min(stat.st_size, stat.st_blocks * 512)
+        """The store file's size (its apparent size: the hole between the frames and the HDF5
+        part takes no disk space where the file system keeps holes sparse)."""
+        return os.path.getsize(self.path)
 
     def __repr__(self) -> str:
         return (f"Store({str(self.path)!r}, {len(self)} clips, {self.frames.shape[0]} frames "
