@@ -15,6 +15,9 @@ import h5py
 import numpy as np
 import pytest
 
+from motionhub_motionmillion import MotionMillion
+from motionhub_synthetic.folders import write_motionmillion_folder
+
 from motionhub.data import store as store_module
 from motionhub.data.dataset import Clip, Dataset
 from motionhub.data.formats import MotionFormat
@@ -94,6 +97,22 @@ def test_parts_packed_apart_merge_into_the_store_a_whole_pack_writes(tmp_path, c
     assert contents(merged.path) == contents(whole.path)
     assert sorted(p.name for p in merged.path.parent.iterdir()) == [
         "train.h5", "train.h5.lock", *sorted(f"train.part-{i}-of-{count}.h5.lock" for i in range(count))]
+
+
+def test_a_folder_data_set_packs_in_parts_reading_only_its_part(tmp_path):
+    root = write_motionmillion_folder(tmp_path / "MotionMillion", clips=30, seed=1)
+    data = MotionMillion(str(root))
+    listed = data.clip_count("train")
+    read = []
+    original = data._load_clip
+    data._load_clip = lambda clip_id: read.append(clip_id) or original(clip_id)
+    second = pack_part(data, "train", 1, 2, tmp_path / "parts")
+    assert read == data.split_ids["train"][listed // 2:]  # the other part's files are not read
+    assert second.part.first == listed // 2 and second.part.stop == listed == second.part.listed
+    pack_part(MotionMillion(str(root)), "train", 0, 2, tmp_path / "parts")
+    merged = open_or_pack(MotionMillion(str(root)), "train", tmp_path / "parts")
+    whole = open_or_pack(MotionMillion(str(root)), "train", tmp_path / "whole")
+    assert contents(merged.path) == contents(whole.path) and merged.ids == data.split_ids["train"]
 
 
 def _pack_until_killed(cache: str, kill_at: int) -> None:

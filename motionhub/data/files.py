@@ -434,12 +434,18 @@ class FolderDataset(Dataset):
         return self.policy.read(split, self.split_ids[split], self._load_clip)
 
     def clip_count(self, split: str) -> int | None:
-        """Ids the split file lists (a bad clip skipped while reading still counts)."""
+        """Ids the split file lists (a bad clip skipped while reading still counts); None for a
+        subclass that reads clips its own way (its own ``clips``)."""
+        if type(self).clips is not FolderDataset.clips:
+            return None
         return len(self.split_ids[split]) if split in self.split_ids else None
 
     def clips_from(self, split: str, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, Clip]]:
         """``(position in the split file, clip)`` for positions ``start`` to ``stop - 1``; only those
         files are read."""
+        if type(self).clips is not FolderDataset.clips:  # a subclass's own clips decide what a position is
+            yield from super().clips_from(split, start, stop)
+            return
         if split not in self.split_ids:
             raise ValueError(f"unknown split '{split}'; splits: {', '.join(self.split_ids)}")
         ids = self.split_ids[split]
