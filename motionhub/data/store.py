@@ -983,7 +983,11 @@ def _open_current(path: Path, fingerprint: str, console) -> Store | None:
         if console is not None:
             console.print(f"[yellow]{sentence(exc)}[/] Packing it again.")
         return None
-    return store if store.fingerprint == fingerprint else None
+    if store.fingerprint != fingerprint:
+        return None
+    # a pack killed between placing the store and removing its journal left the journal behind
+    shutil.rmtree(path.with_name(f"{path.name}.partial"), ignore_errors=True)
+    return store
 
 
 @contextlib.contextmanager
