@@ -14,6 +14,8 @@ A store file holds
 
 plus attributes naming the format (name, feature shape, fps, slices), the fingerprint of what
 was packed, the frame dtype, the store version and, for one part of a split, which part.
+Other HDF5 readers find ``frames`` (external storage named by the file's own name) when run
+in the file's folder, or anywhere with ``HDF5_EXTFILE_PREFIX='${ORIGIN}'`` in the environment.
 
 ``frames`` is one run of bytes so that readers map it with ``np.memmap`` at its file offset instead
 of going through h5py: a memory map is safe to read from DataLoader workers and from several
