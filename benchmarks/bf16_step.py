@@ -19,7 +19,8 @@ After the steps, the dense matmul rate is measured in fp32 and in bf16 on the sa
 threads (``motionhub.train.hardware.matmul_ceiling``). Each contender's achieved rate (training
 FLOPs per step, counted by the trainer, over its wall time per step) is printed with its share
 of the ceiling in its own dtype, and the speed-ups bf16 / fp32 and bf16 / reference fp32; the
-same again from the CPU seconds of the process per step (x threads). On a machine shared with
+same again from the CPU seconds of the process per step (x threads), against the ceiling timed in
+CPU seconds. On a machine shared with
 other jobs, wall time stretches with their load; at ``--threads 1`` the CPU seconds are the time
 the step really ran (with more threads, threads waiting on each other count too).
 
@@ -88,7 +89,8 @@ def time_steps(recipe: str, batch: int, args, extra: tuple[str, ...], reference)
             for name in contenders}
 
 
-def print_steps(recipe: str, batch: int, steps: dict[str, dict], ceilings: dict[str, dict], threads: int) -> None:
+def print_steps(recipe: str, batch: int, steps: dict[str, dict], ceilings: dict[str, dict],
+                cpu_ceilings: dict[str, dict], threads: int) -> None:
     print(f"{recipe}, batch {batch}: wall s per step (median over rounds, [min, max]), achieved rate and share "
           f"of the matmul ceiling in the step's dtype; then the same from CPU s per step x threads")
     for name, r in steps.items():
@@ -99,7 +101,7 @@ def print_steps(recipe: str, batch: int, steps: dict[str, dict], ceilings: dict[
         cpu_rate = r["flops"] * threads / r["cpu"] if r["cpu"] else 0.0
         print(f"  {name:15} {r['wall']:8.3f} s [{low:.3f}, {high:.3f}] {r['flops'] / 1e9:8.2f} GFLOP/step "
               f"{rate / 1e9:8.1f} GFLOP/s {rate / ceiling:6.1%} of the {dtype} matmul ceiling | "
-              f"{r['cpu']:.3f} CPU s {cpu_rate / 1e9:8.1f} GFLOP/s {cpu_rate / ceiling:6.1%}")
+              f"{r['cpu']:.3f} CPU s {cpu_rate / 1e9:8.1f} GFLOP/s {cpu_rate / cpu_ceilings[dtype]['flop_per_s']:6.1%}")
     print(f"  precision: {steps['bf16']['precision_parts']}")
     speedup = steps["fp32"]["wall"] / steps["bf16"]["wall"]
     line = (f"  bf16 step speed-up: {speedup:.2f}x over motionhub fp32 "
@@ -181,13 +183,17 @@ def main() -> None:
 
     # Measured after the steps, on the same device and threads, in each dtype the steps multiplied in.
     budget = 0.3 if args.quick else 2.0
-    ceilings = {p: matmul_ceiling(args.device, PRECISION_DTYPES[p], budget_s=budget) for p in PRECISIONS}
+    ceilings = {p: matmul_ceiling(args.device, PRECISION_DTYPES[p], budget_s=budget, repeats=5) for p in PRECISIONS}
+    cpu_ceilings = ({p: matmul_ceiling("cpu", PRECISION_DTYPES[p], budget_s=budget, repeats=5, cpu_clock=True)
+                     for p in PRECISIONS} if args.device == "cpu" else ceilings)
     print("\ndense matmul ceilings measured in this run:")
     for p in PRECISIONS:
         print(f"  {p}: {describe_ceiling(ceilings[p])}")
+        if args.device == "cpu":
+            print(f"  {p} timed in CPU seconds: {cpu_ceilings[p]['flop_per_s'] / 1e9:.2f} GFLOP/s")
     print(f"  bf16 / fp32: {ceilings['bf16']['flop_per_s'] / ceilings['fp32']['flop_per_s']:.2f}x\n")
     for (recipe, batch), steps in measured.items():
-        print_steps(recipe, batch, steps, ceilings, args.threads)
+        print_steps(recipe, batch, steps, ceilings, cpu_ceilings, args.threads)
     if not measured:
         print("no step timing (--rounds 0)")
 

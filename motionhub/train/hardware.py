@@ -39,7 +39,8 @@ MIN_MEASURE_S = 0.005  # products timed together where one is shorter (GPU kerne
 
 # ---------------------------------------------------------------------------- the ceiling
 def matmul_ceiling(device: torch.device | str = "cpu", dtype: torch.dtype | str = torch.float32, *,
-                   budget_s: float = 0.5, repeats: int = 3, sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
+                   budget_s: float = 0.5, repeats: int = 3, sizes: tuple[int, ...] = SIZES,
+                   cpu_clock: bool = False) -> dict[str, Any]:
     """The best FLOP/s of square ``(n x n) @ (n x n)`` products on ``device`` in ``dtype``.
 
     Sizes grow through ``sizes`` while the next one (guessed from the last at n³) fits in
@@ -47,10 +48,17 @@ def matmul_ceiling(device: torch.device | str = "cpu", dtype: torch.dtype | str 
     the device is synchronised around every timing, and products shorter than a few
     milliseconds are timed several in a row. The run's own thread count and TF32 setting
     apply, so the ceiling is the one its training steps meet. The global RNG is left alone.
+
+    ``cpu_clock`` (CPU only) times the products in the process's CPU seconds instead of wall
+    seconds: on one thread, the time they really ran, which other jobs on a shared machine do
+    not stretch; the ceiling for rates measured the same way.
     """
     device = torch.device(device)
     dtype = PRECISION_DTYPES[dtype] if isinstance(dtype, str) else dtype
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    if cpu_clock and device.type != "cpu":
+        raise ValueError(f"cpu_clock times CPU work; products on {device.type} run elsewhere")
+    clock = time.process_time if cpu_clock else time.perf_counter
     generator = torch.Generator(device=device).manual_seed(0)
     measured: list[dict[str, float]] = []
     started = None  # the budget's clock starts after the first warm-up (library start-up is not charged)
@@ -66,11 +74,11 @@ def matmul_ceiling(device: torch.device | str = "cpu", dtype: torch.dtype | str 
 
             def product(inner: int = 1) -> float:
                 sync()
-                start = time.perf_counter()
+                start = clock()
                 for _ in range(inner):
                     torch.mm(a, b, out=out)
                 sync()
-                return (time.perf_counter() - start) / inner
+                return (clock() - start) / inner
 
             product()  # warm-up: kernels chosen, memory touched
             started = started if started is not None else time.perf_counter()
@@ -86,7 +94,7 @@ def matmul_ceiling(device: torch.device | str = "cpu", dtype: torch.dtype | str 
     top = max(measured, key=lambda m: m["flop_per_s"])
     record = {"flop_per_s": top["flop_per_s"], "device": device.type, "dtype": str(dtype).removeprefix("torch."),
               "threads": torch.get_num_threads(), "size": top["size"], "repeats": repeats,
-              "sizes": {str(m["size"]): m["flop_per_s"] for m in measured},
+              "sizes": {str(m["size"]): m["flop_per_s"] for m in measured}, "clock": "cpu" if cpu_clock else "wall",
               "seconds": time.perf_counter() - started}
     if device.type == "cuda":
         record["gpu"] = torch.cuda.get_device_name(device)
