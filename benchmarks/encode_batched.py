@@ -138,8 +138,8 @@ def main() -> None:
     batches = len(length_buckets(cropped, args.batch_size))
     print(f"{len(bank.ids)} clips, {int(bank.lengths.sum()):,} frames, {len(np.unique(cropped))} cropped lengths "
           f"-> {batches} batches (mean {len(cropped) / batches:.1f} clips); encoder width {args.width}, "
-          f"depth {args.depth}, x{model.downsample}; {device.type}, {args.threads} threads; "
-          f"conv layout {getattr(model.encoder, 'layout', 'n/a')}")
+          f"depth {args.depth}, x{model.downsample}; {device.type}, {args.threads} threads; conv1d encoder "
+          f"(nn.Conv1d, the layout benchmarks/kernel_layouts.py found fastest)")
     for precision in precisions:
         print(f"precision {precision}: {describe_precision(precision, model, networks=('encoder',))}")
 
