@@ -103,6 +103,23 @@ def print_steps(recipe: str, batch: int, steps: dict[str, dict], ceilings: dict[
               f"{rate / 1e9:8.1f} GFLOP/s {rate / ceiling:6.1%} of the {dtype} matmul ceiling | "
               f"{r['cpu']:.3f} CPU s {cpu_rate / 1e9:8.1f} GFLOP/s {cpu_rate / cpu_ceilings[dtype]['flop_per_s']:6.1%}")
     print(f"  precision: {steps['bf16']['precision_parts']}")
+    # The targets, read from CPU seconds where one CPU thread makes them the time the step ran.
+    by_cpu = threads == 1 and cpu_ceilings is not ceilings
+    key, clock = ("cpu", "CPU s") if by_cpu else ("wall", "wall s")
+    chosen = cpu_ceilings if by_cpu else ceilings
+
+    def share(name: str, dtype: str) -> float:
+        seconds = steps[name][key] / (threads if by_cpu else 1)
+        return steps[name]["flops"] / seconds / chosen[dtype]["flop_per_s"] if seconds else 0.0
+
+    checks = [f"fp32 at >= 85 % of its ceiling: {share('fp32', 'fp32'):.0%}, "
+              f"{'met' if share('fp32', 'fp32') >= 0.85 else 'not met'}",
+              f"bf16 at >= 75 % of its ceiling: {share('bf16', 'bf16'):.0%}, "
+              f"{'met' if share('bf16', 'bf16') >= 0.75 else 'not met'}"]
+    if "reference fp32" in steps:
+        ratio = steps["reference fp32"][key] / steps["bf16"][key]
+        checks.append(f"bf16 >= 2x the reference's fp32 step: {ratio:.2f}x, {'met' if ratio >= 2 else 'not met'}")
+    print(f"  targets ({clock}): " + "; ".join(checks))
     speedup = steps["fp32"]["wall"] / steps["bf16"]["wall"]
     line = (f"  bf16 step speed-up: {speedup:.2f}x over motionhub fp32 "
             f"({steps['fp32']['cpu'] / steps['bf16']['cpu']:.2f}x in CPU s)")

@@ -75,6 +75,8 @@ def test_bf16_step_benchmark_quick_prints_each_dtype_against_its_ceiling():
         assert share and float(share.group(1)) > 0
     assert re.search(r"bf16 step speed-up: [\d.]+x over motionhub fp32", result.stdout)
     assert "precision: bf16 autocast" in result.stdout
+    assert re.search(r"targets \(CPU s\): fp32 at >= 85 % of its ceiling: \d+%, (not )?met; "
+                     r"bf16 at >= 75 % of its ceiling: \d+%, (not )?met", result.stdout)
 
 
 @pytest.mark.slow
