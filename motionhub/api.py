@@ -37,6 +37,7 @@ _EXPORTS = {
     "find_stats": "motionhub.data.files",
     "load_motion": "motionhub.data.files",
     "read_stats": "motionhub.data.files",
+    "sha256_of": "motionhub.data.files",
     "split_files": "motionhub.data.files",
     "layouts": "motionhub.data",
     # models
@@ -80,7 +81,10 @@ _EXPORTS = {
     "PackagedTokenizer": "motionhub.use.package",
     "resolve_device": "motionhub.use.encoding",
     "protocol_run": "motionhub.use.protocols",
+    "run_and_write": "motionhub.use.protocols",
     "read_torch_file": "motionhub.train.checkpoint",
+    "atomic_folder": "motionhub.data.folders",
+    "check_new_folder": "motionhub.data.folders",
 }
 
 __all__ = sorted(_EXPORTS)

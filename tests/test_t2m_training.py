@@ -276,7 +276,7 @@ def test_the_export_embeds_as_the_trained_networks_and_is_labelled_self_trained(
     with torch.no_grad():
         expected = encoder(movement(motion[..., :259]), lengths // 4)
     assert torch.allclose(files.evaluator.motion_embeddings(motion, lengths), expected, atol=1e-5)
-    with pytest.raises(MotionhubError, match="not empty"):
+    with pytest.raises(MotionhubError, match="not an empty folder"):
         export_evaluator(trained["matching"], tmp_path / "evaluator")
     with pytest.raises(MotionhubError, match="t2m_matching"):
         export_evaluator(trained["movement"], tmp_path / "other")

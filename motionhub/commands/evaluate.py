@@ -118,11 +118,8 @@ class Evaluate(Command):
 def run_protocol(args) -> int:
     """``--protocol NAME``: the protocol built from the recipe's settings and the command line's,
     run on the checkpoint, its table printed and written with every repetition."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from motionhub.errors import MotionhubError
-    from motionhub.use.protocols import build_protocol, parse_settings, protocol_run, recipe_settings
+    from motionhub.use.protocols import build_protocol, parse_settings, recipe_settings, run_and_write
     from motionhub.use.trained_run import load_run
 
     if args.per_clip or args.sort is not None:
@@ -134,14 +131,6 @@ def run_protocol(args) -> int:
     build_protocol(args.protocol, settings)  # a typo or a bad setting fails before the run is loaded
     loaded = load_run(args.run_dir, args.checkpoint, args.overrides)
     protocol = build_protocol(args.protocol, {**recipe_settings(loaded.recipe, args.protocol), **settings})
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task(f"{args.protocol} {protocol.split} repetitions", total=protocol.repeats)
-        result = protocol.evaluate(protocol_run(loaded, args.checkpoint), args.device,
-                                   on_repeat=lambda _: progress.advance(task))
-    out = args.out or loaded.run.path / f"eval_{protocol.split}_{args.protocol}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(protocol.render(result))
-    print(out)
+    run_and_write(protocol, args.protocol, loaded, args.checkpoint, args.device,
+                  args.out or loaded.run.path / f"eval_{protocol.split}_{args.protocol}.json")
     return 0

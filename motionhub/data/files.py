@@ -506,6 +506,15 @@ class FolderDataset(Dataset):
         return digest.hexdigest()
 
 
+def sha256_of(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file's bytes, read 1 MiB at a time: what a manifest records."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _file_stamp(path: Path) -> str:
     try:
         stat = path.stat()

@@ -8,13 +8,13 @@ root position from the root channels; lengths in centimetres.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from motionhub.data.folders import atomic_folder, check_clip_file_names, check_new_folder
 from motionhub.data.formats import MotionFormat
 from motionhub.errors import MotionhubError
 from motionhub.motion import smpl_bvh
@@ -68,10 +68,7 @@ def write_bvh_files(texts: dict[Path, str]) -> list[Path]:
 
 def check_new_bvh_folder(folder: Path) -> None:
     """``MotionhubError`` unless ``folder`` is absent or empty (checked before any long work)."""
-    folder = Path(folder)
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise MotionhubError(f"'{folder}' already exists and is not an empty folder; name a new folder for the "
-                             f"BVH files, or remove the old one")
+    check_new_folder(folder, "the BVH files")
 
 
 def write_bvh_folder(folder: Path, fmt: MotionFormat, features: np.ndarray, offsets: np.ndarray,
@@ -84,23 +81,12 @@ def write_bvh_folder(folder: Path, fmt: MotionFormat, features: np.ndarray, offs
     check_bvh_format(fmt)
     folder = Path(folder)
     check_new_bvh_folder(folder)
-    for clip_id in ids:
-        parts = Path(clip_id).parts
-        if Path(clip_id).is_absolute() or ".." in parts or not parts:
-            raise MotionhubError(f"clip id {clip_id!r} cannot be a file name inside '{folder}'")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    check_clip_file_names(ids, folder)
+    with atomic_folder(folder) as partial:
         for i, clip_id in enumerate(ids):
             target = partial / f"{clip_id}.bvh"
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(bvh_of(fmt, features[offsets[i]:offsets[i + 1]]), encoding="utf-8")
             if progress is not None:
                 progress(clip_id)
-        if folder.exists():
-            folder.rmdir()  # empty, checked above
-        partial.rename(folder)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     return folder

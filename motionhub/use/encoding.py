@@ -33,8 +33,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +42,7 @@ import numpy as np
 import torch
 
 from motionhub.errors import DataError, MotionhubError
+from motionhub.data.folders import atomic_folder, check_clip_file_names, check_new_folder as new_folder
 from motionhub.data.formats import MotionFormat
 from motionhub.data.store import atomic_h5
 from motionhub.model.tokenizer import Tokenizer
@@ -285,9 +284,7 @@ def check_output_file(path: Path) -> None:
 
 def check_new_folder(folder: Path) -> None:
     """``MotionhubError`` unless ``folder`` is absent or empty (checked before any long work)."""
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise MotionhubError(f"'{folder}' already exists and is not an empty folder; name a new folder for "
-                             f"the token files, or remove the old one")
+    new_folder(folder, "the token files")
 
 
 def write_npy_folder(encoded: EncodedClips, folder: str | Path) -> Path:
@@ -300,23 +297,12 @@ def write_npy_folder(encoded: EncodedClips, folder: str | Path) -> Path:
     """
     folder = Path(folder)
     check_new_folder(folder)
-    for clip_id in encoded.ids:
-        parts = Path(clip_id).parts
-        if Path(clip_id).is_absolute() or ".." in parts or not parts:
-            raise MotionhubError(f"clip id {clip_id!r} cannot be a file name inside '{folder}'")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    check_clip_file_names(encoded.ids, folder)
+    with atomic_folder(folder) as partial:
         for i, clip_id in enumerate(encoded.ids):
             target = partial / f"{clip_id}.npy"
             target.parent.mkdir(parents=True, exist_ok=True)
             np.save(target, encoded.clip_tokens(i).astype(np.int64)[None])
-        if folder.exists():
-            folder.rmdir()  # empty, checked above
-        partial.rename(folder)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     return folder
 
 

@@ -29,13 +29,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
 import json
 import logging
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +42,8 @@ import torch
 import yaml
 
 from motionhub.data.dataset import Dataset
+from motionhub.data.files import sha256_of
+from motionhub.data.folders import atomic_folder
 from motionhub.data.formats import MotionFormat
 from motionhub.errors import DataError, MotionhubError, did_you_mean
 from motionhub.model.tokenizer import Tokenizer
@@ -205,14 +204,6 @@ def check_plugins(path: Path, needed: dict[str, dict[str, Any]]) -> None:
 
 
 # ---------------------------------------------------------------------------- checksums
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def is_package(path: str | Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
@@ -284,19 +275,12 @@ def write_package(run_dir: str | Path, out: str | Path, checkpoint: str = "best"
     used = "best" if checkpoint == "best" and (loaded.run.path / "checkpoints" / "best.pt").is_file() else (
         "last" if checkpoint == "best" else checkpoint)
     needed = required_plugins(loaded.recipe)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        manifest = _fill(partial, loaded, used, needed)
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        partial.rename(out)
-    except BaseException as exc:
-        shutil.rmtree(partial, ignore_errors=True)
-        if isinstance(exc, OSError):
-            raise PackageError(f"cannot write the package {out}: {exc.strerror or exc}; nothing was left "
-                               f"behind") from None
-        raise
+        with atomic_folder(out) as partial:
+            manifest = _fill(partial, loaded, used, needed)
+    except OSError as exc:
+        raise PackageError(f"cannot write the package {out}: {exc.strerror or exc}; nothing was left "
+                           f"behind") from None
     return manifest
 
 

@@ -3,6 +3,7 @@ name means, its settings, and the run it reads."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +63,21 @@ def protocol_run(loaded, checkpoint: str) -> ProtocolRun:
         path = loaded.run.last
     return ProtocolRun(path=Path(loaded.run.path), checkpoint=path, step=loaded.step, recipe=loaded.recipe,
                        dataset=loaded.dataset, format=loaded.format, model=loaded.model)
+
+
+def run_and_write(protocol: Protocol, name: str, loaded, checkpoint: str, device: str | None, out: Path) -> dict:
+    """Every repetition of ``protocol`` (registered as ``name``) on a ``LoadedRun`` with a progress
+    bar; the result with every repetition goes to ``out`` as JSON, its table and path to stdout."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task(f"{name} {protocol.split} repetitions", total=protocol.repeats)
+        result = protocol.evaluate(protocol_run(loaded, checkpoint), device, on_repeat=lambda _: progress.advance(task))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(protocol.render(result))
+    print(out)
+    return result

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from motionhub.api import StateDictImporter
+from motionhub.api import MotionhubError, StateDictImporter
 
 from .recognise import RecognisesOtherCheckpoints
 
@@ -98,3 +98,13 @@ def describe_vqvae(reference: Mapping[str, torch.Tensor]) -> str:
     elif "vqvae.quantizer.project_in.weight" in reference:
         parts.append(f"FSQ with {reference['vqvae.quantizer.project_in.weight'].shape[0]} levels (fsq)")
     return ", ".join(parts)
+
+
+def check_doubling_decoder(model: nn.Module, reference: str) -> None:
+    """The reference's decoder up-samples by 2 at every stage whatever stride_t (MoMask's and
+    MotionGPT's do); a conv1d decoder up-samples by its stride_t, so only stride_t 2 imports exactly."""
+    stride = getattr(model.decoder, "stride_t", 2)
+    if stride != 2:
+        raise MotionhubError(f"the recipe's decoder up-samples by stride_t {stride}, but {reference}'s decoder "
+                             f"up-samples by 2 at every stage whatever its stride: only stride_t 2 imports "
+                             f"exactly; set encoder.stride_t=2")

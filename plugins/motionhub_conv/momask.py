@@ -24,9 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from motionhub.api import MotionhubError, StateDictImporter
+from motionhub.api import StateDictImporter
 
-from .importers import describe_vqvae
+from .importers import check_doubling_decoder, describe_vqvae
 from .recognise import RecognisesOtherCheckpoints
 
 QUANTIZER = "quantizer."
@@ -55,12 +55,7 @@ class MoMaskImporter(RecognisesOtherCheckpoints, StateDictImporter):
 
     @classmethod
     def check(cls, model: nn.Module, reference: Mapping[str, torch.Tensor]) -> None:
-        """MoMask's decoder up-samples by 2 at every stage whatever stride_t; a conv1d decoder by stride_t."""
-        stride = getattr(model.decoder, "stride_t", 2)
-        if stride != 2:
-            raise MotionhubError(f"the recipe's decoder up-samples by stride_t {stride}, but MoMask's decoder "
-                                 f"up-samples by 2 at every stage whatever its stride: only stride_t 2 imports "
-                                 f"exactly; set encoder.stride_t=2")
+        check_doubling_decoder(model, "MoMask")
 
     @classmethod
     def likely_cause(cls, reference: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> str:

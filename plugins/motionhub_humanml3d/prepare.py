@@ -8,14 +8,12 @@ plugin's, found by name in the registry) maps to the 22 SMPL joints, in metres, 
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from motionhub.api import DataError, get_registry, humanml3d, layouts, load_motion, skeletons
+from motionhub.api import DataError, atomic_folder, check_new_folder, get_registry, humanml3d, layouts, load_motion, skeletons
 
 SKELETONS = {"t2m": (skeletons.T2M_SKELETON, layouts.humanml3d_263), "kit": (skeletons.KIT_SKELETON, layouts.kit_251)}
 BVH_DATASET = "bvh_smpl"  # the data set that reads BVH files as SMPL joints
@@ -99,12 +97,8 @@ def write_features(clips: Iterable[tuple[str, np.ndarray, str]], out_dir: str | 
     written into a new folder beside ``out_dir`` and renamed into place once all are done."""
     skel, layout = SKELETONS[skeleton]
     out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise DataError(f"'{out_dir}' already exists and is not an empty folder; name a new folder for the data set, "
-                        f"or remove the old one")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    check_new_folder(out_dir, "the data set")
+    with atomic_folder(out_dir) as partial:
         (partial / "new_joint_vecs").mkdir()
         (partial / "new_joints").mkdir()
         fmt = layout()
@@ -126,10 +120,4 @@ def write_features(clips: Iterable[tuple[str, np.ndarray, str]], out_dir: str | 
         np.save(partial / "Mean.npy", frames.mean(axis=0).astype(np.float32))
         np.save(partial / "Std.npy", layouts.group_averaged_std(frames, fmt))
         (partial / "all.txt").write_text("".join(f"{i}\n" for i in ids))
-        if out_dir.exists():
-            out_dir.rmdir()  # empty, checked above
-        partial.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     return PrepareSummary(len(ids), len(frames), out_dir)

@@ -57,28 +57,15 @@ class T2MEval(Command):
                             help="the JSON file (default: RUN_DIR/t2m_eval_<split>.json)")
 
     def run(self, args) -> int:
-        import json
-
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        from motionhub.api import load_run, protocol_run
+        from motionhub.api import load_run, run_and_write
 
         from .table import T2MProtocol
 
         protocol = T2MProtocol(str(args.evaluator_dir) if args.evaluator_dir else None, split=args.split,
                                repeats=args.repeats, seed=args.seed, batch_size=args.batch_size)
         loaded = load_run(args.run_dir, args.checkpoint, args.overrides)
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-            task = progress.add_task(f"t2m {args.split} repetitions", total=args.repeats)
-            result = protocol.evaluate(protocol_run(loaded, args.checkpoint), args.device,
-                                       on_repeat=lambda _: progress.advance(task))
-        out = args.out or loaded.run.path / f"t2m_eval_{args.split}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
-        print(protocol.render(result))
-        print(out)
+        run_and_write(protocol, "t2m", loaded, args.checkpoint, args.device,
+                      args.out or loaded.run.path / f"t2m_eval_{args.split}.json")
         return 0
 
 

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from motionhub.api import MotionhubError, read_torch_file
+from motionhub.api import MotionhubError, atomic_folder, check_new_folder, read_torch_file
 
 from .files import MANIFEST, VOCABULARY, find_file, sha256_of
 
@@ -58,8 +57,7 @@ def architecture(parts: dict[str, dict[str, torch.Tensor]], features: int) -> di
 def export_evaluator(run_dir: str | Path, out: str | Path, checkpoint: str = "best") -> dict[str, Any]:
     """Write ``out`` from the matching run ``run_dir``; returns the manifest written."""
     run_dir, out = Path(run_dir), Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise MotionhubError(f"{out} exists and is not empty; choose a new folder for the evaluator")
+    check_new_folder(out, "the evaluator")
     path = run_checkpoint_file(run_dir, checkpoint)
     state = read_torch_file(path)
     recipe = state.get("recipe") or {}
@@ -88,19 +86,11 @@ def export_evaluator(run_dir: str | Path, out: str | Path, checkpoint: str = "be
         "note": "trained with motionhub on the data above: figures it gives are not comparable with those of "
                 "the published HumanML3D / KIT-ML evaluators",
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_folder(out) as temp:
         torch.save(parts, temp / "finest.tar")
         np.save(temp / "mean.npy", mean)
         np.save(temp / "std.npy", std)
         for source in vocabulary:
             shutil.copyfile(source, temp / source.name)
         (temp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        if out.exists():
-            out.rmdir()
-        temp.rename(out)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
     return manifest

@@ -16,7 +16,6 @@ Every file used is hashed (sha256) for the output.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import os
@@ -27,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from motionhub.api import MotionhubError, read_torch_file
+from motionhub.api import MotionhubError, read_torch_file, sha256_of
 
 from .modules import FEATURES, T2MEvaluator
 
@@ -100,14 +99,6 @@ class EvaluatorFiles:
 
     def checksums(self) -> dict[str, dict[str, str]]:
         return {used.role: used.as_dict() for used in self.files}
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def evaluator_dir(given: str | os.PathLike | None) -> Path:
