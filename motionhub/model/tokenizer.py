@@ -19,12 +19,18 @@ class Encoder(nn.Module):
       downsample: temporal down-sampling T / T' (default 1); clips are cropped to a multiple of it,
                   and the framework checks it is not above ``data.window``.
 
+    May provide:
+      pads_exactly: True when the only mixing over time is ``nn.Conv1d`` and everything else acts
+                  frame by frame, so that clips of different lengths can share a batch, padded on
+                  the right, and encode exactly as alone (``motionhub.model.padding``). Default False.
+
     Constructors receive ``format`` (the data set's ``MotionFormat``) from the framework
     unless the recipe sets it; everything else comes from the recipe.
     """
 
     out_dim: int
     downsample: int = 1  # temporal down-sampling factor; clip lengths are cropped to a multiple
+    pads_exactly: bool = False  # see motionhub.model.padding
 
 
 class Decoder(nn.Module):

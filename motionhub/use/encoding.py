@@ -2,13 +2,18 @@
 
 Every clip is encoded at its true length, cropped to a multiple of the model's temporal
 down-sampling by keeping its first ``(length // downsample) * downsample`` frames (clips
-shorter than one unit are skipped and named). Clips are batched only with clips of the
-same cropped length, so no batch holds padding: a clip's encoder input is exactly its own
-frames, whatever else is in the batch, and a conv or attention encoder sees what it would
-see encoding the clip alone. Decoding batches clips of the same token count the same way.
-What batching can still change is floating-point rounding: a kernel may sum in another
-order for a batch than for one clip (about 1e-7 relative for oneDNN convolutions on the
-CPU), which alters an id only for a latent lying on a quantisation boundary.
+shorter than one unit are skipped and named). A conv or attention encoder sees what it would
+see encoding the clip alone:
+
+- an encoder that ``pads_exactly`` (the conv encoders: ``motionhub.model.padding``) takes full
+  batches of neighbouring lengths, padded on the right, every conv reading zeros past each
+  clip's end, as its own zero padding would;
+- any other encoder takes batches of clips of one cropped length only, with no padding at all.
+
+Decoding batches clips of the same token count. What batching can still change is
+floating-point rounding: a kernel may sum in another order for a batch than for one clip
+(about 1e-7 relative for oneDNN convolutions on the CPU), which alters an id only for a latent
+lying on a quantisation boundary.
 
 A tokens file (HDF5) holds
 
@@ -45,6 +50,7 @@ from motionhub.errors import DataError, MotionhubError
 from motionhub.data.folders import atomic_folder, check_clip_file_names, check_new_folder as new_folder
 from motionhub.data.formats import MotionFormat
 from motionhub.data.store import atomic_h5
+from motionhub.model.padding import pads_exactly, zeros_past_ends
 from motionhub.model.tokenizer import Tokenizer
 from motionhub.data.windows import ClipSource
 
@@ -114,6 +120,13 @@ class Reconstruction:
     joints: np.ndarray | None
 
 
+def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Positions into ``lengths`` (n,) in batches of ``batch_size`` neighbours by length, shortest
+    first (the last batch may be smaller): the least padding for a right-padded batch."""
+    order = np.argsort(lengths, kind="stable")
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+
 def length_buckets(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Positions into ``lengths`` (n,) grouped by identical length, shortest first, at most
     ``batch_size`` per group."""
@@ -167,13 +180,18 @@ def encode_clips(model: Tokenizer, fmt: MotionFormat, source: ClipSource, *, bat
                         f"can be encoded; the longest has {lengths.max(initial=0)} frames")
     cropped = lengths[kept] // unit * unit
     per_clip: list[np.ndarray] = [np.empty(0)] * len(kept)
+    padded = pads_exactly(model.encoder)
     done = 0
-    for bucket in length_buckets(cropped, batch_size):
-        motion = gather_clips(source, kept[bucket], int(cropped[bucket[0]]), fmt)
-        with autocast:
+    for bucket in (sorted_batches if padded else length_buckets)(cropped, batch_size):
+        clip_lengths = cropped[bucket]
+        total = int(clip_lengths.max())
+        motion = gather_clips(source, kept[bucket], total, fmt, clip_lengths)
+        masking = (zeros_past_ends(model.encoder, torch.from_numpy(clip_lengths), total)
+                   if padded else contextlib.nullcontext())
+        with autocast, masking:
             indices = model.encode(motion.to(device)).cpu().numpy()  # (B, T', *Q)
-        for position, clip_indices in zip(bucket, indices):
-            per_clip[position] = clip_indices
+        for position, clip_indices, length in zip(bucket, indices, clip_lengths):
+            per_clip[position] = clip_indices[:length // unit]
         done += len(bucket)
         if progress is not None:
             progress(done)
@@ -186,12 +204,19 @@ def encode_clips(model: Tokenizer, fmt: MotionFormat, source: ClipSource, *, bat
         first_frames=np.asarray(source.frames[source.offsets[kept]], dtype=np.float32))
 
 
-def gather_clips(source: ClipSource, clips: np.ndarray, length: int, fmt: MotionFormat) -> torch.Tensor:
+def gather_clips(source: ClipSource, clips: np.ndarray, length: int, fmt: MotionFormat,
+                 lengths: np.ndarray | None = None) -> torch.Tensor:
     """The first ``length`` frames of each of ``clips`` (source indices): (B, length, *F) float32,
-    normalised element by element, so a clip's values do not depend on its batch."""
+    normalised element by element, so a clip's values do not depend on its batch. With
+    ``lengths`` (B,), clip b keeps its first ``lengths[b]`` frames and zeros follow."""
     index = source.offsets[clips][:, None] + np.arange(length)
-    frames = torch.from_numpy(np.take(source.frames, index, axis=0)).float()
-    return fmt.normalise(frames)
+    if lengths is not None:  # past its end a clip reads its own first frame, zeroed below
+        index = np.where(np.arange(length) < lengths[:, None], index, source.offsets[clips][:, None])
+    frames = fmt.normalise(torch.from_numpy(np.take(source.frames, index, axis=0)).float())
+    if lengths is not None:
+        inside = torch.from_numpy(np.arange(length) < lengths[:, None])
+        frames = frames * inside.reshape(*inside.shape, *([1] * (frames.dim() - 2)))
+    return frames
 
 
 @torch.inference_mode()

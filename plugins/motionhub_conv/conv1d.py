@@ -217,6 +217,12 @@ class Conv1dEncoder(Encoder):
             h = block(h)
         return self.proj_out(h).transpose(1, 2)
 
+    @property
+    def pads_exactly(self) -> bool:
+        """Clips of different lengths batch exactly (``motionhub.model.padding``): every mixing over
+        time is a Conv1d, except GN, which pools each group over all frames."""
+        return self.norm != "GN"
+
     def stream(self):
         """A ``ConvEncoderStream``: this causal encoder fed chunk by chunk, each conv keeping its left context."""
         from .streaming import ConvEncoderStream
