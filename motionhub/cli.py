@@ -56,12 +56,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-# A full, over-quota or read-only disk can stop any command that writes; say so in one message.
-DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+# A full, over-quota or read-only disk, or a folder one may not write to, can stop any command
+# that writes; say so in one message.
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
 
 
 def disk_error_message(exc: OSError) -> str:
     where = f" writing {exc.filename}" if exc.filename else ""
+    if exc.errno == errno.EACCES:
+        return (f"permission denied{where}. Files written before it are intact: write somewhere you may "
+                f"(e.g. run.out=... or --out ...) and run the command again.")
     what = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exceeded",
             errno.EROFS: "the file system is read-only"}[exc.errno]
     return (f"{what}{where}. Files written before it are intact, and a training run keeps its last "

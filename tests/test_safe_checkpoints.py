@@ -304,3 +304,17 @@ def test_an_unexpected_os_error_still_shows_its_traceback(run, monkeypatch):
     monkeypatch.setattr(RunDir, "log", broken)
     with pytest.raises(OSError, match="bad file descriptor"):
         main(["train", str(run), MORE])
+
+
+def test_a_folder_one_may_not_write_to_is_one_message(run, capsys, monkeypatch):
+    from motionhub.train.rundir import RunDir
+
+    def denied(self, row):
+        raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(self.metrics))
+
+    monkeypatch.setattr(RunDir, "log", denied)
+    capsys.readouterr()
+    status = main(["train", str(run), MORE])
+    err = capsys.readouterr().err
+    assert_clear(status, err, "permission denied writing", "metrics.jsonl", "write somewhere you may")
+    assert err.count("Error:") == 1
