@@ -1,6 +1,6 @@
 """Training steps in fp32 and in bf16, each held against a dense matmul ceiling in its own dtype.
 
-    python benchmarks/bf16_step.py [--recipe t2m_gpt|transformer ...] [--batch 32 256] [--timed-steps N]
+    python benchmarks/bf16_step.py [--recipe t2m_gpt|transformer|amplify ...] [--batch 32 256] [--timed-steps N]
                                    [--rounds R] [--threads T] [--device cpu|cuda] [--reference T2M-GPT]
                                    [--curve] [--steps 300] [--quick]
 
@@ -13,7 +13,8 @@ rounds. With ``--reference`` the T2M-GPT reference's own fp32 step (the bare loo
 ``train_overhead.py``: forward, loss, backward, AdamW, nothing else) runs in the same rounds.
 
 Recipes: ``t2m_gpt`` is configs/humanml3d/t2m_gpt_vq.yaml (conv1d encoder / decoder, 19.4 M
-parameters, EMA codebook), ``transformer`` is configs/humanml3d/transformer_fsq.yaml.
+parameters, EMA codebook), ``transformer`` is configs/humanml3d/transformer_fsq.yaml, ``amplify``
+is configs/gtea/amplify.yaml on synthetic GTEA point tracks (400 tracks, 16-frame windows).
 
 After the steps, the dense matmul rate is measured in fp32 and in bf16 on the same device and
 threads (``motionhub.train.hardware.matmul_ceiling``). Each contender's achieved rate (training
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -52,17 +54,31 @@ import train_overhead  # noqa: E402  (the neighbouring benchmark: its reference 
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = {"t2m_gpt": REPO / "configs" / "humanml3d" / "t2m_gpt_vq.yaml",
-           "transformer": REPO / "configs" / "humanml3d" / "transformer_fsq.yaml"}
+           "transformer": REPO / "configs" / "humanml3d" / "transformer_fsq.yaml",
+           "amplify": REPO / "configs" / "gtea" / "amplify.yaml"}
 # --quick: a model small enough that a step takes milliseconds.
 QUICK = {"t2m_gpt": ("encoder.width=64", "encoder.output_emb_width=64", "encoder.depth=1", "quantizer.codebook_size=64"),
-         "transformer": ("encoder.width=64", "encoder.output_emb_width=64", "encoder.depth=1", "encoder.heads=2")}
+         "transformer": ("encoder.width=64", "encoder.output_emb_width=64", "encoder.depth=1", "encoder.heads=2"),
+         "amplify": ("encoder.hidden_dim=64", "encoder.num_layers=1", "decoder.num_layers=1")}
+
+
+def recipe_data(recipe: str, root: Path) -> dict | None:
+    """The data section a recipe trains on here: synthetic HumanML3D-layout clips (None: the
+    runner's default), or for AMPLIFY synthetic GTEA point-track files (400 tracks of 16 frames)
+    written under ``root``."""
+    if recipe != "amplify":
+        return None
+    from motionhub_synthetic.tracks import write_track_files
+
+    write_track_files(root / "tracks", videos=4, frames=40, tracks=400, seed=0)
+    return {"name": "gtea_tracks", "root": str(root / "tracks"), "val_fraction": 0.25, "window": 16}
 PRECISIONS = ("fp32", "bf16")
 
 
-def time_steps(recipe: str, batch: int, args, extra: tuple[str, ...], reference) -> dict[str, dict]:
+def time_steps(recipe: str, batch: int, args, extra: tuple[str, ...], reference, data: dict | None) -> dict[str, dict]:
     """Per contender: the median over rounds of its wall s per step, CPU s per step and its FLOPs per step."""
     contenders = {precision: (lambda workdir, p=precision: train_overhead.run_motionhub(
-        args.timed_steps, args.threads, workdir, args.seed, p, batch, RECIPES[recipe], extra))
+        args.timed_steps, args.threads, workdir, args.seed, p, batch, RECIPES[recipe], extra, data))
         for precision in PRECISIONS}
     if reference is not None and recipe == "t2m_gpt":
         contenders["reference fp32"] = lambda workdir: train_overhead.run_reference(
@@ -129,7 +145,7 @@ def print_steps(recipe: str, batch: int, steps: dict[str, dict], ceilings: dict[
     print(line, flush=True)
 
 
-def loss_curves(recipe: str, batch: int, args, extra: tuple[str, ...]) -> None:
+def loss_curves(recipe: str, batch: int, args, extra: tuple[str, ...], data: dict | None) -> None:
     """fp32 (two seeds) and bf16 over ``args.steps`` steps; the bf16 gap against the seed-to-seed gap."""
     log_every = max(1, args.steps // 30)
     extra = (*extra, f"train.log_every={log_every}")
@@ -141,7 +157,7 @@ def loss_curves(recipe: str, batch: int, args, extra: tuple[str, ...]) -> None:
             workdir.mkdir()
             started = time.perf_counter()
             runs[label] = dict(train_overhead.run_motionhub(args.steps, args.threads, workdir, seed, precision, batch,
-                                                            RECIPES[recipe], extra)["losses"])
+                                                            RECIPES[recipe], extra, data)["losses"])
             print(f"  {label}: {args.steps} steps in {time.perf_counter() - started:.0f} s", flush=True)
     steps = sorted(set.intersection(*(set(r) for r in runs.values())))
     tail = steps[-max(1, len(steps) // 5):]  # the last fifth of the logged points
@@ -192,11 +208,13 @@ def main() -> None:
         train_overhead.run_reference(reference, 2, args.seed, "fp32", 2, args.device)  # first-call costs
 
     measured = {}
+    data_root = Path(tempfile.mkdtemp(prefix="bf16_data-"))
+    data = {recipe: recipe_data(recipe, data_root) for recipe in args.recipe}
     for recipe in args.recipe if args.rounds else ():  # --rounds 0: the loss curves alone
         extra = QUICK[recipe] if args.quick else ()
         for batch in args.batch:
             print(f"{recipe}, batch {batch}:", flush=True)
-            measured[recipe, batch] = time_steps(recipe, batch, args, extra, reference)
+            measured[recipe, batch] = time_steps(recipe, batch, args, extra, reference, data[recipe])
 
     # Measured after the steps, on the same device and threads, in each dtype the steps multiplied in.
     budget = 0.3 if args.quick else 2.0
@@ -217,7 +235,8 @@ def main() -> None:
     if args.curve:
         print()
         for recipe in args.recipe:
-            loss_curves(recipe, args.batch[0], args, QUICK[recipe] if args.quick else ())
+            loss_curves(recipe, args.batch[0], args, QUICK[recipe] if args.quick else (), data[recipe])
+    shutil.rmtree(data_root, ignore_errors=True)
 
 
 if __name__ == "__main__":

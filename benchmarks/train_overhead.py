@@ -228,11 +228,12 @@ def clocked_steps():
 
 
 def motionhub_recipe(steps: int, threads: int, out: Path, seed: int, precision: str = "fp32", batch: int = BATCH,
-                     recipe: Path = RECIPE, extra: tuple[str, ...] = ()):
-    """``recipe`` on the synthetic data set for ``steps`` steps at ``batch``; ``extra`` overrides last."""
+                     recipe: Path = RECIPE, extra: tuple[str, ...] = (), data: dict | None = None):
+    """``recipe`` on ``data`` (default: the synthetic HumanML3D-layout data set) for ``steps`` steps at
+    ``batch``; ``extra`` overrides last."""
     tree = read_tree(recipe)
-    tree["data"] = {"name": "synthetic", "layout": "humanml3d_263", "clips": 64, "min_frames": 64,
-                    "max_frames": 160, "window": WINDOW}
+    tree["data"] = data or {"name": "synthetic", "layout": "humanml3d_263", "clips": 64, "min_frames": 64,
+                            "max_frames": 160, "window": WINDOW}
     overrides = [f"run.out={out}", f"run.seed={seed}", f"train.batch_size={batch}", "train.warmup_iters=0",
                  f"train.iters={steps}", f"train.log_every={min(200, steps)}", "train.eval_every=0",
                  "train.checkpoint_every=0", f"train.threads={threads}", "eval.train_codebook=false",
@@ -241,11 +242,11 @@ def motionhub_recipe(steps: int, threads: int, out: Path, seed: int, precision: 
 
 
 def run_motionhub(steps: int, threads: int, workdir: Path, seed: int, precision: str = "fp32", batch: int = BATCH,
-                  recipe_path: Path = RECIPE, extra: tuple[str, ...] = ()) -> dict:
+                  recipe_path: Path = RECIPE, extra: tuple[str, ...] = (), data: dict | None = None) -> dict:
     """One whole ``train()`` of ``steps`` steps; the trainer's step time, the clocks and phases of
     each step, its training FLOPs per step, the precision of each part and the logged
     ``losses`` (step, loss), from its run directory."""
-    recipe = motionhub_recipe(steps, threads, workdir / "run", seed, precision, batch, recipe_path, extra)
+    recipe = motionhub_recipe(steps, threads, workdir / "run", seed, precision, batch, recipe_path, extra, data)
     with open(os.devnull, "w") as devnull, clocked_steps() as clocks:
         # A terminal that discards what it is sent: the progress bar renders as it would for a user.
         run_dir = motionhub.train.trainer.train(recipe, console=Console(file=devnull, force_terminal=True, width=120))

@@ -64,9 +64,10 @@ def test_laps_benchmark_matches_the_reference_and_times_both():
 @pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="runs on the CPU")
 def test_bf16_step_benchmark_quick_prints_each_dtype_against_its_ceiling():
-    result = subprocess.run(BF16_STEP + ["--quick", "--recipe", "t2m_gpt", "--threads", "1"], capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(BF16_STEP + ["--quick", "--recipe", "t2m_gpt", "amplify", "--threads", "1"],
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
+    assert result.stdout.count("bf16 step speed-up") == 2  # the conv recipe and AMPLIFY on point tracks
     for dtype in ("fp32", "bf16"):
         ceiling = re.search(rf"  {dtype}: ([\d.]+) GFLOP/s: ", result.stdout)
         assert ceiling and float(ceiling.group(1)) > 0
