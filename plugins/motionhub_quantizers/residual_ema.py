@@ -23,7 +23,7 @@ from torch import nn
 
 from motionhub.api import Bounds, Quantizer, QuantizerOutput, full_precision_forward
 
-from .ema_reset import EMAResetVQ
+from .ema_reset import EMAResetVQ, _distributed
 
 DROPPED = -1  # the index of a level left out by quantize dropout
 TINY = 1e-20  # keeps the Gumbel noise's logarithms finite
@@ -45,10 +45,6 @@ class SampledEMAResetVQ(EMAResetVQ):
         uniform = torch.rand_like(distance).clamp_min(TINY)
         gumbel = -torch.log((-torch.log(uniform)).clamp_min(TINY))
         return (-distance / self.temperature + gumbel).argmax(1)
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 class ResidualEMAResetVQ(Quantizer):
