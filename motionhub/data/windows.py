@@ -235,20 +235,19 @@ class WindowSampler:
     def _sharded_draw(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """(B,) indices into ``self.clips`` and crop starts: ``_per_shard`` from each own shard."""
         picks, starts, count = [], [], self._per_shard
+        epoch, position = divmod(step, self.batches_per_epoch)
         for shard in self.own_shards:
             first, stop = self.shard_bounds[shard], self.shard_bounds[shard + 1]
             if self.weighting == "uniform":
-                epoch, position = divmod(step, self.batches_per_epoch)
                 chosen = first + self._shard_order(shard, epoch)[position * count:(position + 1) * count]
                 rng = np.random.default_rng([self.seed, 1, self.shards, shard, step])
                 start = rng.integers(0, self._room[chosen])
-            else:
-                ends = self._window_ends[first:stop] - (self._window_ends[first - 1] if first else 0)
+            else:  # window positions drawn within the shard's span of the shared cumulative counts
+                before = self._window_ends[first - 1] if first else 0
                 rng = np.random.default_rng([self.seed, 2, self.shards, shard, step])
-                position = rng.integers(0, ends[-1], size=count)
-                local = np.searchsorted(ends, position, side="right")
-                chosen = first + local
-                start = position - (ends[local] - self._room[chosen])
+                drawn = before + rng.integers(0, self._window_ends[stop - 1] - before, size=count)
+                chosen = first + np.searchsorted(self._window_ends[first:stop], drawn, side="right")
+                start = drawn - (self._window_ends[chosen] - self._room[chosen])
             picks.append(chosen)
             starts.append(start)
         return np.concatenate(picks), np.concatenate(starts)
