@@ -48,9 +48,8 @@ from motionhub.model.build import build_tokenizer
 from motionhub.data.dataset import Clip
 from motionhub.data.formats import MotionFormat
 from motionhub.recipes import recipe_from_tree
-from motionhub.train.hardware import matmul_ceiling
+from motionhub.train.hardware import PRECISION_DTYPES, matmul_ceiling
 from motionhub.model.precision import describe_precision
-from motionhub.train.hardware import PRECISION_DTYPES
 from motionhub.model.padding import pads_exactly
 from motionhub.use.encoding import autocast_for, encode_clips, length_buckets, sorted_batches
 from motionhub.data.windows import ClipBank
