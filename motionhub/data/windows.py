@@ -3,11 +3,13 @@
 Both read a *clip source*: anything with ``frames`` (N_frames, *F), ``offsets`` (n + 1,)
 int64, ``lengths`` (n,) int64 and ``ids`` — a packed ``Store`` (memory-mapped) or an
 in-memory ``ClipBank``. A batch is one fancy-index gather from ``frames`` and one float32
-normalisation, never a Python call per window.
+normalisation, never a Python call per window (only captions, where asked for, are drawn
+window by window).
 
-``WindowSampler.batch(step)`` depends only on (seed, rank, step): resuming at step s
-reproduces exactly the batches an uninterrupted run would have drawn, with no sampler state
-to save, and a DataLoader can compute any step in any worker.
+``WindowSampler.batch(step)`` depends only on (seed, rank, step), or with ``shards`` on
+(seed, shards, step) and the process's own shards: resuming at step s reproduces exactly the
+batches an uninterrupted run would have drawn, with no sampler state to save, and a DataLoader
+can compute any step in any worker.
 """
 
 from __future__ import annotations
