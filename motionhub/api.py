@@ -110,7 +110,8 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time names resolve la
     from motionhub.data import layouts
     from motionhub.data.dataset import SPLITS, Clip, Dataset
     from motionhub.data.files import (BadDataPolicy, ClipError, FolderDataset, OnBad, find_stats, load_motion, read_stats,
-                                      split_files)
+                                      sha256_of, split_files)
+    from motionhub.data.folders import atomic_folder, check_new_folder
     from motionhub.data.formats import MotionFormat
     from motionhub.errors import DataError, MotionhubError, did_you_mean
     from motionhub.model.codebook import code_histogram, codebook_usage, histogram_entropy, usage_from_histogram
@@ -130,7 +131,7 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time names resolve la
     from motionhub.train.checkpoint import read_torch_file
     from motionhub.use.export import Exporter, ExportResult, ExportSource, SourceClip
     from motionhub.use.encoding import resolve_device
-    from motionhub.use.protocols import protocol_run
+    from motionhub.use.protocols import protocol_run, run_and_write
     from motionhub.use.importing import ForeignCheckpoint, Imported, Importer, StateDictImporter
     from motionhub.use.package import PackagedTokenizer, load_tokenizer
     from motionhub.use.trained_run import LoadedRun, load_run
