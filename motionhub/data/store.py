@@ -223,10 +223,11 @@ def pack_clips(read: Callable[[int], Iterable[tuple[int, Clip]]], fmt: MotionFor
 
     Frames go straight to a raw file beside the target, which becomes the store: the HDF5
     structure is appended after them at the end (``_write_store``), so they are written once
-    and the process holds one clip (and a few read ahead) and one checkpoint's ids at a time. Every ``_CHECKPOINT_CLIPS`` clips the progress is recorded in
-    ``<path>.partial/``; a pack that was killed continues from the last checkpoint when it is
-    run again with the same fingerprint (anything else found there is discarded). Bad data
-    (a ``DataError``) discards the partial pack. ``part`` marks the file as one part of a split.
+    and the process holds one clip (and a few read ahead) and one checkpoint's ids at a time.
+    Every ``_CHECKPOINT_CLIPS`` clips the progress is recorded in ``<path>.partial/``; a pack
+    that was killed continues from the last checkpoint when it is run again with the same
+    fingerprint (anything else found there is discarded). An error (bad data, a bug) discards
+    the partial pack; an interrupt keeps it. ``part`` marks the file as one part of a split.
     """
     path = _checked_target(path, dtype)
     meta = {"fingerprint": fingerprint, "dtype": dtype, "format": fmt.name,
