@@ -103,7 +103,9 @@ class MovementFeatures(Encoder):
             try:
                 self.net.load_state_dict(part_state(path, "encoder.net."))
             except RuntimeError as exc:
-                raise MotionhubError(f"init_from {path}: its encoder does not fit this one ({exc})") from None
+                raise MotionhubError(f"init_from {path}: its movement encoder does not fit this one ({exc}); give "
+                                     f"encoder hidden_dim, latent_dim and contacts as that run's recipe has "
+                                     "them") from None
         elif freeze:
             raise ValueError("freeze keeps the weights it starts from: give init_from, the movement autoencoder's run")
         if freeze:
