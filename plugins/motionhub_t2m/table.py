@@ -15,8 +15,6 @@ UNITS = ("R-precision Top-k: share of captions whose own motion is among the k n
          "Euclidean distance in that space (Diversity: closer to the real motion's is better)")
 
 
-
-
 class T2MProtocol(Protocol):
     """The text-to-motion table of a tokenizer's reconstructions: R-precision top-1/2/3, FID, MM-Dist, Diversity.
 
