@@ -76,11 +76,16 @@ def prepare_bvh_folder(bvh_dir: str | Path, out_dir: str | Path, *, joint_map: s
     source = bvh_joint_source(bvh_dir, joint_map, unit=unit, up_axis=up_axis, on_bad=on_bad)
 
     def clips() -> Iterator[tuple[str, np.ndarray, str]]:
+        kept = 0
         try:
             for clip in source.clips("train"):
+                kept += 1
                 yield clip.id, clip.motion.reshape(len(clip.motion), 22, 3), str(source.source.files[clip.id])
         except DataError as exc:  # the data set's advice names its recipe key; here it is an option
             raise DataError(str(exc).replace("set data.on_bad: skip", "pass --on-bad skip")) from None
+        if not kept:
+            raise DataError(f"no BVH file in {bvh_dir} could be used ({'; '.join(source.packing_notes('train'))}); "
+                            f"run without --on-bad skip to see the first file's problem in full")
 
     summary = write_features(clips(), out_dir, skeleton="t2m", uniform=uniform, progress=progress)
     summary.notes = source.packing_notes("train")
