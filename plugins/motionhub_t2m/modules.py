@@ -145,7 +145,8 @@ class T2MEvaluator(nn.Module):
     def __init__(self, dataset: Literal["t2m", "kit", "self"] = "t2m", **sizes: int):
         super().__init__()
         if dataset not in FEATURES and dataset != "self":
-            raise ValueError(f"unknown evaluator data set {dataset!r}; choose t2m (HumanML3D) or kit (KIT-ML)")
+            raise ValueError(f"unknown evaluator data set {dataset!r}; choose t2m (HumanML3D), kit (KIT-ML) or self "
+                             f"(one trained here, with its sizes)")
         self.dataset = dataset
         self.features = sizes["features"] if dataset == "self" else FEATURES[dataset]
         self.contacts = sizes.get("contacts", CONTACT_DIMS)
