@@ -14,7 +14,16 @@ def pytest_configure(config):
     if "MOTIONHUB_CACHE" not in os.environ:
         import tempfile
 
-        os.environ["MOTIONHUB_CACHE"] = tempfile.mkdtemp(prefix="motionhub-test-cache-")
+        os.environ["MOTIONHUB_CACHE"] = config._motionhub_cache = tempfile.mkdtemp(prefix="motionhub-test-cache-")
+
+
+def pytest_unconfigure(config):
+    cache = getattr(config, "_motionhub_cache", None)
+    if cache is not None:  # the cache this session made, and nothing it was handed
+        import shutil
+
+        shutil.rmtree(cache, ignore_errors=True)
+        os.environ.pop("MOTIONHUB_CACHE", None)
 
 
 @pytest.fixture

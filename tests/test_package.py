@@ -134,6 +134,16 @@ def test_eval_of_a_package_equals_that_of_its_run(run_dir, package_dir, capsys):
     assert figures[0] == figures[1] and "loss" in figures[0]
 
 
+def test_a_protocol_on_a_package_or_a_run_names_the_weights_file_it_read(run_dir, package_dir):
+    from motionhub.use.protocols import protocol_run
+    from motionhub.use.trained_run import load_run
+
+    assert protocol_run(load_run(package_dir)).checkpoint == package_dir / "model.safetensors"
+    best = run_dir / "checkpoints" / "best.pt"
+    assert best.is_file() and protocol_run(load_run(run_dir)).checkpoint == best
+    assert protocol_run(load_run(run_dir, "last")).checkpoint.is_file()
+
+
 def test_the_python_api_encodes_and_decodes_as_the_commands(package_dir, from_run):
     tokens, recon = read_tokens(from_run[0]).encoded, read_reconstruction(from_run[1])[0]
     clips = [clip.motion for clip in load_package(package_dir).dataset.clips("val")]

@@ -397,6 +397,6 @@ def test_the_shipped_evaluator_recipes_train_both_stages_at_full_size(dataset, t
         "losses": [{"name": "recon"}], "train": {"batch_size": 4, "iters": 1, "threads": 1},
         "eval": {"train_clips": 0, "train_codebook": False}}, "tok.yaml"), QUIET)
     protocol = T2MProtocol(str(tmp_path / "evaluator"), repeats=1)
-    result = protocol.evaluate(protocol_run(load_run(tokenizer, "last"), "last"))
+    result = protocol.evaluate(protocol_run(load_run(tokenizer, "last")))
     assert result["dataset"] == "MotionMillion" and result["comparable_with_published"] is False
     assert result["items"]["pairs_per_repetition"] >= 32 and "NOT comparable" in protocol.render(result)

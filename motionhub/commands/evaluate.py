@@ -131,6 +131,6 @@ def run_protocol(args) -> int:
     build_protocol(args.protocol, settings)  # a typo or a bad setting fails before the run is loaded
     loaded = load_run(args.run_dir, args.checkpoint, args.overrides)
     protocol = build_protocol(args.protocol, {**recipe_settings(loaded.recipe, args.protocol), **settings})
-    run_and_write(protocol, args.protocol, loaded, args.checkpoint, args.device,
+    run_and_write(protocol, args.protocol, loaded, args.device,
                   args.out or loaded.run.path / f"eval_{protocol.split}_{args.protocol}.json")
     return 0

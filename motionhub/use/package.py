@@ -476,7 +476,7 @@ def load_package(path: str | Path, checkpoint: str | None = None, overrides: lis
             fmt = _data_format(dataset, contents, overrides)
     model = build_packaged_tokenizer(contents, fmt, overrides)
     return LoadedRun(RunDir(contents.path), contents.recipe, dataset, fmt, model,
-                     int((contents.manifest.get("run") or {}).get("step", 0)))
+                     int((contents.manifest.get("run") or {}).get("step", 0)), contents.path / WEIGHTS)
 
 
 def _data_format(dataset: Dataset, contents: PackageContents, overrides: list[str] | None) -> MotionFormat:

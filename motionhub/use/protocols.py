@@ -55,17 +55,14 @@ def build_protocol(name: str, settings: dict[str, Any], where: str = "--protocol
     return instantiate(ComponentSpec(f"protocol {name}", component, kwargs))
 
 
-def protocol_run(loaded, checkpoint: str) -> ProtocolRun:
-    """The ``ProtocolRun`` of a ``LoadedRun`` read from ``checkpoints/<checkpoint>.pt``
-    (``best`` falls back to ``last``, as ``load_run`` does)."""
-    path = Path(loaded.run.path) / "checkpoints" / f"{checkpoint}.pt"
-    if not path.is_file() and checkpoint == "best":
-        path = loaded.run.last
-    return ProtocolRun(path=Path(loaded.run.path), checkpoint=path, step=loaded.step, recipe=loaded.recipe,
+def protocol_run(loaded) -> ProtocolRun:
+    """The ``ProtocolRun`` of a ``LoadedRun``: its weights file (a checkpoint, or a package's
+    weights) is the one ``load_run`` read."""
+    return ProtocolRun(path=Path(loaded.run.path), checkpoint=loaded.weights, step=loaded.step, recipe=loaded.recipe,
                        dataset=loaded.dataset, format=loaded.format, model=loaded.model)
 
 
-def run_and_write(protocol: Protocol, name: str, loaded, checkpoint: str, device: str | None, out: Path) -> dict:
+def run_and_write(protocol: Protocol, name: str, loaded, device: str | None, out: Path) -> dict:
     """Every repetition of ``protocol`` (registered as ``name``) on a ``LoadedRun`` with a progress
     bar; the result with every repetition goes to ``out`` as JSON, its table and path to stdout."""
     from rich.console import Console
@@ -74,7 +71,7 @@ def run_and_write(protocol: Protocol, name: str, loaded, checkpoint: str, device
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task(f"{name} {protocol.split} repetitions", total=protocol.repeats)
-        result = protocol.evaluate(protocol_run(loaded, checkpoint), device, on_repeat=lambda _: progress.advance(task))
+        result = protocol.evaluate(protocol_run(loaded), device, on_repeat=lambda _: progress.advance(task))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

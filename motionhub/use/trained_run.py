@@ -29,6 +29,7 @@ class LoadedRun:
     format: MotionFormat  # normalisation statistics as used in training
     model: Tokenizer  # in eval mode, on the CPU
     step: int
+    weights: Path | None = None  # the file the weights came from: a checkpoint, or a package's weights
 
     def split(self, name: str, console=None) -> Store | ClipBank:
         """The clips of split ``name`` as training reads them: the packed store (packing it
@@ -80,4 +81,4 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", overrides: list[str]
                      + ("; drop the overrides that change its shape or the data layout." if overrides else "."))
     model.load_state_dict(state["model"])
     model.eval()
-    return LoadedRun(run, recipe, dataset, fmt, model, state["state"]["step"] if "state" in state else 0)
+    return LoadedRun(run, recipe, dataset, fmt, model, state["state"]["step"] if "state" in state else 0, path)

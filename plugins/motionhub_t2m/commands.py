@@ -64,7 +64,7 @@ class T2MEval(Command):
         protocol = T2MProtocol(str(args.evaluator_dir) if args.evaluator_dir else None, split=args.split,
                                repeats=args.repeats, seed=args.seed, batch_size=args.batch_size)
         loaded = load_run(args.run_dir, args.checkpoint, args.overrides)
-        run_and_write(protocol, "t2m", loaded, args.checkpoint, args.device,
+        run_and_write(protocol, "t2m", loaded, args.device,
                       args.out or loaded.run.path / f"t2m_eval_{args.split}.json")
         return 0
 
