@@ -43,7 +43,8 @@ def evaluate_t2m(run, evaluator_dir=None, *, split: str = "test", repeats: int =
     """The text-to-motion table of a run (``motionhub.api.ProtocolRun``) on ``split``.
 
     Reads the evaluator files from ``evaluator_dir`` (or ``$MOTIONHUB_EVALUATOR_DIR``; ``files``
-    when already read), the split's clips and tagged captions from the run's data set, and runs
+    when already read; a folder with ``evaluator.json`` holds one trained here), the split's clips
+    and captions from the run's data set (tagged, or bare for an evaluator trained here), and runs
     ``repeats`` repetitions (see ``protocol``). Returns a JSON-ready dict: the table (mean and 95 %
     interval per figure), every repetition, the files used with their sha256, which statistics
     normalised what, the item counts and the settings.
