@@ -46,7 +46,7 @@ class Prepare(Command):
         from rich.progress import Progress
 
         from motionhub.api import MotionhubError
-        from motionhub_humanml3d.prepare import count_bvh_files, prepare_bvh_folder, prepare_folder
+        from motionhub_humanml3d.prepare import bvh_joint_source, count_bvh_files, prepare_bvh_folder, prepare_folder
 
         console = Console(stderr=True)
         if args.from_bvh is not None:
@@ -58,6 +58,9 @@ class Prepare(Command):
             if args.skeleton != "t2m":
                 raise MotionhubError("--from-bvh makes HumanML3D's 22-joint features; it takes --skeleton t2m")
             total = count_bvh_files(args.from_bvh)
+            # The joint map, unit and axis options are checked before the progress bar starts.
+            source = bvh_joint_source(args.from_bvh, args.joint_map, unit=args.unit, up_axis=args.up_axis,
+                                      on_bad=args.on_bad)
         else:
             if args.joints_dir is None:
                 raise MotionhubError("prepare needs a joints folder, or --from-bvh BVH_DIR --joint-map MAP")
@@ -70,7 +73,7 @@ class Prepare(Command):
             if args.from_bvh is not None:
                 summary = prepare_bvh_folder(args.from_bvh, args.out, joint_map=args.joint_map, unit=args.unit,
                                              up_axis=args.up_axis, uniform=not args.no_uniform,
-                                             on_bad=args.on_bad, progress=advance)
+                                             on_bad=args.on_bad, progress=advance, source=source)
             else:
                 summary = prepare_folder(args.joints_dir, args.out, skeleton=args.skeleton,
                                          uniform=not args.no_uniform, progress=advance)

@@ -67,13 +67,16 @@ def bvh_joint_source(bvh_dir: str | Path, joint_map: str, *, unit: str | None = 
 
 def prepare_bvh_folder(bvh_dir: str | Path, out_dir: str | Path, *, joint_map: str, unit: str | None = None,
                        up_axis: str | None = None, uniform: bool = True, on_bad: str = "stop",
-                       progress: Callable[[str], None] | None = None) -> PrepareSummary:
+                       progress: Callable[[str], None] | None = None, source=None) -> PrepareSummary:
     """Turn every ``<id>.bvh`` in ``bvh_dir`` into a HumanML3D (263) data-set folder, as :func:`prepare_folder`.
 
     ``joint_map`` (a shipped name or a YAML/JSON file), ``unit``, ``up_axis`` and ``on_bad`` are
     the ``bvh_smpl`` data set's; the clips are resampled to 20 fps before the features are made.
+    ``source``: that data set already built from them (:func:`bvh_joint_source`), e.g. to check
+    the joint map before a progress bar starts.
     """
-    source = bvh_joint_source(bvh_dir, joint_map, unit=unit, up_axis=up_axis, on_bad=on_bad)
+    if source is None:
+        source = bvh_joint_source(bvh_dir, joint_map, unit=unit, up_axis=up_axis, on_bad=on_bad)
 
     def clips() -> Iterator[tuple[str, np.ndarray, str]]:
         kept = 0
