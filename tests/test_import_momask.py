@@ -88,6 +88,17 @@ def imported_model(run) -> tuple[Tokenizer, dict]:
     return model.eval(), saved
 
 
+def import_with_stats(importer: str, checkpoint, recipe, folder, mean: np.ndarray, std: np.ndarray):
+    """``motionhub import <importer>`` of ``checkpoint`` into ``folder/run`` without data, normalising
+    with ``mean`` / ``std``; the imported model and its saved checkpoint."""
+    np.save(folder / "mean.npy", mean)
+    np.save(folder / "std.npy", std)
+    run = folder / "run"
+    assert main(["import", importer, str(checkpoint), "--recipe", str(recipe), "--out", str(run), "--no-data",
+                 "--stats-mean", str(folder / "mean.npy"), "--stats-std", str(folder / "std.npy")]) == 0
+    return imported_model(run)
+
+
 # ---------------------------------------------------------------------------- the released configuration
 @pytest.fixture(scope="module")
 def released(tmp_path_factory):
@@ -95,16 +106,10 @@ def released(tmp_path_factory):
     clip's statistics."""
     folder = tmp_path_factory.mktemp("momask")
     clip, mean, std = humanml3d_clip()
-    np.save(folder / "mean.npy", mean)
-    np.save(folder / "std.npy", std)
     x = torch.from_numpy((clip - mean) / std)[None]
     state = momask_state(x.permute(0, 2, 1))
     momask_checkpoint(folder / "net_best_fid.tar", state)
-    run = folder / "run"
-    assert main(["import", "momask", str(folder / "net_best_fid.tar"), "--recipe", str(SHIPPED),
-                 "--out", str(run), "--no-data", "--stats-mean", str(folder / "mean.npy"),
-                 "--stats-std", str(folder / "std.npy")]) == 0
-    model, saved = imported_model(run)
+    model, saved = import_with_stats("momask", folder / "net_best_fid.tar", SHIPPED, folder, mean, std)
     return {"clip": clip, "x": x, "state": state, "model": model, "saved": saved}
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers import REAL_DATA, REPO
 from reference_vqvae import conv_vqvae_shapes, decode, encode, parameters_in, residual_quantize, seeded_convs
-from test_import_momask import humanml3d_clip, imported_model, momask_checkpoint, small_state
+from test_import_momask import humanml3d_clip, import_with_stats, momask_checkpoint, small_state
 
 from motionhub.cli import main
 from motionhub.errors import MotionhubError
@@ -66,16 +66,10 @@ def released(tmp_path_factory):
     clip, mean, std = humanml3d_clip()
     if (EVALUATOR / "t2m_mean.npy").is_file():
         mean, std = (np.load(EVALUATOR / f"t2m_{s}.npy").astype(np.float32) for s in ("mean", "std"))
-    np.save(folder / "mean.npy", mean)
-    np.save(folder / "std.npy", std)
     x = torch.from_numpy((clip - mean) / std)[None]
     vae = vae_state(x.permute(0, 2, 1))
     lightning_checkpoint(folder / "motiongpt_s1_h3d.ckpt", vae)
-    run = folder / "run"
-    assert main(["import", "motiongpt", str(folder / "motiongpt_s1_h3d.ckpt"), "--recipe", str(SHIPPED),
-                 "--out", str(run), "--no-data", "--stats-mean", str(folder / "mean.npy"),
-                 "--stats-std", str(folder / "std.npy")]) == 0
-    model, saved = imported_model(run)
+    model, saved = import_with_stats("motiongpt", folder / "motiongpt_s1_h3d.ckpt", SHIPPED, folder, mean, std)
     return {"x": x, "vae": vae, "model": model, "saved": saved}
 
 
